@@ -1,0 +1,160 @@
+"""Validate a composed config before anything runs; every error names the key, the value and the fix.
+
+Hydra already rejects unknown config groups (``method=foo`` lists the valid options) and keys that are
+not in the config (``sparsty=0.9``). This module checks the values: ranges, types, combinations, and
+that the schedule fits in the epochs, so that no training starts and nothing on disk is touched when
+the input is bad.
+"""
+from __future__ import annotations
+
+import importlib
+from numbers import Integral, Real
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+SPARSITY_HINTS = (0.75, 0.9375, 0.984375, 0.99609375, 0.999)
+
+
+class ConfigError(ValueError):
+    """A bad config value; ``str(err)`` is the whole message for the user."""
+
+    def __init__(self, key: str, value: Any, problem: str, fix: str = "") -> None:
+        msg = f"{key}={value!r} {problem}"
+        if fix:
+            msg += f": {fix}"
+        super().__init__(msg)
+        self.key, self.value = key, value
+
+
+def import_target(path: str, key: str) -> Any:
+    """The class or function that ``_target_`` names, or a ConfigError."""
+    module, _, name = str(path).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(key, path, "cannot be imported", f"check the module path ({exc})") from exc
+
+
+def group_kwargs(node: DictConfig) -> dict[str, Any]:
+    """A config group's constructor arguments: everything but ``_target_`` and ``name``."""
+    d = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in d.items() if k not in ("_target_", "name")}
+
+
+def instantiate(node: DictConfig, key: str, **extra: Any) -> Any:
+    """Build the object a group config describes; bad arguments become a ConfigError naming ``key``."""
+    cls = import_target(node._target_, f"{key}._target_")
+    kwargs = group_kwargs(node)
+    if "name" in node and "name" in _params(cls):
+        kwargs["name"] = node.name
+    try:
+        return cls(**kwargs, **extra)
+    except TypeError as exc:
+        raise ConfigError(key, node.get("name", node._target_), f"got an argument it does not take ({exc})",
+                          "remove or rename the key") from exc
+    except ValueError as exc:
+        raise ConfigError(key, node.get("name", node._target_), f"is invalid: {exc}") from exc
+
+
+def _params(cls: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: float | None = None,
+            lo_open: bool = False, hi_open: bool = True, fix: str = "") -> Any:
+    value = OmegaConf.select(cfg, key)
+    ok_type = isinstance(value, Integral) if kind is int else isinstance(value, Real)
+    if isinstance(value, bool) or not ok_type:
+        raise ConfigError(key, value, f"must be {'an integer' if kind is int else 'a number'}", fix)
+    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise ConfigError(key, value, f"must be in {rng}", fix)
+    return value
+
+
+def check_sparsity(value: Any) -> float:
+    """The target sparsity: a number in [0, 1). 99.6 gets "did you mean 0.996?"."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ConfigError("sparsity", value, "must be a number in [0, 1)",
+                          "give the fraction of prunable weights to remove, e.g. sparsity=0.996")
+    if not 0 <= value < 1:
+        fix = f"did you mean {value / 100:g}?" if 1 <= value < 100 else "e.g. sparsity=0.996"
+        raise ConfigError("sparsity", value, "must be in [0, 1)", fix)
+    return float(value)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first bad value of a composed run config."""
+    check_sparsity(cfg.sparsity)
+    _number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
+    _number(cfg, "seed", int, 0, None, fix="use a non-negative integer seed")
+    _number(cfg, "batch_size", int, 1, None, fix="e.g. batch_size=128")
+    _number(cfg, "eval_batch_size", int, 1, None, fix="e.g. eval_batch_size=1000")
+    _check_device(cfg.device)
+
+    o = "optim"
+    _number(cfg, f"{o}.lr", float, 0, None, lo_open=True, fix="e.g. optim.lr=0.1")
+    _number(cfg, f"{o}.momentum", float, 0, 1, fix="e.g. optim.momentum=0.9")
+    _number(cfg, f"{o}.weight_decay", float, 0, None, fix="e.g. optim.weight_decay=0.0005")
+    _number(cfg, f"{o}.gamma", float, 0, 1, lo_open=True, hi_open=False, fix="e.g. optim.gamma=0.1")
+    _number(cfg, f"{o}.milestones_of", int, 1, None, fix="the run length the milestones refer to, e.g. 350")
+    ms = list(cfg.optim.milestones)
+    if any(isinstance(m, bool) or not isinstance(m, Integral) or m < 1 for m in ms) or ms != sorted(ms):
+        raise ConfigError("optim.milestones", ms, "must be increasing positive epochs",
+                          "e.g. optim.milestones=[150,250]")
+
+    ds = cfg.dataset
+    model_cls = import_target(cfg.model._target_, "model._target_")
+    need = getattr(model_cls, "min_input_size", 1)
+    if ds.image_size < need:
+        raise ConfigError("model", cfg.model.name,
+                          f"needs images of at least {need}x{need}, but dataset={ds.name} has"
+                          f" {ds.image_size}x{ds.image_size}",
+                          "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
+    import_target(cfg.method._target_, "method._target_")
+    check_schedule(cfg)
+
+
+def check_schedule(cfg: DictConfig) -> None:
+    """Build the schedule and its events once (steps per epoch do not matter for fitting)."""
+    from flipout_repro.schedule import ScheduleError
+
+    schedule = instantiate(cfg.schedule, "schedule")
+    try:
+        schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
+    except ScheduleError as exc:
+        raise ConfigError("epochs", cfg.epochs, f"is too short for the schedule ({exc})") from exc
+
+
+def effective_sparsity(cfg: DictConfig) -> float:
+    """The target the run prunes to: 0 for methods that never prune (``dense``)."""
+    cls = import_target(cfg.method._target_, "method._target_")
+    return float(cfg.sparsity) if getattr(cls, "prunes", True) else 0.0
+
+
+def _check_device(device: Any) -> None:
+    import torch
+
+    d = str(device)
+    if d in ("auto", "cpu"):
+        return
+    if d.startswith("cuda"):
+        try:
+            torch.device(d)
+        except RuntimeError as exc:
+            raise ConfigError("device", device, "is not a device name", "use auto, cpu, cuda or cuda:N") from exc
+        if not torch.cuda.is_available():
+            raise ConfigError("device", device, "was asked for, but no CUDA GPU is visible",
+                              "use device=auto or device=cpu")
+        return
+    raise ConfigError("device", device, "is not supported", "use auto, cpu, cuda or cuda:N")

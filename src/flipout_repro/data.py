@@ -1,0 +1,157 @@
+"""Data sets as uint8 tensors on the device, with batched per-sample augmentation.
+
+torchvision reads the files (CIFAR pickle batches, MNIST IDX); after that everything is a tensor on the
+training device: batches are index slices, normalisation and augmentation (random crop with zero
+padding, horizontal flip, each drawn per sample) are a few batched tensor ops. The bundled ``mnist5k``
+subset ships inside the package, so it needs neither torchvision's files nor a network.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be loaded; the message names the folder and the flag to change."""
+
+
+@dataclass
+class TensorData:
+    """Train and test images (uint8, N x C x H x W) and labels (int64), all on one device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: torch.Tensor  # (1, C, 1, 1), in [0, 1] pixel units
+    std: torch.Tensor
+    crop_padding: int = 0
+    flip: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        """Image channels."""
+        return self.train_x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        """Image side (images are square)."""
+        return self.train_x.shape[-1]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Batches per epoch (the last one may be smaller, as with drop_last=False)."""
+        return -(-len(self.train_y) // batch_size)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels -> float32, normalised per channel."""
+        return (x.float().div_(255.0) - self.mean) / self.std
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of shuffled, augmented, normalised training batches."""
+        n = len(self.train_y)
+        order = torch.randperm(n, device=self.train_y.device, generator=generator)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            x = self.train_x[idx]
+            if self.crop_padding or self.flip:
+                x = random_crop_flip(x, self.crop_padding, self.flip, generator)
+            yield self.normalize(x), self.train_y[idx]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test set in order, normalised, without augmentation."""
+        for start in range(0, len(self.test_y), batch_size):
+            yield self.normalize(self.test_x[start:start + batch_size]), self.test_y[start:start + batch_size]
+
+
+def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop of a zero-padded batch and per-sample horizontal flip, in one gather.
+
+    Equivalent to torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` applied to
+    every image independently (zero fill before normalisation, as in the paper's pipeline).
+    """
+    n, c, h, w = x.shape
+    dev = x.device
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    top = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator)
+    rows = top + torch.arange(h, device=dev)
+    cols = left + torch.arange(w, device=dev)
+    if flip:
+        flipped = torch.rand(n, 1, device=dev, generator=generator) < 0.5
+        cols = torch.where(flipped, cols.flip(1), cols)
+    return x[
+        torch.arange(n, device=dev)[:, None, None, None],
+        torch.arange(c, device=dev)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],
+         std: list[float], crop_padding: int = 0, flip: bool = False) -> TensorData:
+    """Load data set ``name`` onto ``device`` (``root``/``download`` apply to torchvision sets)."""
+    if name not in LOADERS:
+        raise DataError(f"dataset.name={name!r} is not known: use one of {sorted(LOADERS)}")
+    train_x, train_y, test_x, test_y = LOADERS[name](Path(root), download)
+    channels = train_x.shape[1]
+    if len(mean) != channels or len(std) != channels:
+        raise DataError(f"dataset.mean/std have {len(mean)}/{len(std)} values for {channels}-channel images")
+    as_t = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
+    return TensorData(
+        train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
+        as_t(mean), as_t(std), crop_padding, flip,
+    )
+
+
+Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _torchvision(cls_name: str, root: Path, download: bool) -> tuple:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError, or URLError/OSError when offline
+        how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
+               if download else "set dataset.download=true, or dataset.root to the folder that holds it")
+        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {exc})") from exc
+
+
+def _cifar(cls_name: str) -> callable:
+    def loader(root: Path, download: bool) -> Arrays:
+        train, test = _torchvision(cls_name, root, download)
+        to_x = lambda d: torch.from_numpy(np.ascontiguousarray(d.data)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+        to_y = lambda d: torch.as_tensor(d.targets, dtype=torch.int64)  # noqa: E731
+        return to_x(train), to_y(train), to_x(test), to_y(test)
+    return loader
+
+
+def _mnist(root: Path, download: bool) -> Arrays:
+    train, test = _torchvision("MNIST", root, download)
+    return (train.data.unsqueeze(1).contiguous(), train.targets.long(),
+            test.data.unsqueeze(1).contiguous(), test.targets.long())
+
+
+def _mnist5k(root: Path, download: bool) -> Arrays:
+    """The bundled 4,000/1,000 stratified MNIST subset (see scripts/make_mnist5k.py)."""
+    blob = resources.files("flipout_repro").joinpath("assets/mnist5k.npz").read_bytes()
+    with np.load(io.BytesIO(blob)) as d:
+        t = {k: torch.from_numpy(d[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+    return t["x_train"].unsqueeze(1), t["y_train"], t["x_test"].unsqueeze(1), t["y_test"]
+
+
+LOADERS = {
+    "cifar10": _cifar("CIFAR10"),
+    "cifar100": _cifar("CIFAR100"),
+    "mnist": _mnist,
+    "mnist5k": _mnist5k,
+}

@@ -1,0 +1,159 @@
+"""Prunable weights, their masks, and the one function that turns scores into masks.
+
+Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (METHODS.md: biases and
+BatchNorm are never pruned). Sparsity is the number of zeros in the masks over the number of prunable
+weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(qualified name, weight) of every Conv2d and Linear in ``model``, in module order."""
+    return [
+        (f"{name}.weight" if name else "weight", module.weight)
+        for name, module in model.named_modules()
+        if isinstance(module, PRUNABLE_TYPES)
+    ]
+
+
+def count_prunable(model: nn.Module) -> int:
+    """Number of prunable weights of ``model``."""
+    return sum(p.numel() for _, p in prunable_weights(model))
+
+
+def target_zeros(total: int, sparsity: float) -> int:
+    """The exact number of zeros that ``sparsity`` asks for among ``total`` weights (nearest integer)."""
+    return int(math.floor(sparsity * total + 0.5))
+
+
+@dataclass
+class Masks:
+    """Masks aligned with the prunable weights of one model.
+
+    ``values`` hold 1.0 (kept) or 0.0 (pruned) in the weights' dtype, so that masking is one fused
+    ``torch._foreach_mul_`` over all weights. ``active`` stays False until the first prune, so a dense
+    phase costs nothing.
+    """
+
+    names: list[str]
+    params: list[nn.Parameter]
+    values: list[torch.Tensor]
+    active: bool = False
+
+    @classmethod
+    def for_model(cls, model: nn.Module) -> "Masks":
+        """All-ones masks for every prunable weight of ``model``."""
+        named = prunable_weights(model)
+        if not named:
+            raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
+        return cls(
+            names=[n for n, _ in named],
+            params=[p for _, p in named],
+            values=[torch.ones_like(p, memory_format=torch.preserve_format).detach() for _, p in named],
+        )
+
+    # --- applying -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def apply_to_weights(self) -> None:
+        """P *= m for every prunable weight (keeps pruned weights exactly zero)."""
+        if self.active:
+            torch._foreach_mul_([p.data for p in self.params], self.values)
+
+    @torch.no_grad()
+    def apply_to_grads(self) -> None:
+        """grad[P] *= m for every prunable weight that has a gradient."""
+        if not self.active:
+            return
+        pairs = [(p.grad, m) for p, m in zip(self.params, self.values) if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+
+    # --- statistics ---------------------------------------------------------------------------
+    def total(self) -> int:
+        """Number of prunable weights."""
+        return sum(m.numel() for m in self.values)
+
+    def nonzero_counts(self) -> list[int]:
+        """Kept weights per layer (one host sync, for reporting only)."""
+        counts = torch.stack([m.count_nonzero() for m in self.values]).tolist()
+        return [int(c) for c in counts]
+
+    def sparsity(self) -> float:
+        """Fraction of prunable weights that are pruned."""
+        return 1.0 - sum(self.nonzero_counts()) / self.total()
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """Sparsity of each prunable layer, by weight name."""
+        return {
+            n: 1.0 - c / m.numel() for n, c, m in zip(self.names, self.nonzero_counts(), self.values)
+        }
+
+    def state_dict(self) -> dict:
+        """Masks as bool tensors (compact and safe to load with weights_only=True)."""
+        return {"names": list(self.names), "masks": [m.bool().cpu() for m in self.values],
+                "active": self.active}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore masks saved by :meth:`state_dict` (names must match)."""
+        if list(state["names"]) != self.names:
+            raise ValueError("saved masks belong to a different model (layer names differ)")
+        for dst, src in zip(self.values, state["masks"]):
+            dst.copy_(src.to(dst.device, dst.dtype))
+        self.active = bool(state["active"])
+
+
+@torch.no_grad()
+def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: str = "global") -> int:
+    """Set ``masks`` so that exactly ``sparsity`` of the weights are pruned, removing the lowest scores.
+
+    Higher score = keep. Already-pruned weights rank below every surviving one, so pruning only ever
+    removes (a mask entry never goes from 0 back to 1) and the count is hit exactly: the
+    ``target_zeros(n, sparsity)`` lowest-ranked weights are zero afterwards, over all layers
+    (``scope="global"``) or in each layer on its own (``scope="layer"``). Ties break by position.
+    If the masks already hold more zeros than requested, nothing changes.
+    Returns the number of weights newly pruned.
+    """
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope={scope!r} must be 'global' or 'layer'")
+    if len(scores) != len(masks.values):
+        raise ValueError(f"got {len(scores)} score tensors for {len(masks.values)} prunable layers")
+    before = sum(masks.nonzero_counts())
+    ranked = [
+        torch.where(m.bool(), s.detach().float(), torch.tensor(float("-inf"), device=s.device))
+        for s, m in zip(scores, masks.values)
+    ]
+    if scope == "global":
+        flat = torch.cat([r.flatten() for r in ranked])
+        _zero_lowest(flat, target_zeros(flat.numel(), sparsity))
+        offset = 0
+        for r, m in zip(ranked, masks.values):
+            n = m.numel()
+            m.copy_(flat[offset:offset + n].view_as(m) != float("-inf"))
+            offset += n
+    else:
+        for r, m in zip(ranked, masks.values):
+            flat = r.flatten()
+            _zero_lowest(flat, target_zeros(flat.numel(), sparsity))
+            m.copy_(flat.view_as(m) != float("-inf"))
+    masks.active = True
+    masks.apply_to_weights()
+    return before - sum(masks.nonzero_counts())
+
+
+def _zero_lowest(flat: torch.Tensor, k: int) -> None:
+    """Mark the ``k`` lowest entries of ``flat`` as pruned (-inf), in place; already -inf ones first."""
+    already = int((flat == float("-inf")).sum())
+    if k <= already:
+        return
+    # The already-pruned entries are -inf, so they are among the k smallest; topk breaks ties stably
+    # enough for an exact count (indices, not a threshold, so equal scores cannot overshoot).
+    idx = torch.topk(flat, k, largest=False, sorted=False).indices
+    flat[idx] = float("-inf")

@@ -1,0 +1,70 @@
+"""The interface every pruning method implements.
+
+A method is a criterion (``scores``: higher = keep) plus optional training-time hooks. The training
+loop calls the hooks in this order every step and never asks which method it runs:
+
+    loss = CE + regularizer(model); backward
+    grads *= masks;  after_backward(model);  grads *= masks
+    optimizer.step();  weights *= masks;  after_step(model)
+
+and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
+``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from flipout_repro.masking import Masks
+
+
+class Method:
+    """Base class: no regulariser, no hooks. Subclasses override what they need."""
+
+    #: False for methods that never prune (dense training).
+    prunes: bool = True
+
+    def __init__(self, name: str, scope: str = "global") -> None:
+        if scope not in ("global", "layer"):
+            raise ValueError(f"method.scope={scope!r} must be 'global' or 'layer'")
+        self.name = name
+        self.scope = scope
+        self.model: nn.Module | None = None
+        self.masks: Masks | None = None
+
+    def bind(self, model: nn.Module, masks: Masks) -> None:
+        """Attach to the model and its masks before training (allocate per-weight state here)."""
+        self.model, self.masks = model, masks
+
+    def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Called once before the first step, with an iterator over training batches."""
+
+    def regularizer(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to the loss, or None."""
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Modify gradients after backward (they are masked before and after this hook)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Bookkeeping after the optimizer step and the weight masking."""
+
+    def scores(self, model: nn.Module) -> list[torch.Tensor]:
+        """Per-weight saliency for every prunable weight, in ``masks.names`` order (higher = keep)."""
+        raise NotImplementedError(f"method {self.name} defines no pruning score")
+
+    def after_prune(self) -> None:
+        """Called after the masks changed at a prune event."""
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Method-specific numbers for the epoch's log record (one host sync per epoch is fine)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers needed to resume the method."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -1,0 +1,31 @@
+"""Magnitude pruning, global or layer-wise, optionally with FlipOut's gradient noise."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from flipout_repro.methods.base import Method
+from flipout_repro.methods.noise import add_gradient_noise
+
+
+class Magnitude(Method):
+    """Score |w|. ``scope=global`` ranks over all layers, ``scope=layer`` prunes each layer on its own.
+
+    ``noise`` > 0 adds FlipOut's gradient noise (the paper's ``noisy_global_magnitude`` ablation).
+    """
+
+    def __init__(self, name: str = "global_magnitude", scope: str = "global", noise: float = 0.0) -> None:
+        super().__init__(name, scope)
+        if noise < 0:
+            raise ValueError(f"method.noise={noise} must be >= 0 (0 turns the noise off)")
+        self.noise = float(noise)
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Gradient noise on every trainable parameter, when enabled."""
+        if self.noise:
+            add_gradient_noise([p for p in model.parameters() if p.requires_grad], self.noise)
+
+    @torch.no_grad()
+    def scores(self, model: nn.Module) -> list[torch.Tensor]:
+        """|w| for every prunable weight."""
+        return [p.detach().abs() for p in self.masks.params]

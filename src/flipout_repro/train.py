@@ -1,0 +1,166 @@
+"""The training loop: epochs, steps, evaluation, prune events. It calls method hooks and never asks which
+method it runs (see methods/base.py for the order of the hooks).
+
+Metrics accumulate on the device and are read once per epoch, so a step has no host synchronisation.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from flipout_repro.data import TensorData
+from flipout_repro.masking import Masks, prune_to
+from flipout_repro.methods.base import Method
+from flipout_repro.schedule import PruneEvent
+
+log = logging.getLogger("flipout_repro")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands: resumable from any epoch boundary."""
+
+    epoch: int = 0
+    step: int = 0
+    events_done: int = 0
+    best_test_acc: float = 0.0
+    last: dict = field(default_factory=dict)  # the last epoch record
+    curve: list = field(default_factory=list)  # (epoch, sparsity, test_acc) before each event and at the end
+
+
+@dataclass
+class Trainer:
+    """Everything the loop needs; ``on_epoch``/``on_prune`` receive the records to write."""
+
+    model: nn.Module
+    data: TensorData
+    method: Method
+    masks: Masks
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    events: list[PruneEvent]
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    generator: torch.Generator
+    progress: bool = True
+    on_epoch: Callable[[dict, TrainState], None] = lambda rec, st: None
+    on_prune: Callable[[dict, TrainState], None] = lambda rec, st: None
+    after_epoch: Callable[[TrainState], None] = lambda st: None
+
+    def run(self, state: TrainState) -> TrainState:
+        """Train from ``state`` to the last epoch."""
+        spe = self.data.steps_per_epoch(self.batch_size)
+        if state.step == 0:
+            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator))
+            self._apply_due_events(state, at_step=0, test_acc=None)
+        bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True, leave=False)
+        with logging_redirect_tqdm():
+            for epoch in range(state.epoch + 1, self.epochs + 1):
+                self._train_epoch(epoch, spe, state, bar)
+        bar.close()
+        return state
+
+    def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
+        t0 = time.perf_counter()
+        self.model.train()
+        dev = self.data.train_y.device
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        epoch_end = epoch * spe
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
+        for x, y in self.data.train_batches(self.batch_size, self.generator):
+            out = self.model(x)
+            ce = F.cross_entropy(out, y)
+            reg = self.method.regularizer(self.model)
+            loss = ce if reg is None else ce + reg
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.masks.apply_to_grads()
+            self.method.after_backward(self.model)
+            self.masks.apply_to_grads()
+            self.optimizer.step()
+            self.masks.apply_to_weights()
+            self.method.after_step(self.model)
+            state.step += 1
+            loss_sum += ce.detach() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if state.step != epoch_end:  # events at an epoch's end wait for its evaluation
+                self._apply_due_events(state, at_step=state.step, test_acc=None)
+            bar.update(1)
+        self.lr_scheduler.step()
+        test_loss, test_acc = evaluate(self.model, self.data, self.eval_batch_size)
+        rec = {
+            "type": "epoch", "epoch": epoch, "step": state.step,
+            "train_loss": float(loss_sum) / seen, "train_acc": 100.0 * float(correct) / seen,
+            "test_loss": test_loss, "test_acc": test_acc,
+            "lr": lr,
+            "sparsity": self.masks.sparsity(), "sparsity_layer": self.masks.layer_sparsity(),
+            **self.method.epoch_stats(),
+            "time_s": time.perf_counter() - t0,
+        }
+        if not math.isfinite(rec["train_loss"]):
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch}: train loss is {rec['train_loss']} (optim.lr="
+                f"{lr:g}): lower optim.lr, or the method's noise"
+                + (f"; the checkpoint of epoch {state.epoch} is kept" if state.epoch else ""))
+        state.epoch = epoch
+        state.best_test_acc = max(state.best_test_acc, test_acc)
+        state.last = rec
+        log.info(
+            "epoch %d/%d | loss %.4f | train %.2f%% | test %.2f%% | sparsity %.5f | lr %.4g | %.1fs",
+            epoch, self.epochs, rec["train_loss"], rec["train_acc"], test_acc, rec["sparsity"], rec["lr"],
+            rec["time_s"],
+        )
+        self.on_epoch(rec, state)
+        self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
+        self.after_epoch(state)
+
+    def _apply_due_events(self, state: TrainState, at_step: int, test_acc: float | None) -> None:
+        while state.events_done < len(self.events) and self.events[state.events_done].step <= at_step:
+            ev = self.events[state.events_done]
+            before = self.masks.sparsity()
+            if test_acc is not None:
+                state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
+            removed = prune_to(self.method.scores(self.model), self.masks, ev.sparsity, self.method.scope)
+            self.method.after_prune()
+            state.events_done += 1
+            rec = {"type": "prune", "epoch": state.epoch, "step": at_step, "sparsity_before": before,
+                   "sparsity": self.masks.sparsity(), "target": ev.sparsity, "removed": removed,
+                   "test_acc_before": test_acc}
+            log.info("prune at epoch %d (step %d): sparsity %.5f -> %.5f", state.epoch, at_step, before,
+                     rec["sparsity"])
+            self.on_prune(rec, state)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy %) on the test set."""
+    was_training = model.training
+    model.eval()
+    dev = data.test_y.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    for x, y in data.test_batches(batch_size):
+        out = model(x)
+        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(data.test_y)
+    return float(loss_sum) / n, 100.0 * float(correct) / n
