@@ -124,7 +124,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # After the epoch's prune events, so a resumed run continues from the pruned state.
         _save_checkpoint(run_dir, model, optimizer, lr_scheduler, masks, method, generator, st)
 
-    trainer = Trainer(model, data, method, masks, optimizer, lr_scheduler, events, cfg.epochs,
+    trainer = Trainer(model, data, method, masks, optimizer, lr_scheduler, events, cfg.epochs, target,
                       cfg.batch_size, cfg.eval_batch_size, generator, cfg.progress,
                       on_epoch=on_epoch, on_prune=on_prune, after_epoch=after_epoch)
     try:
@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         metrics.close()
 
-    summary = _summary(cfg, target, run_dir, model, masks, state, time.perf_counter() - t_start, device)
+    summary = _summary(cfg, target, run_dir, model, masks, method, state, time.perf_counter() - t_start, device)
     state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
                         "test_acc": summary["final_test_acc"]})
     summary["curve"] = state.curve
@@ -147,7 +147,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,
-             state: TrainState, wall: float, device: torch.device) -> dict[str, Any]:
+             method: Any, state: TrainState, wall: float, device: torch.device) -> dict[str, Any]:
     import torchvision
 
     counts = masks.nonzero_counts()
@@ -158,7 +158,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "seed": cfg.seed, "epochs": cfg.epochs, "hash": config_hash(cfg),
         "target_sparsity": target,
         "achieved_sparsity": masks.sparsity(),
-        "sparsity_is_outcome": False,
+        "sparsity_is_outcome": bool(getattr(method, "sparsity_is_outcome", False)),
         "layer_sparsity": masks.layer_sparsity(),
         "prunable": masks.total(), "nonzero": sum(counts),
         "layer_prunable": {n: m.numel() for n, m in zip(masks.names, masks.values)},

@@ -73,11 +73,11 @@ class Periodic:
             return []
         f = self.period(target, epochs)
         if f < 1 or k * f >= epochs:
-            need = k + 1 if not self.frequency else k * self.frequency + 1
+            need = k * self.frequency + 1 if self.frequency else k + 1
             raise ScheduleError(
-                f"schedule=periodic needs {k} prune events for sparsity={target} (rate {self.rate}),"
-                f" every {f} epochs, before the last epoch, which does not fit in epochs={epochs}:"
-                f" use epochs>={need} or a lower sparsity"
+                f"schedule=periodic needs {k} prune events to reach sparsity={target} at rate"
+                f" {self.rate}, each at the end of its own epoch before the last one, which"
+                f" epochs={epochs} cannot hold: use epochs>={need} or a lower sparsity"
             )
         out = []
         for i in range(1, k + 1):

@@ -53,6 +53,7 @@ class Trainer:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     events: list[PruneEvent]
     epochs: int
+    target: float
     batch_size: int
     eval_batch_size: int
     generator: torch.Generator
@@ -65,7 +66,8 @@ class Trainer:
         """Train from ``state`` to the last epoch."""
         spe = self.data.steps_per_epoch(self.batch_size)
         if state.step == 0:
-            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator))
+            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator),
+                                       self.target, self.epochs, spe)
             self._apply_due_events(state, at_step=0, test_acc=None)
         bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True, leave=False)
@@ -104,6 +106,7 @@ class Trainer:
             if state.step != epoch_end:  # events at an epoch's end wait for its evaluation
                 self._apply_due_events(state, at_step=state.step, test_acc=None)
             bar.update(1)
+        self.method.on_epoch_end(epoch)
         self.lr_scheduler.step()
         test_loss, test_acc = evaluate(self.model, self.data, self.eval_batch_size)
         rec = {

@@ -8,7 +8,8 @@ loop calls the hooks in this order every step and never asks which method it run
     optimizer.step();  weights *= masks;  after_step(model)
 
 and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
-``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation).
+``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation);
+``on_epoch_end`` after each epoch's last step, before the epoch is evaluated.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class Method:
 
     #: False for methods that never prune (dense training).
     prunes: bool = True
+    #: True where the final sparsity is an outcome of training (STR, Hoyer-Square's threshold), not the
+    #: requested target; the run then says so and records target and achieved sparsity separately.
+    sparsity_is_outcome: bool = False
 
     def __init__(self, name: str, scope: str = "global") -> None:
         if scope not in ("global", "layer"):
@@ -38,8 +42,16 @@ class Method:
         """Attach to the model and its masks before training (allocate per-weight state here)."""
         self.model, self.masks = model, masks
 
-    def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Called once before the first step, with an iterator over training batches."""
+    def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
+                       epochs: int, steps_per_epoch: int) -> None:
+        """Called once before the first step (and before any event at step 0).
+
+        ``batches`` iterates over (augmented, normalised) training batches; ``target`` is the run's
+        target sparsity.
+        """
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the last step of ``epoch`` (1-based), before evaluation and prune events."""
 
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
         """A term added to the loss, or None."""

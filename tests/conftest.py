@@ -1,0 +1,37 @@
+"""Shared fixtures: composing configs with Hydra's compose API and running the CLI in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from flipout_repro.cli import config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The composed run config for ``overrides``, as flipout-train would see it."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def quick_cfg(tmp_path):
+    """A tiny offline run on the bundled subset writing under tmp_path."""
+    def _make(*overrides: str) -> DictConfig:
+        return make_cfg("experiment=quickstart", f"results_dir={tmp_path}", "progress=false", "epochs=4",
+                        "device=cpu", *overrides)
+    return _make
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """flipout-train ARGS in a subprocess (the installed console script's module)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
