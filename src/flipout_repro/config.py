@@ -121,7 +121,7 @@ def validate(cfg: DictConfig) -> None:
                           f"needs images of at least {need}x{need}, but dataset={ds.name} has"
                           f" {ds.image_size}x{ds.image_size}",
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
-    import_target(cfg.method._target_, "method._target_")
+    instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
 
 

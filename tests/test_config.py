@@ -1,0 +1,43 @@
+"""Validation of composed configs: each bad value names the key, the value and the fix."""
+import pytest
+
+from conftest import make_cfg
+from flipout_repro.config import ConfigError, validate
+
+CASES = [
+    (["sparsity=99.6"], "sparsity=99.6 must be in [0, 1): did you mean 0.996?"),
+    (["sparsity=1.0"], "sparsity=1.0 must be in [0, 1): did you mean 0.01?"),
+    (["sparsity=-0.5"], "sparsity=-0.5 must be in [0, 1): e.g. sparsity=0.996"),
+    (["sparsity=high"], "sparsity='high' must be a number in [0, 1)"),
+    (["epochs=0"], "epochs=0 must be in [1, inf)"),
+    (["epochs=2.5"], "epochs=2.5 must be an integer"),
+    (["seed=-1"], "seed=-1 must be in [0, inf)"),
+    (["batch_size=0"], "batch_size=0 must be in [1, inf)"),
+    (["device=tpu"], "device='tpu' is not supported: use auto, cpu, cuda or cuda:N"),
+    (["optim.lr=0"], "optim.lr=0 must be in (0, inf)"),
+    (["optim.momentum=1.5"], "optim.momentum=1.5 must be in [0, 1)"),
+    (["optim.weight_decay=-1"], "optim.weight_decay=-1 must be in [0, inf)"),
+    (["optim.milestones=[250,150]"], "optim.milestones=[250, 150] must be increasing positive epochs"),
+    (["experiment=quickstart", "model=vgg19"], "model='vgg19' needs images of at least 32x32"),
+    (["experiment=quickstart", "model=densenet121"], "model='densenet121' needs images of at least 32x32"),
+    (["epochs=4"], "epochs=4 is too short for the schedule"),
+    (["schedule.rate=1.5"], "schedule.rate=1.5 must be in (0, 1)"),
+    (["method.p=0"], "method='flipout' is invalid: method.p=0 must be > 0"),
+    (["method.noise=-1"], "method.noise=-1 must be >= 0"),
+    (["method.scope=row"], "method.scope='row' must be 'global' or 'layer'"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", CASES)
+def test_bad_values_are_named(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    assert message in str(err.value)
+
+
+def test_paper_defaults_are_valid():
+    cfg = make_cfg("method=flipout", "sparsity=0.996")
+    validate(cfg)
+    assert (cfg.model.name, cfg.dataset.name, cfg.epochs, cfg.batch_size) == ("vgg19", "cifar10", 350, 128)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.1, 0.9, 0.0005)
+    assert list(cfg.optim.milestones) == [150, 250] and cfg.optim.milestones_of == 350
