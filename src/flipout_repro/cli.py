@@ -25,16 +25,35 @@ def config_dir() -> str:
 def _main(cfg: DictConfig) -> float | None:
     from flipout_repro.config import ConfigError
     from flipout_repro.data import DataError
+    from flipout_repro.results import RunLocked
     from flipout_repro.run import run
-    from flipout_repro.train import TrainingDiverged
+    from flipout_repro.train import TrainingDiverged, TrainingInterrupted
 
     try:
         summary = run(cfg)
-    except (ConfigError, DataError, TrainingDiverged) as exc:
-        logging.getLogger("flipout_repro").error("error: %s", exc)
-        print(f"flipout-train: error: {exc}", file=sys.stderr)
-        sys.exit(3 if isinstance(exc, TrainingDiverged) else 2)
+    except (ConfigError, DataError) as exc:
+        _fail(exc, 2)
+    except (RunLocked, TrainingDiverged) as exc:
+        if _in_sweep():  # one bad or busy job must not stop the rest of a sweep
+            logging.getLogger("flipout_repro").error("job skipped: %s", exc)
+            return None
+        _fail(exc, 3 if isinstance(exc, TrainingDiverged) else 4)
+    except TrainingInterrupted as exc:
+        _fail(exc, 143)
     return summary.get("final_test_acc")
+
+
+def _fail(exc: Exception, code: int) -> None:
+    logging.getLogger("flipout_repro").error("error: %s", exc)
+    print(f"flipout-train: error: {exc}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def main() -> None:

@@ -53,12 +53,19 @@ class TensorData:
         """uint8 pixels -> float32, normalised per channel."""
         return (x.float().div_(255.0) - self.mean) / self.std
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled, augmented, normalised training batches."""
+    def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
+        """A fresh permutation of the training set (one per epoch)."""
+        return torch.randperm(len(self.train_y), device=self.train_y.device, generator=generator)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
+                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled, augmented, normalised training batches in ``order`` (a new one if None), from
+        batch number ``start`` on. Lazy: a batch's augmentation is drawn only when it is requested."""
         n = len(self.train_y)
-        order = torch.randperm(n, device=self.train_y.device, generator=generator)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+        if order is None:
+            order = self.epoch_order(generator)
+        for begin in range(start * batch_size, n, batch_size):
+            idx = order[begin:begin + batch_size]
             x = self.train_x[idx]
             if self.crop_padding or self.flip:
                 x = random_crop_flip(x, self.crop_padding, self.flip, generator)

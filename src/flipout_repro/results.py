@@ -107,12 +107,13 @@ def _jsonable(o: Any) -> Any:
 class MetricsLog:
     """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, purge_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
         self._fh = open(run.metrics, "a")
-        self._tb = SummaryWriter(log_dir=str(run.tb))
+        # purge_step drops TensorBoard events from a previous attempt past the resumed epoch
+        self._tb = SummaryWriter(log_dir=str(run.tb), purge_step=purge_step)
 
     def write(self, record: dict[str, Any]) -> None:
         """One JSON line (flushed at once) and its numbers as TensorBoard scalars."""
@@ -159,3 +160,47 @@ def git_sha() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run folder."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock`` while a process works on the run.
+
+    The operating system drops the lock when the process dies (even by SIGKILL), so a crashed run never
+    leaves a stale lock behind.
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.path / ".lock"
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLocked(f"run folder {self.path.parent} is in use by {holder}: wait for it to finish,"
+                            " or run with another seed or results_dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

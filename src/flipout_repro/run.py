@@ -5,24 +5,31 @@ loaded and the model built before the run folder is created.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import platform
 import random
+import shutil
+import signal
+import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import flipout_repro
+from flipout_repro import checkpoint
 from flipout_repro import data as data_mod
 from flipout_repro.config import ConfigError, effective_sparsity, instantiate, validate
 from flipout_repro.masking import Masks
 from flipout_repro.report import write_run_curve
-from flipout_repro.results import (MetricsLog, RunDir, atomic_torch_save, atomic_write_text, config_hash,
-                                   format_sparsity, git_sha, truncate_metrics, write_json)
-from flipout_repro.train import Trainer, TrainState
+from flipout_repro.results import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
+                                   config_hash, format_sparsity, git_sha, truncate_metrics, write_json)
+from flipout_repro.train import Trainer, TrainingDiverged, TrainState
 
 log = logging.getLogger("flipout_repro")
 
@@ -67,8 +74,44 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
     return opt, sched
 
 
+@dataclass
+class Built:
+    """A run's objects, freshly built from its config (also used to reload a finished run)."""
+
+    data: data_mod.TensorData
+    model: torch.nn.Module
+    masks: Masks
+    method: Any
+    events: list
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    generator: torch.Generator
+
+
+def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
+    """Seed, load the data, build model, masks, method, schedule events and optimizer."""
+    seed_everything(cfg.seed)
+    data = load_data(cfg, device)
+    model = instantiate(cfg.model, "model", in_channels=data.in_channels,
+                        num_classes=cfg.dataset.num_classes, input_size=data.image_size).to(device)
+    masks = Masks.for_model(model)
+    method = instantiate(cfg.method, "method")
+    method.bind(model, masks)
+    schedule = instantiate(cfg.schedule, "schedule")
+    events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
+    optimizer, lr_scheduler = build_optimizer(cfg, model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed)
+    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train one configured run and return its summary (the existing one if it already finished)."""
+    """Train one configured run and return its summary (the existing one if it already finished).
+
+    Raises ConfigError/DataError before anything is written, RunLocked when another process holds the
+    run, TrainingInterrupted after a SIGTERM/SIGINT checkpoint, TrainingDiverged after recording the
+    failure in summary.json.
+    """
     validate(cfg)
     target = effective_sparsity(cfg)
     if target != cfg.sparsity:
@@ -79,71 +122,101 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     run_dir = RunDir.for_config(cfg, target)
     if run_dir.finished():
         log.info("already finished, skipped: %s", run_dir.path)
-        import json
         return json.loads(run_dir.summary.read_text())
-
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    data = load_data(cfg, device)
-    model = instantiate(cfg.model, "model", in_channels=data.in_channels,
-                        num_classes=cfg.dataset.num_classes, input_size=data.image_size).to(device)
-    masks = Masks.for_model(model)
-    method = instantiate(cfg.method, "method")
-    method.bind(model, masks)
-    schedule = instantiate(cfg.schedule, "schedule")
-    spe = data.steps_per_epoch(cfg.batch_size)
-    events = schedule.events(target, cfg.epochs, spe) if method.prunes else []
-    optimizer, lr_scheduler = build_optimizer(cfg, model)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(cfg.seed)
+    b = build(cfg, target, device)
+    with RunLock(run_dir):
+        if run_dir.finished():  # another process finished it while we were loading
+            return json.loads(run_dir.summary.read_text())
+        return _train(cfg, target, run_dir, b, device)
 
-    run_dir.path.mkdir(parents=True, exist_ok=True)
+
+def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
+    objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
+                method=b.method, generator=b.generator)
     state = TrainState()
     if cfg.resume and run_dir.checkpoint.exists():
-        state = _load_checkpoint(run_dir, model, optimizer, lr_scheduler, masks, method, generator)
+        try:
+            state = checkpoint.load(run_dir.checkpoint, **objs)
+        except checkpoint.CheckpointError as exc:
+            raise ConfigError("resume", True, str(exc)) from exc
         truncate_metrics(run_dir.metrics, state.epoch)
-        log.info("resuming %s from epoch %d", run_dir.path, state.epoch)
-    elif run_dir.metrics.exists():
-        run_dir.metrics.unlink()  # an earlier attempt without a checkpoint: start over cleanly
+        log.info("resuming %s at epoch %d, step %d", run_dir.path, state.epoch, state.step)
+    else:
+        # A fresh start (resume=false, or an attempt that died before its first checkpoint).
+        for stale in (run_dir.metrics, run_dir.checkpoint):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(run_dir.tb, ignore_errors=True)
     atomic_write_text(run_dir.config, OmegaConf.to_yaml(cfg, resolve=True))
+    if getattr(b.method, "sparsity_is_outcome", False):
+        log.info("method=%s: the final sparsity is an outcome of training, not the target %s; both are"
+                 " recorded", cfg.method.name, format_sparsity(target))
     log.info("run %s: %s on %s, %s to sparsity %s over %d epochs (%d prune events), device %s",
              run_dir.path, cfg.model.name, cfg.dataset.name, cfg.method.name, format_sparsity(target),
-             cfg.epochs, len(events), device)
+             cfg.epochs, len(b.events), device)
 
-    metrics = MetricsLog(run_dir)
+    metrics = MetricsLog(run_dir, purge_step=state.epoch + 1 if state.epoch else None)
     t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
 
     def on_epoch(rec: dict, st: TrainState) -> None:
         rec["wall_time_s"] = time.perf_counter() - t_start
         metrics.write(rec)
 
-    def on_prune(rec: dict, st: TrainState) -> None:
-        metrics.write(rec)
-
-    def after_epoch(st: TrainState) -> None:
-        # After the epoch's prune events, so a resumed run continues from the pruned state.
-        _save_checkpoint(run_dir, model, optimizer, lr_scheduler, masks, method, generator, st)
-
-    trainer = Trainer(model, data, method, masks, optimizer, lr_scheduler, events, cfg.epochs, target,
-                      cfg.batch_size, cfg.eval_batch_size, generator, cfg.progress,
-                      on_epoch=on_epoch, on_prune=on_prune, after_epoch=after_epoch)
+    trainer = Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
+                      target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
+                      on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
+                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs))
     try:
-        state = trainer.run(state)
+        with stop_on_signals(trainer):
+            state = trainer.run(state)
+    except TrainingDiverged as exc:
+        # ``state`` is the trainer's live state, still at the last good epoch
+        failed = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                          time.perf_counter() - t_start, device)
+        write_json(run_dir.summary, failed | {"status": "failed", "error": str(exc)})
+        raise
     finally:
         metrics.close()
 
-    summary = _summary(cfg, target, run_dir, model, masks, method, state, time.perf_counter() - t_start, device)
+    summary = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                       time.perf_counter() - t_start, device)
     state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
                         "test_acc": summary["final_test_acc"]})
     summary["curve"] = state.curve
     write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png,
                     title=f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} seed {cfg.seed}")
-    atomic_torch_save(masks.state_dict(), run_dir.masks)
+    atomic_torch_save(b.masks.state_dict(), run_dir.masks)
     write_json(run_dir.summary, summary)
     log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
              summary["final_test_acc"], summary["best_test_acc"], summary["achieved_sparsity"],
              format_sparsity(target), summary["wall_time_s"], run_dir.summary)
     return summary
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """SIGTERM (what SLURM sends before pre-emption) and SIGINT: finish the step, checkpoint, stop.
+
+    A second signal while stopping falls back to the previous handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        log.warning("received %s: checkpointing after this step", signal.Signals(signum).name)
+        trainer.stop_requested = True
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
 
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,
@@ -164,6 +237,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "layer_prunable": {n: m.numel() for n, m in zip(masks.names, masks.values)},
         "layer_nonzero": dict(zip(masks.names, counts)),
         "params_total": params_total, "params_nonzero": params_total - pruned,
+        "status": "completed",
         "final_test_acc": state.last.get("test_acc"), "best_test_acc": state.best_test_acc,
         "final_train_acc": state.last.get("train_acc"), "final_test_loss": state.last.get("test_loss"),
         "wall_time_s": wall, "device": str(device),
@@ -172,56 +246,3 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "git_sha": git_sha(), "run_dir": str(run_dir.path),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-
-
-def _save_checkpoint(run_dir: RunDir, model, optimizer, lr_scheduler, masks, method, generator,
-                     state: TrainState) -> None:
-    atomic_torch_save({
-        "format": "flipout-repro-checkpoint-1",
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "lr_scheduler": lr_scheduler.state_dict(), "masks": masks.state_dict(),
-        "method": method.state_dict(), "generator": generator.get_state(),
-        "rng": _rng_states(),
-        "state": {"epoch": state.epoch, "step": state.step, "events_done": state.events_done,
-                  "best_test_acc": state.best_test_acc, "last": state.last, "curve": state.curve},
-    }, run_dir.checkpoint)
-
-
-def _load_checkpoint(run_dir: RunDir, model, optimizer, lr_scheduler, masks, method, generator) -> TrainState:
-    try:
-        ck = torch.load(run_dir.checkpoint, map_location="cpu", weights_only=True)
-        if not isinstance(ck, dict) or ck.get("format") != "flipout-repro-checkpoint-1":
-            raise ValueError("not a flipout-repro checkpoint")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        lr_scheduler.load_state_dict(ck["lr_scheduler"])
-        masks.load_state_dict(ck["masks"])
-        method.load_state_dict(ck["method"])
-        generator.set_state(ck["generator"])
-    except Exception as exc:
-        raise ConfigError("resume", True, f"cannot resume from {run_dir.checkpoint} ({type(exc).__name__}: {exc})",
-                          "delete that file or pass resume=false to start the run over") from exc
-    _set_rng_states(ck["rng"])
-    return TrainState(**ck["state"])
-
-
-def _rng_states() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states as tensors and plain containers."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
-
-
-def _set_rng_states(rng: dict[str, Any]) -> None:
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    n = rng["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    p = rng["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))

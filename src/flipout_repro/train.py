@@ -26,12 +26,20 @@ log = logging.getLogger("flipout_repro")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; a checkpoint of the exact position was written before stopping."""
 
 
 @dataclass
 class TrainState:
-    """Where training stands: resumable from any epoch boundary."""
+    """Where training stands: resumable at any step.
+
+    ``batch`` > 0 means the state is in the middle of epoch ``epoch + 1``: ``order`` is that epoch's
+    permutation and ``partial`` its running sums, so a resumed run replays nothing and skips nothing.
+    """
 
     epoch: int = 0
     step: int = 0
@@ -39,11 +47,15 @@ class TrainState:
     best_test_acc: float = 0.0
     last: dict = field(default_factory=dict)  # the last epoch record
     curve: list = field(default_factory=list)  # (epoch, sparsity, test_acc) before each event and at the end
+    batch: int = 0
+    order: torch.Tensor | None = None
+    partial: dict = field(default_factory=dict)
 
 
 @dataclass
 class Trainer:
-    """Everything the loop needs; ``on_epoch``/``on_prune`` receive the records to write."""
+    """Everything the loop needs; ``on_epoch``/``on_prune`` receive the records to write,
+    ``checkpoint`` is called at the end of every epoch and when a stop is requested."""
 
     model: nn.Module
     data: TensorData
@@ -60,33 +72,40 @@ class Trainer:
     progress: bool = True
     on_epoch: Callable[[dict, TrainState], None] = lambda rec, st: None
     on_prune: Callable[[dict, TrainState], None] = lambda rec, st: None
-    after_epoch: Callable[[TrainState], None] = lambda st: None
+    checkpoint: Callable[[TrainState], None] = lambda st: None
+    #: set (e.g. by a signal handler) to stop after the current step with a checkpoint
+    stop_requested: bool = False
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
         spe = self.data.steps_per_epoch(self.batch_size)
         if state.step == 0:
-            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator),
+            order = self.data.epoch_order(self.generator)
+            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator, order),
                                        self.target, self.epochs, spe)
             self._apply_due_events(state, at_step=0, test_acc=None)
         bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True, leave=False)
-        with logging_redirect_tqdm():
-            for epoch in range(state.epoch + 1, self.epochs + 1):
-                self._train_epoch(epoch, spe, state, bar)
-        bar.close()
+        try:
+            with logging_redirect_tqdm():
+                for epoch in range(state.epoch + 1, self.epochs + 1):
+                    self._train_epoch(epoch, spe, state, bar)
+        finally:
+            bar.close()
         return state
 
     def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
-        t0 = time.perf_counter()
         self.model.train()
         dev = self.data.train_y.device
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.long)
-        seen = 0
+        p = state.partial if state.batch else {}
+        loss_sum = torch.tensor(p.get("loss_sum", 0.0), device=dev)
+        correct = torch.tensor(p.get("correct", 0), device=dev, dtype=torch.long)
+        seen = p.get("seen", 0)
+        lr = p.get("lr", self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
+        t0 = time.perf_counter() - p.get("time_s", 0.0)
+        order = state.order if state.batch else self.data.epoch_order(self.generator)
         epoch_end = epoch * spe
-        lr = self.optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
-        for x, y in self.data.train_batches(self.batch_size, self.generator):
+        for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
             out = self.model(x)
             ce = F.cross_entropy(out, y)
             reg = self.method.regularizer(self.model)
@@ -106,6 +125,14 @@ class Trainer:
             if state.step != epoch_end:  # events at an epoch's end wait for its evaluation
                 self._apply_due_events(state, at_step=state.step, test_acc=None)
             bar.update(1)
+            if self.stop_requested and state.step != epoch_end:
+                state.batch, state.order = state.step - (epoch - 1) * spe, order
+                state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
+                                 "lr": lr, "time_s": time.perf_counter() - t0}
+                self.checkpoint(state)
+                raise TrainingInterrupted(f"stopped in epoch {epoch} at step {state.step}; a checkpoint"
+                                          " was written: run the same command again to resume")
+        state.batch, state.order, state.partial = 0, None, {}
         self.method.on_epoch_end(epoch)
         self.lr_scheduler.step()
         test_loss, test_acc = evaluate(self.model, self.data, self.eval_batch_size)
@@ -118,11 +145,7 @@ class Trainer:
             **self.method.epoch_stats(),
             "time_s": time.perf_counter() - t0,
         }
-        if not math.isfinite(rec["train_loss"]):
-            raise TrainingDiverged(
-                f"training diverged in epoch {epoch}: train loss is {rec['train_loss']} (optim.lr="
-                f"{lr:g}): lower optim.lr, or the method's noise"
-                + (f"; the checkpoint of epoch {state.epoch} is kept" if state.epoch else ""))
+        self._check_finite(epoch, rec["train_loss"], lr, state)
         state.epoch = epoch
         state.best_test_acc = max(state.best_test_acc, test_acc)
         state.last = rec
@@ -133,7 +156,17 @@ class Trainer:
         )
         self.on_epoch(rec, state)
         self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
-        self.after_epoch(state)
+        self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
+
+    def _check_finite(self, epoch: int, train_loss: float, lr: float, state: TrainState) -> None:
+        norms = torch._foreach_norm([p.detach() for p in self.model.parameters()])
+        weights_ok = bool(torch.isfinite(torch.stack(norms)).all())
+        if math.isfinite(train_loss) and weights_ok:
+            return
+        what = f"train loss is {train_loss}" if not math.isfinite(train_loss) else "weights are not finite"
+        kept = f"; the checkpoint of epoch {state.epoch} is kept" if state.epoch else ""
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: {what} (optim.lr={lr:g}): lower"
+                               f" optim.lr, or the method's noise or regulariser{kept}")
 
     def _apply_due_events(self, state: TrainState, at_step: int, test_acc: float | None) -> None:
         while state.events_done < len(self.events) and self.events[state.events_done].step <= at_step:
