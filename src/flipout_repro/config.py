@@ -93,8 +93,34 @@ def check_sparsity(value: Any) -> float:
     return float(value)
 
 
+GROUPS = ("model", "dataset", "method", "schedule", "optim")
+OPTIM_KEYS = {"name", "lr", "momentum", "weight_decay", "nesterov", "milestones", "milestones_of", "gamma"}
+
+
+def known_top_level_keys() -> set[str]:
+    """The keys conf/config.yaml defines, plus the config groups."""
+    from flipout_repro.cli import config_dir
+
+    base = OmegaConf.load(f"{config_dir()}/config.yaml")
+    return {k for k in base if k not in ("defaults", "hydra")} | set(GROUPS)
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Unknown keys (a typo in an experiment file, a stray ``+key=``) are errors, not silent extras."""
+    known = known_top_level_keys()
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(str(key), cfg[key], "is not a config key",
+                              f"remove it or use one of {sorted(known)}")
+    for key in cfg.optim:
+        if key not in OPTIM_KEYS:
+            raise ConfigError(f"optim.{key}", cfg.optim[key], "is not an optimizer setting",
+                              f"remove it or use one of {sorted(OPTIM_KEYS)}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad value of a composed run config."""
+    check_keys(cfg)
     check_sparsity(cfg.sparsity)
     _number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
     _number(cfg, "seed", int, 0, None, fix="use a non-negative integer seed")

@@ -1,0 +1,146 @@
+"""Never lose a run: SIGKILL and SIGTERM mid-epoch resume exactly; locks; divergence; bad checkpoints."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, run_cli
+from flipout_repro.results import RunDir, RunLock
+
+# 250 steps an epoch, so a signal reliably lands in the middle of one
+ARGS = ["experiment=quickstart", "progress=false", "device=cpu", "method=flipout", "sparsity=0.75",
+        "epochs=4", "batch_size=16", "optim.lr=0.01"]
+
+
+def start(results_dir):
+    return subprocess.Popen([sys.executable, "-m", "flipout_repro.cli", *ARGS, f"results_dir={results_dir}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def wait_for(proc, text, timeout=240):
+    deadline = time.time() + timeout
+    lines = []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if text in line:
+            return
+    proc.kill()
+    raise AssertionError(f"never saw {text!r}:\n" + "".join(lines[-20:]))
+
+
+def final_weights(results_dir):
+    [summary] = list(results_dir.glob("runs/**/summary.json"))
+    ck = torch.load(summary.parent / "checkpoint.pt", weights_only=True)
+    return ck["model"], json.loads(summary.read_text()), summary.parent
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted run to compare against."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    r = run_cli(*ARGS, f"results_dir={root}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return final_weights(root)
+
+
+def assert_same_run(root, reference):
+    weights, summary, run = final_weights(root)
+    ref_weights, ref_summary, _ = reference
+    for k in ref_weights:
+        assert torch.equal(weights[k], ref_weights[k]), k
+    assert summary["final_test_acc"] == ref_summary["final_test_acc"]
+    assert summary["curve"] == ref_summary["curve"]
+    epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x)["type"] == "epoch"]
+    assert epochs == [1, 2, 3, 4]  # no record lost, none doubled
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, reference):
+    proc = start(tmp_path)
+    wait_for(proc, "epoch 2/4")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list(tmp_path.glob("runs/**/summary.json"))
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stderr + r.stdout
+    assert_same_run(tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
+    proc = start(tmp_path)
+    wait_for(proc, "epoch 1/4")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-2000:]
+    assert "run the same command again to resume" in out
+    [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
+    state = torch.load(ck_path, weights_only=True)["state"]
+    assert state["epoch"] >= 1 and 0 < state["batch"] < 250 and state["order"] is not None
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert_same_run(tmp_path, reference)
+
+
+def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
+    from conftest import make_cfg
+    from flipout_repro.config import effective_sparsity
+
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    cfg = make_cfg(*args)
+    run = RunDir.for_config(cfg, effective_sparsity(cfg))
+    with RunLock(run):
+        r = run_cli(*args)
+        assert r.returncode == 4 and "is in use by pid" in r.stderr
+        r = run_cli("-m", *args, "seed=0,1")
+        assert r.returncode == 0 and "job skipped" in r.stderr + r.stdout
+    assert not run.summary.exists()
+    assert (run.path.parent / "seed_1" / "summary.json").exists()  # the other job of the sweep ran
+    with RunLock(run):
+        with pytest.raises(Exception, match="is in use"):
+            with RunLock(run):
+                pass
+
+
+def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    r = run_cli(*args, "optim.lr=1e6")
+    assert r.returncode == 3 and "training diverged in epoch 1" in r.stderr
+    [path] = list(tmp_path.glob("runs/**/summary.json"))
+    failed = json.loads(path.read_text())
+    assert failed["status"] == "failed" and "lower optim.lr" in failed["error"]
+    r = run_cli("-m", *args, "optim.lr=1e6,0.05", "method=global_magnitude")
+    assert r.returncode == 0, r.stderr[-2000:]
+    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("runs/*/global_magnitude/**/summary.json"))
+    assert statuses == ["completed", "failed"]
+
+
+def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    assert run_cli(*args).returncode == 0
+    [summary] = list(tmp_path.glob("runs/**/summary.json"))
+    ck = summary.parent / "checkpoint.pt"
+    summary.unlink()
+    ck.write_bytes(ck.read_bytes()[:1000])
+    r = run_cli(*args)
+    assert r.returncode == 2
+    assert "cannot be read" in r.stderr and "delete it, or pass resume=false" in r.stderr
+    assert "Traceback" not in r.stderr
+    torch.save({"weights": torch.zeros(3)}, ck)
+    r = run_cli(*args)
+    assert r.returncode == 2 and "is not a flipout-repro checkpoint" in r.stderr
+    r = run_cli(*args, "resume=false")
+    assert r.returncode == 0 and summary.exists()
