@@ -51,7 +51,8 @@ def test_sign_of_zero_is_zero_and_pruned_counters_stay_zero():
     assert method.counters[0].tolist() == [[0, 1]]
     prune_to([torch.tensor([[0.0, 1.0]])], masks, 0.5)  # prune the first weight
     method.after_prune()
-    set_weights(net, [[-3.0, -2.0]])  # a pruned weight that moved (masking is the loop's job)
+    set_weights(net, [[-3.0, -2.0]])  # the optimizer moved a pruned weight (momentum) ...
+    masks.apply_to_weights()  # ... and the loop masks it back before after_step, as every step does
     method.after_step(net)
     assert method.counters[0].tolist() == [[0, 2]]
 

@@ -82,6 +82,12 @@ def _number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: 
     return value
 
 
+def _choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
+    value = cfg[key]
+    if not any(value is a if isinstance(a, bool) else value == a for a in allowed):
+        raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(map(str, allowed))}")
+
+
 def check_sparsity(value: Any) -> float:
     """The target sparsity: a number in [0, 1). 99.6 gets "did you mean 0.996?"."""
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -127,6 +133,9 @@ def validate(cfg: DictConfig) -> None:
     _number(cfg, "batch_size", int, 1, None, fix="e.g. batch_size=128")
     _number(cfg, "eval_batch_size", int, 1, None, fix="e.g. eval_batch_size=1000")
     _check_device(cfg.device)
+    _choice(cfg, "precision", ("auto", "bf16", "fp32"))
+    _choice(cfg, "channels_last", ("auto", True, False))
+    _choice(cfg, "compile", (True, False))
 
     o = "optim"
     _number(cfg, f"{o}.lr", float, 0, None, lo_open=True, fix="e.g. optim.lr=0.1")

@@ -20,7 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 #: Keys that do not change what a run computes (left out of the hash).
-NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume",
+NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
+              "channels_last",
               "dataset.root", "dataset.download")
 
 

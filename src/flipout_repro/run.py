@@ -86,14 +86,26 @@ class Built:
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
     generator: torch.Generator
+    speed: dict  # Trainer keyword arguments: compiled, autocast_dtype, channels_last
+
+
+def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Resolve precision/channels_last "auto" for ``device``: bf16 and channels_last on CUDA."""
+    bf16 = cfg.precision == "bf16" or (
+        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    cl = cfg.channels_last if cfg.channels_last != "auto" else device.type == "cuda"
+    return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
 
 
 def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     """Seed, load the data, build model, masks, method, schedule events and optimizer."""
     seed_everything(cfg.seed)
     data = load_data(cfg, device)
+    speed = speed_settings(cfg, device)
     model = instantiate(cfg.model, "model", in_channels=data.in_channels,
-                        num_classes=cfg.dataset.num_classes, input_size=data.image_size).to(device)
+                        num_classes=cfg.dataset.num_classes, input_size=data.image_size)
+    fmt = torch.channels_last if speed["channels_last"] else torch.contiguous_format
+    model = model.to(device, memory_format=fmt)  # before the masks, so they share the layout
     masks = Masks.for_model(model)
     method = instantiate(cfg.method, "method")
     method.bind(model, masks)
@@ -102,7 +114,8 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     optimizer, lr_scheduler = build_optimizer(cfg, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
-    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator)
+    speed["compiled"] = torch.compile(model) if cfg.compile else None
+    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -154,6 +167,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     log.info("run %s: %s on %s, %s to sparsity %s over %d epochs (%d prune events), device %s",
              run_dir.path, cfg.model.name, cfg.dataset.name, cfg.method.name, format_sparsity(target),
              cfg.epochs, len(b.events), device)
+    log.info("precision %s, channels_last %s, compile %s",
+             "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile)
 
     metrics = MetricsLog(run_dir, purge_step=state.epoch + 1 if state.epoch else None)
     t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
@@ -165,7 +180,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     trainer = Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
                       target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
                       on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
-                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs))
+                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs), **b.speed)
     try:
         with stop_on_signals(trainer):
             state = trainer.run(state)
@@ -241,6 +256,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "final_test_acc": state.last.get("test_acc"), "best_test_acc": state.best_test_acc,
         "final_train_acc": state.last.get("train_acc"), "final_test_loss": state.last.get("test_loss"),
         "wall_time_s": wall, "device": str(device),
+        "precision": "bf16" if speed_settings(cfg, device)["autocast_dtype"] else "fp32",
         "versions": {"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
         "git_sha": git_sha(), "run_dir": str(run_dir.path),

@@ -5,6 +5,7 @@ Metrics accumulate on the device and are read once per epoch, so a step has no h
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -75,6 +76,14 @@ class Trainer:
     checkpoint: Callable[[TrainState], None] = lambda st: None
     #: set (e.g. by a signal handler) to stop after the current step with a checkpoint
     stop_requested: bool = False
+    #: the callable that runs the forward pass (``torch.compile(model)``), default the model itself
+    compiled: Callable | None = None
+    #: bf16 autocast (fp32 master weights) when set; None trains in fp32
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.forward = self.compiled or self.model
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
@@ -106,18 +115,7 @@ class Trainer:
         order = state.order if state.batch else self.data.epoch_order(self.generator)
         epoch_end = epoch * spe
         for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
-            out = self.model(x)
-            ce = F.cross_entropy(out, y)
-            reg = self.method.regularizer(self.model)
-            loss = ce if reg is None else ce + reg
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.masks.apply_to_grads()
-            self.method.after_backward(self.model)
-            self.masks.apply_to_grads()
-            self.optimizer.step()
-            self.masks.apply_to_weights()
-            self.method.after_step(self.model)
+            ce, out = self.step(x, y)
             state.step += 1
             loss_sum += ce.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
@@ -135,7 +133,8 @@ class Trainer:
         state.batch, state.order, state.partial = 0, None, {}
         self.method.on_epoch_end(epoch)
         self.lr_scheduler.step()
-        test_loss, test_acc = evaluate(self.model, self.data, self.eval_batch_size)
+        test_loss, test_acc = evaluate(self.forward, self.data, self.eval_batch_size, self.autocast_dtype,
+                                       self.channels_last, module=self.model)
         rec = {
             "type": "epoch", "epoch": epoch, "step": state.step,
             "train_loss": float(loss_sum) / seen, "train_acc": 100.0 * float(correct) / seen,
@@ -157,6 +156,26 @@ class Trainer:
         self.on_epoch(rec, state)
         self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
         self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(x.device.type, self.autocast_dtype):
+            out = self.forward(x)
+            ce = F.cross_entropy(out, y)
+            reg = self.method.regularizer(self.model)
+            loss = ce if reg is None else ce + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.masks.apply_to_grads()
+        if self.method.modifies_grads:
+            self.method.after_backward(self.model)
+            self.masks.apply_to_grads()
+        self.optimizer.step()
+        self.masks.apply_to_weights()
+        self.method.after_step(self.model)
+        return ce, out
 
     def _check_finite(self, epoch: int, train_loss: float, lr: float, state: TrainState) -> None:
         norms = torch._foreach_norm([p.detach() for p in self.model.parameters()])
@@ -185,18 +204,31 @@ class Trainer:
             self.on_prune(rec, state)
 
 
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast to ``dtype``, or nothing when ``dtype`` is None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TensorData, batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy %) on the test set."""
-    was_training = model.training
-    model.eval()
+def evaluate(forward: Callable, data: TensorData, batch_size: int, autocast_dtype: torch.dtype | None = None,
+             channels_last: bool = False, module: nn.Module | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy %) on the test set; ``module`` (default ``forward``) is put in
+    eval mode for the duration."""
+    module = module if module is not None else forward
+    was_training = module.training
+    module.eval()
     dev = data.test_y.device
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for x, y in data.test_batches(batch_size):
-        out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev.type, autocast_dtype):
+            out = forward(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
-    model.train(was_training)
+    module.train(was_training)
     n = len(data.test_y)
     return float(loss_sum) / n, 100.0 * float(correct) / n

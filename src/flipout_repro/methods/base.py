@@ -57,8 +57,15 @@ class Method:
         """A term added to the loss, or None."""
         return None
 
+    @property
+    def modifies_grads(self) -> bool:
+        """Whether ``after_backward`` changes gradients (then they are masked again after it).
+
+        The default looks at whether a subclass overrides ``after_backward``."""
+        return type(self).after_backward is not Method.after_backward
+
     def after_backward(self, model: nn.Module) -> None:
-        """Modify gradients after backward (they are masked before and after this hook)."""
+        """Modify gradients after backward (they are masked before and, if ``modifies_grads``, after)."""
 
     def after_step(self, model: nn.Module) -> None:
         """Bookkeeping after the optimizer step and the weight masking."""

@@ -5,7 +5,10 @@ optimizer step and the masking, count for every prunable weight whether its sign
 ``c += (sign(P) != previous sign); c *= m`` with sign(0) = 0. Counters are float and never reset.
 At a prune event the score is ``|w|^p / (c + 1)`` (p = 2 in the paper), ranked globally.
 
-The previous signs are kept as int8 tensors, not as a clone of the weights.
+The previous signs are kept as sign tensors (values -1, 0, 1), not as a clone of the weights, and the
+counting is five fused ``_foreach`` operations over all layers: sign, subtract, abs, clamp, add.
+``c *= m`` is applied at every prune event: a pruned weight stays 0 with remembered sign 0, so its
+counter cannot grow between events and the per-step multiplication would be a no-op.
 """
 from __future__ import annotations
 
@@ -39,8 +42,13 @@ class FlipOut(Method):
         """Zero counters and the initial signs of every prunable weight."""
         super().bind(model, masks)
         self.counters = [torch.zeros_like(p, dtype=torch.float32) for p in masks.params]
-        self.signs = [torch.sign(p.detach()).to(torch.int8) for p in masks.params]
+        self.signs = [torch.sign(p.detach()) for p in masks.params]
         self._trainable = [p for p in model.parameters() if p.requires_grad]
+
+    @property
+    def modifies_grads(self) -> bool:
+        """Only the noise touches gradients."""
+        return self.noise > 0
 
     def after_backward(self, model: nn.Module) -> None:
         """Step 3: noise scaled by each gradient's RMS, on every trainable parameter."""
@@ -49,13 +57,13 @@ class FlipOut(Method):
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        """Step 5: c += (sign(P) != remembered sign); c *= m; remember the new signs."""
-        for p, c, s, m in zip(self.masks.params, self.counters, self.signs, self.masks.values):
-            new = torch.sign(p).to(torch.int8)
-            c.add_(new != s)
-            if self.masks.active:
-                c.mul_(m)
-            s.copy_(new)
+        """Step 5: c += (sign(P) != remembered sign), i.e. min(|new - old|, 1); remember the new signs."""
+        new = torch._foreach_sign([p.detach() for p in self.masks.params])
+        changed = torch._foreach_sub(new, self.signs)
+        torch._foreach_abs_(changed)
+        torch._foreach_clamp_max_(changed, 1.0)
+        torch._foreach_add_(self.counters, changed)
+        self.signs = new
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> list[torch.Tensor]:
@@ -65,9 +73,8 @@ class FlipOut(Method):
     @torch.no_grad()
     def after_prune(self) -> None:
         """Pruned weights' counters and signs drop to zero."""
-        for c, s, m in zip(self.counters, self.signs, self.masks.values):
-            c.mul_(m)
-            s.mul_(m.to(torch.int8))
+        torch._foreach_mul_(self.counters, self.masks.values)
+        torch._foreach_mul_(self.signs, self.masks.values)
         self._flips_at_epoch_start = float(self._total_flips())
 
     def _total_flips(self) -> torch.Tensor:

@@ -20,6 +20,11 @@ class Magnitude(Method):
             raise ValueError(f"method.noise={noise} must be >= 0 (0 turns the noise off)")
         self.noise = float(noise)
 
+    @property
+    def modifies_grads(self) -> bool:
+        """Only the noise touches gradients."""
+        return self.noise > 0
+
     def after_backward(self, model: nn.Module) -> None:
         """Gradient noise on every trainable parameter, when enabled."""
         if self.noise:

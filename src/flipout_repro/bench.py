@@ -1,0 +1,173 @@
+"""flipout-bench: steady-state training throughput of every method, measured by the real training step.
+
+Synthetic data of the real shape (no download); each method runs the same ``Trainer.step`` as a run
+does, with its masks already at ``--sparsity`` so that masking is active; ``dense`` is the baseline
+and every method's overhead is reported as a ratio to it, measured in the same process. Methods are
+timed in interleaved rounds (dense, a, b, ..., dense, a, b, ...) so that drift on a busy machine
+affects all of them alike; the median step time over rounds is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flipout_repro.config import instantiate
+from flipout_repro.data import TensorData
+from flipout_repro.masking import Masks, prune_to
+from flipout_repro.schedule import PruneEvent
+from flipout_repro.train import Trainer
+
+DEFAULT_METHODS = ["dense", "flipout_no_noise", "flipout", "global_magnitude", "noisy_global_magnitude"]
+
+
+def _group(group: str, name: str):
+    from hydra import compose, initialize_config_dir
+
+    from flipout_repro.cli import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"{group}={name}"])[group]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int], classes: int, batch: int,
+                 device: torch.device, sparsity: float, precision: str, channels_last: bool,
+                 compile_model: bool) -> Trainer:
+    """A Trainer on synthetic data whose masks are already at ``sparsity`` (unless dense)."""
+    torch.manual_seed(0)
+    c, h, w = shape
+    n = batch * 4
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, device=device, generator=g)
+    y = torch.randint(0, classes, (n,), device=device, generator=g)
+    stat = torch.full((1, c, 1, 1), 0.5, device=device)
+    data = TensorData(x, y, x[:batch], y[:batch], stat, stat, crop_padding=4 if h >= 32 else 0, flip=h >= 32)
+    model = instantiate(_group("model", model_name), "model", in_channels=c, num_classes=classes, input_size=h)
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    masks = Masks.for_model(model)
+    method = instantiate(_group("method", method_name), "method")
+    method.bind(model, masks)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [10**9])
+    if method.prunes and sparsity > 0:
+        prune_to([torch.rand_like(m) for m in masks.values], masks, sparsity)
+        method.after_prune()
+    return Trainer(model, data, method, masks, opt, sched, [PruneEvent(10**12, sparsity)], epochs=1,
+                   target=sparsity, batch_size=batch, eval_batch_size=batch, generator=g, progress=False,
+                   compiled=torch.compile(model) if compile_model else None,
+                   autocast_dtype=torch.bfloat16 if precision == "bf16" else None, channels_last=channels_last)
+
+
+def bench(model: str, methods: list[str], shape: tuple[int, int, int], classes: int, batch: int, steps: int,
+          warmup: int, rounds: int, device: torch.device, sparsity: float = 0.9, precision: str = "fp32",
+          channels_last: bool = False, compile_model: bool = False) -> dict[str, Any]:
+    """Median step time, images/s and peak memory of each method, and its ratio to dense."""
+    trainers = {m: make_trainer(model, m, shape, classes, batch, device, sparsity, precision, channels_last,
+                                compile_model) for m in methods}
+    batches = {m: next(t.data.train_batches(batch, t.generator)) for m, t in trainers.items()}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    peak: dict[str, float] = {}
+    for m, t in trainers.items():  # warm-up (and compilation) outside the timed rounds
+        for _ in range(warmup):
+            t.step(*batches[m])
+    _sync(device)
+    for _ in range(rounds):
+        for m, t in trainers.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                t.step(*batches[m])
+            _sync(device)
+            times[m].append((time.perf_counter() - t0) / steps)
+            if device.type == "cuda":
+                peak[m] = max(peak.get(m, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    base = statistics.median(times[methods[0]])
+    rows = {}
+    for m in methods:
+        step = statistics.median(times[m])
+        rows[m] = {"step_ms": 1e3 * step, "images_per_s": batch / step, "ratio_to_dense": step / base,
+                   "step_ms_rounds": [1e3 * s for s in times[m]], "peak_mem_mib": peak.get(m)}
+    return {
+        "model": model, "input_shape": list(shape), "classes": classes, "batch_size": batch,
+        "device": str(device), "device_name": _device_name(device), "precision": precision,
+        "channels_last": channels_last, "compile": compile_model, "sparsity": sparsity,
+        "steps_per_round": steps, "rounds": rounds, "warmup": warmup, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "process_max_rss_mib": _max_rss_mib(), "methods": rows,
+        "baseline": methods[0],
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A Markdown table of one benchmark result."""
+    lines = [f"{result['model']} {tuple(result['input_shape'])} batch {result['batch_size']} on "
+             f"{result['device_name']} ({result['device']}, {result['precision']}, compile={result['compile']})",
+             "", "| method | step ms | images/s | x dense | peak MiB |", "|---|---:|---:|---:|---:|"]
+    for m, r in result["methods"].items():
+        mem = "" if r["peak_mem_mib"] is None else f"{r['peak_mem_mib']:.0f}"
+        lines.append(f"| {m} | {r['step_ms']:.2f} | {r['images_per_s']:.0f} | {r['ratio_to_dense']:.3f} | {mem} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """flipout-bench [--model vgg19] [--methods dense flipout ...] [--device auto] ..."""
+    p = argparse.ArgumentParser(prog="flipout-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="vgg19")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
+                   help="method configs to time; the first is the baseline (default: dense first)")
+    p.add_argument("--input-shape", nargs=3, type=int, default=None, metavar=("C", "H", "W"),
+                   help="default 3 32 32 (1 28 28 for LeNets)")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=5, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--out", default="results/bench", help="folder for <device>.json")
+    a = p.parse_args(argv)
+    if a.methods[0] != "dense":
+        a.methods = ["dense"] + [m for m in a.methods if m != "dense"]
+    shape = tuple(a.input_shape) if a.input_shape else ((1, 28, 28) if a.model.startswith("lenet") else (3, 32, 32))
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    result = bench(a.model, a.methods, shape, a.classes, a.batch_size, a.steps, a.warmup, a.rounds, device,
+                   a.sparsity, a.precision, a.channels_last, a.compile)
+    print(format_table(result))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{device.type}.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(result)
+    path.write_text(json.dumps(history, indent=2) + "\n")
+    print(f"\nappended to {path}")
+
+
+if __name__ == "__main__":
+    main()
