@@ -84,3 +84,92 @@ class Periodic:
             s = target if i == k else 1 - (1 - self.rate) ** i
             out.append(PruneEvent(step=i * f * steps_per_epoch, sparsity=min(s, target)))
         return out
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """One event that prunes straight to the target (METHODS.md: SNIP, FORCE, pruning at a given step).
+
+    ``epoch`` = 0 fires before the first step (pruning at initialisation, right after the method's
+    ``on_train_start``). ``epoch`` = e > 0 fires after ``round(e * steps_per_epoch)`` optimizer steps:
+    a whole e is the end of epoch e (after its evaluation); a fraction such as 2.5 is a step in the
+    middle of epoch 3, so any step can be reached. The event must come before the last step, so the
+    network is trained after it.
+
+    Our choice: the position is given in (fractional) epochs rather than steps, so that it can be checked
+    against ``epochs`` before the data set is loaded and keeps its meaning across data sets.
+    """
+
+    epoch: float = 0.0
+
+    def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
+        """A single event to ``target`` (none when the target is 0)."""
+        if self.epoch < 0 or self.epoch >= epochs:
+            raise ScheduleError(f"schedule.epoch={self.epoch} must be in [0, epochs={epochs}): 0 prunes at"
+                                " initialisation, e prunes after e epochs of training")
+        if target <= 0:
+            return []
+        return [PruneEvent(step=int(math.floor(self.epoch * steps_per_epoch + 0.5)), sparsity=target)]
+
+
+@dataclass(frozen=True)
+class Cubic:
+    """Gradual pruning of Zhu & Gupta 2017: ``s_t = s_f + (s_i - s_f)(1 - (t - t0)/(n dt))^3``.
+
+    Events at ``t = t0 + j dt`` for j = 0..n; the last one prunes exactly to the target ``s_f``. Any
+    method's scores can be used (magnitude, FlipOut, WeightMom, ...). The knobs, all our choices where the
+    paper leaves them open:
+
+    - ``initial_sparsity``: s_i (0 in the paper's experiments); events at or below 0 are dropped.
+    - ``start``, ``end``: t0 and the time the target is reached, as fractions of ``epochs``, each rounded
+      to the nearest epoch end (0 = before training). ``end`` must leave at least one epoch of
+      fine-tuning.
+    - ``every_epochs``: dt in epochs (events at epoch ends, after the evaluation).
+    - ``every_steps``: dt in optimizer steps instead, when > 0 (the paper's unit; events mid-epoch).
+
+    n = floor((t_end - t0) / dt), at least 1; when dt does not divide the span, the target is reached at
+    t0 + n dt, slightly before t_end.
+    """
+
+    initial_sparsity: float = 0.0
+    start: float = 0.0
+    end: float = 0.5
+    every_epochs: int = 1
+    every_steps: int = 0
+
+    def _check(self, target: float) -> None:
+        if not 0 <= self.start < self.end <= 1:
+            raise ScheduleError(f"schedule.start={self.start}, schedule.end={self.end} must satisfy"
+                                " 0 <= start < end <= 1 (fractions of the epochs), e.g. start=0 end=0.5")
+        if not 0 <= self.initial_sparsity <= target:
+            raise ScheduleError(f"schedule.initial_sparsity={self.initial_sparsity} must be in [0, sparsity="
+                                f"{target}]: it is the sparsity of the first event, e.g. 0")
+        if self.every_epochs < 1 or self.every_steps < 0:
+            raise ScheduleError(f"schedule.every_epochs={self.every_epochs} must be >= 1 and"
+                                f" schedule.every_steps={self.every_steps} >= 0 (0 = use every_epochs)")
+
+    def sparsity_at(self, j: int, n: int, target: float) -> float:
+        """s after the j-th of n intervals: s_f + (s_i - s_f)(1 - j/n)^3 (exactly s_f at j = n)."""
+        if j >= n:
+            return target
+        return target + (self.initial_sparsity - target) * (1 - j / n) ** 3
+
+    def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
+        """The n + 1 events t0, t0 + dt, ..., t0 + n dt (those with sparsity <= 0 dropped)."""
+        if target <= 0:
+            return []
+        self._check(target)
+        first = int(math.floor(self.start * epochs + 0.5))
+        last = int(math.floor(self.end * epochs + 0.5))
+        if last >= epochs or last <= first:
+            raise ScheduleError(
+                f"schedule=cubic with start={self.start}, end={self.end} puts pruning in epochs {first}..{last}"
+                f" of {epochs}: it needs start < end and at least one epoch of fine-tuning after the last"
+                " event; lower schedule.end or raise epochs")
+        t0, t_end = first * steps_per_epoch, last * steps_per_epoch
+        dt = self.every_steps or self.every_epochs * steps_per_epoch
+        n = (t_end - t0) // dt
+        if n == 0:  # the span is shorter than one interval: a single step from s_i to s_f
+            n, dt = 1, t_end - t0
+        out = [PruneEvent(step=t0 + j * dt, sparsity=self.sparsity_at(j, n, target)) for j in range(n + 1)]
+        return [e for e in out if e.sparsity > 0]

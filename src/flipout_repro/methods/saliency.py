@@ -1,0 +1,73 @@
+"""Shared pieces of the pruning-at-initialisation methods (SNIP, Iterative SNIP, FORCE).
+
+Connection sensitivity (SNIP, Lee et al. 2019, eq. 6): with a multiplicative mask ``c`` on the weights,
+``dL/dc = dL/d(c w) * w``, which at ``c = 1`` is ``g * w`` with ``g = dL/dw``. So the saliency is computed
+from ordinary weight gradients, no mask parameters are needed.
+
+All scoring runs on a deep copy of the model, so the real model's weights, gradients and BatchNorm
+running statistics are untouched by it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    # The FlipOut repository's SNIP: nll_loss on raw logits, i.e. -mean(logit of the true class).
+    "nll_raw_logits": F.nll_loss,
+}
+
+
+class BatchSource:
+    """Hands out training batches for scoring, cycling when more are needed than the iterator holds.
+
+    ``batches`` is the one-epoch iterator the loop gives ``on_train_start``. When ``needed`` exceeds
+    ``available`` (the steps of one epoch), the batches drawn are kept and reused in order once the
+    iterator runs out (our choice; the FORCE reference draws a fresh shuffled batch each time). When it
+    does not, nothing is kept, so no extra memory is used.
+    """
+
+    def __init__(self, batches: Iterator[Batch], needed: int, available: int) -> None:
+        self._it = iter(batches)
+        self._cache: list[Batch] | None = [] if needed > available else None
+        self._next = 0
+
+    def take(self, n: int) -> list[Batch]:
+        """The next ``n`` batches."""
+        out = []
+        for _ in range(n):
+            try:
+                batch = next(self._it)
+                if self._cache is not None:
+                    self._cache.append(batch)
+            except StopIteration:
+                if not self._cache:
+                    raise RuntimeError("the training data ran out of batches while scoring") from None
+                batch = self._cache[self._next % len(self._cache)]
+                self._next += 1
+            out.append(batch)
+        return out
+
+
+def average_gradients(model: nn.Module, params: list[nn.Parameter], batches: list[Batch],
+                      loss: str = "cross_entropy") -> list[torch.Tensor]:
+    """dL/dw for every tensor in ``params``, averaged over ``batches`` (only those gradients are computed)."""
+    loss_fn = LOSSES[loss]
+    total = [torch.zeros_like(p) for p in params]
+    for x, y in batches:
+        grads = torch.autograd.grad(loss_fn(model(x), y), params)
+        torch._foreach_add_(total, [g.detach() for g in grads])
+    torch._foreach_div_(total, float(len(batches)))
+    return total
+
+
+def check_loss(loss: str) -> str:
+    """``loss`` if it names a known scoring loss, else a ValueError naming the choices."""
+    if loss not in LOSSES:
+        raise ValueError(f"method.loss={loss!r} must be one of {sorted(LOSSES)}")
+    return loss
