@@ -11,6 +11,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from flipout_repro.launch import register_resolvers
+
+register_resolvers()  # ${job_device:} and ${local_jobs:}, used by the sweep and launcher presets
+
 
 def config_dir() -> str:
     """conf/ of a source checkout (editable install), else the copy packaged inside flipout_repro."""

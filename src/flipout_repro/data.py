@@ -156,9 +156,50 @@ def _mnist5k(root: Path, download: bool) -> Arrays:
     return t["x_train"].unsqueeze(1), t["y_train"], t["x_test"].unsqueeze(1), t["y_test"]
 
 
+def _imagenette(side: int) -> callable:
+    """Imagenette (full-size JPEGs) through torchvision, every image resized once to side x side.
+
+    As the paper's code: RGB (grey images repeated), PIL bilinear ``Resize((side, side))`` without keeping
+    the aspect ratio; the random crop with zero padding and the flip are then batched like CIFAR's.
+    """
+    def loader(root: Path, download: bool) -> Arrays:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from PIL import Image
+
+        def read(path: str) -> np.ndarray:  # PIL decodes and resizes outside the GIL: threads help
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB").resize((side, side), Image.BILINEAR))
+
+        def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+            ds = _torchvision_split("Imagenette", root, download, split=name, size="full", loader=read)
+            if len(ds) == 0:
+                raise DataError(f"Imagenette's {name} split in {root.resolve()} holds no .JPEG files")
+            with ThreadPoolExecutor() as pool:
+                images, labels = zip(*pool.map(ds.__getitem__, range(len(ds))))
+            x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+            return x, torch.as_tensor(labels, dtype=torch.int64)
+
+        return (*split("train"), *split("val"))
+    return loader
+
+
+def _torchvision_split(cls_name: str, root: Path, download: bool, **kwargs: object) -> object:
+    """One split of a torchvision data set whose constructor takes ``split=`` (not ``train=``)."""
+    import torchvision
+
+    try:
+        return getattr(torchvision.datasets, cls_name)(str(root), download=download, **kwargs)
+    except Exception as exc:  # RuntimeError when missing, URLError/OSError when offline
+        how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
+               if download else "set dataset.download=true, or dataset.root to the folder that holds it")
+        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {exc})") from exc
+
+
 LOADERS = {
     "cifar10": _cifar("CIFAR10"),
     "cifar100": _cifar("CIFAR100"),
     "mnist": _mnist,
     "mnist5k": _mnist5k,
+    "imagenette": _imagenette(224),  # the paper's 224 x 224
 }
