@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 import flipout_repro
 from flipout_repro import checkpoint
 from flipout_repro import data as data_mod
+from flipout_repro import worth  # issue 7: layers, multiply-adds, size, collapse, int8 at the end of a run
 from flipout_repro.config import ConfigError, effective_sparsity, instantiate, validate
 from flipout_repro.masking import Masks
 from flipout_repro.report import write_run_curve
@@ -126,6 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     failure in summary.json.
     """
     validate(cfg)
+    worth.check_config(cfg)  # issue 7: quantize / quantization.* values
     target = effective_sparsity(cfg)
     if target != cfg.sparsity:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, cfg.sparsity)
@@ -200,6 +202,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     summary["curve"] = state.curve
     write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png,
                     title=f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} seed {cfg.seed}")
+    summary |= worth.at_run_end(cfg, b.model, b.masks, b.data, run_dir)  # issue 7
     atomic_torch_save(b.masks.state_dict(), run_dir.masks)
     write_json(run_dir.summary, summary)
     log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
