@@ -83,7 +83,7 @@ class Trainer:
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        self.forward = self.compiled or self.model
+        self.forward = self.compiled if self.compiled is not None else self.model
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""

@@ -1,0 +1,49 @@
+"""Correctness of the fast paths (timings belong to flipout-bench): bf16 autocast and torch.compile give
+the same sparsity and (nearly) the same masks as fp32 eager on CPU; the benchmark runs and writes JSON."""
+import json
+
+import pytest
+import torch
+
+from flipout_repro.bench import main as bench_main
+from flipout_repro.run import run
+
+
+def masks_of(summary):
+    from pathlib import Path
+
+    return torch.load(Path(summary["run_dir"]) / "masks.pt", weights_only=True)["masks"]
+
+
+def agreement(a, b):
+    same = sum(int((x == y).sum()) for x, y in zip(a, b))
+    return same / sum(x.numel() for x in a)
+
+
+def test_bf16_gives_the_same_sparsity_and_nearly_the_same_masks(quick_cfg):
+    fp32 = run(quick_cfg("epochs=2", "sparsity=0.5", "precision=fp32"))
+    bf16 = run(quick_cfg("epochs=2", "sparsity=0.5", "precision=bf16"))
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["nonzero"] == fp32["nonzero"] == 266_200 // 2
+    assert agreement(masks_of(fp32), masks_of(bf16)) > 0.95
+    assert abs(bf16["final_test_acc"] - fp32["final_test_acc"]) < 3.0
+
+
+@pytest.mark.slow
+def test_compiled_model_gives_the_same_masks(quick_cfg):
+    eager = run(quick_cfg("epochs=2", "sparsity=0.5", "compile=false"))
+    compiled = run(quick_cfg("epochs=2", "sparsity=0.5", "compile=true", "seed=1"))
+    again = run(quick_cfg("epochs=2", "sparsity=0.5", "compile=false", "seed=1"))
+    assert compiled["nonzero"] == eager["nonzero"]
+    assert agreement(masks_of(compiled), masks_of(again)) > 0.99
+
+
+def test_bench_runs_a_few_steps_and_writes_json(tmp_path, capsys):
+    bench_main(["--model", "lenet300_100", "--methods", "flipout", "global_magnitude", "--steps", "2",
+                "--rounds", "2", "--warmup", "1", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path)])
+    [result] = json.loads((tmp_path / "cpu.json").read_text())
+    assert list(result["methods"]) == ["dense", "flipout", "global_magnitude"]
+    assert result["methods"]["dense"]["ratio_to_dense"] == 1.0
+    for r in result["methods"].values():
+        assert r["step_ms"] > 0 and r["images_per_s"] > 0 and len(r["step_ms_rounds"]) == 2
+    assert "| flipout |" in capsys.readouterr().out
