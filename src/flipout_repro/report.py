@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import matplotlib
@@ -18,12 +19,17 @@ def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: s
         for p in points:
             w.writerow({k: p[k] for k in ("epoch", "sparsity", "test_acc")})
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    xs = [p["sparsity"] for p in points]
+    # x = -log10(1 - s): every tenfold cut of the remaining weights is one unit, so the geometric
+    # schedule's points spread out instead of piling up near 1
+    to_x = lambda s: -math.log10(max(1.0 - s, 1e-6))  # noqa: E731
+    xs = [to_x(p["sparsity"]) for p in points]
     ax.plot(xs, [p["test_acc"] for p in points], marker="o")
-    for p in points:
-        ax.annotate(f"ep {p['epoch']}", (p["sparsity"], p["test_acc"]), fontsize=7,
+    for x, p in zip(xs, points):
+        ax.annotate(f"ep {p['epoch']}", (x, p["test_acc"]), fontsize=7,
                     textcoords="offset points", xytext=(0, 5), ha="center")
-    ax.set_xlabel("sparsity (fraction of prunable weights removed)")
+    ticks = [t for t in (0.0, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999) if to_x(t) <= max(xs) + 0.3]
+    ax.set_xticks([to_x(t) for t in ticks], [f"{t:g}" for t in ticks])
+    ax.set_xlabel("sparsity (log scale of the weights removed)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
