@@ -48,6 +48,25 @@ def runs_root(cfg: DictConfig) -> Path:
     return Path(cfg.results_dir) / "runs"
 
 
+def tables_dir(results_dir: str | Path) -> Path:
+    """<results_dir>/tables: the aggregated tables (Markdown + CSV) that flipout-report writes."""
+    return Path(results_dir) / "tables"
+
+
+def curves_dir(results_dir: str | Path) -> Path:
+    """<results_dir>/curves: the accuracy-vs-sparsity figures (PNG + CSV) that flipout-report writes."""
+    return Path(results_dir) / "curves"
+
+
+def reference_dir() -> Path:
+    """The published numbers: results/reference of a source checkout, else the copy inside the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "results" / "reference", here / "reference"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("flipout-repro's results/reference folder is missing from this installation")
+
+
 class RunDir:
     """The paths of one run's folder."""
 

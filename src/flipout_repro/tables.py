@@ -1,0 +1,234 @@
+"""Every summary.json under <results_dir>/runs -> one table per model and data set, beside the paper.
+
+A *cell* is the runs of one setting (every hashed config value but the seed) at one target sparsity: its
+seeds are aggregated into mean and sample standard deviation (ddof=1; "—" for a single seed). Runs
+whose summary says ``"status": "failed"`` are listed in runs.csv but left out of the cells. The
+published value of a cell is matched on model, data set, method and target sparsity, or, for reference
+rows that name a method knob (Hoyer-Square's ``lam``), on that knob; methods whose sparsity is an
+outcome (``sparsity_is_outcome``) are shown at their achieved sparsity.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from flipout_repro.results import config_hash
+
+log = logging.getLogger("flipout_repro")
+
+#: Row order of methods in tables and legends (others follow alphabetically).
+METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipout_no_noise",
+                "noisy_global_magnitude", "hoyer_square")
+#: Reference files name the Hoyer-Square strength ``hoyer_lambda``; our method calls it ``lam``.
+REFERENCE_KNOBS = {"hoyer_lambda": ("hoyer_square", "lam")}
+CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity"]
+
+
+def load_runs(runs_root: Path) -> pd.DataFrame:
+    """One row per summary.json under ``runs_root`` (unreadable ones are skipped with a warning)."""
+    rows = []
+    for path in sorted(Path(runs_root).glob("**/summary.json")):
+        try:
+            s = json.loads(path.read_text())
+            rows.append(_run_row(s, path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipped %s: %s", path, exc)
+    cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "seed", "status",
+            "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
+            "epochs", "hash", "knobs", "run_dir"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
+    cfg = s.get("config") or {}
+    knobs = {k: v for k, v in (cfg.get("method") or {}).items() if k not in ("_target_", "name")}
+    quant = s.get("quantization") or {}
+    return {
+        "model": s["model"], "dataset": s["dataset"], "method": s["method"],
+        "variant": _variant(s["method"], knobs), "setting": _setting(cfg),
+        "target_sparsity": float(s["target_sparsity"]), "seed": s["seed"], "status": s.get("status", "completed"),
+        "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
+        "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
+        "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
+        "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
+        "run_dir": str(path.parent),
+    }
+
+
+def _variant(method: str, knobs: dict[str, Any]) -> str:
+    """The method's knobs that differ from conf/method/<method>.yaml, e.g. ``lam=1e-07`` ("" if none)."""
+    defaults = _method_defaults(method)
+    diff = {k: v for k, v in knobs.items() if defaults is None or defaults.get(k, object()) != v}
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+
+
+@lru_cache(maxsize=None)
+def _method_defaults(method: str) -> dict[str, Any] | None:
+    from flipout_repro.cli import config_dir
+
+    path = Path(config_dir()) / "method" / f"{method}.yaml"
+    if not path.exists():
+        return None
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")}
+
+
+def _setting(cfg: dict[str, Any]) -> str:
+    """Hash of the run's config without its sparsity: runs of one setting at several sparsities share it."""
+    if not cfg:
+        return ""
+    return config_hash(OmegaConf.create({k: v for k, v in cfg.items() if k != "sparsity"}))
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Cells: mean and sample std over seeds of the completed runs, one row per setting and sparsity."""
+    done = runs[runs["status"] == "completed"].copy()
+    if done.empty:
+        return pd.DataFrame(columns=CELL_KEYS + ["n_seeds"])
+    g = done.groupby(CELL_KEYS, dropna=False, sort=False)
+    cells = g.agg(
+        n_seeds=("seed", "nunique"), seeds=("seed", lambda x: ",".join(str(v) for v in sorted(x))),
+        sparsity_is_outcome=("sparsity_is_outcome", "any"), epochs=("epochs", "first"), hash=("hash", "first"),
+        achieved_mean=("achieved_sparsity", "mean"), achieved_std=("achieved_sparsity", "std"),
+        final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
+        best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
+        int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
+        knobs=("knobs", "first"),
+    ).reset_index()
+    return cells
+
+
+def load_reference(folder: Path) -> pd.DataFrame:
+    """Published rows of every CSV in ``folder``: model, dataset, method, sparsity, paper_acc, paper_std,
+    knob and knob_value (for rows keyed by a method knob), source."""
+    frames = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        df = pd.read_csv(path, comment="#")
+        acc = next((c for c in ("acc_mean", "acc", "top1") if c in df.columns), None)
+        if acc is None or not {"model", "dataset", "sparsity"} <= set(df.columns):
+            continue
+        out = pd.DataFrame({"model": df["model"], "dataset": df["dataset"],
+                            "sparsity": df["sparsity"].astype(float), "paper_acc": df[acc].astype(float),
+                            "paper_std": df["acc_std"].astype(float) if "acc_std" in df else math.nan,
+                            "knob": None, "knob_value": math.nan, "source": path.stem})
+        out["method"] = df["method"] if "method" in df else None
+        for col, (method, knob) in REFERENCE_KNOBS.items():
+            if col in df:
+                out["method"], out["knob"], out["knob_value"] = method, knob, df[col].astype(float)
+        frames.append(out)
+    cols = ["model", "dataset", "method", "sparsity", "paper_acc", "paper_std", "knob", "knob_value", "source"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def attach_reference(cells: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    """Add paper_acc, paper_std, paper_sparsity and diff (final_mean - paper_acc) to every cell, and a row
+    with n_seeds=0 for each published cell that no run covers (so the tables show what is missing)."""
+    cells = cells.copy()
+    for col in ("paper_acc", "paper_std", "paper_sparsity"):
+        cells[col] = math.nan
+    used: set[int] = set()
+    for i, c in cells.iterrows():
+        j = _match(c, ref)
+        if j is not None:
+            used.add(j)
+            cells.loc[i, ["paper_acc", "paper_std", "paper_sparsity"]] = (
+                ref.at[j, "paper_acc"], ref.at[j, "paper_std"], ref.at[j, "sparsity"])
+    cells["diff"] = cells["final_mean"] - cells["paper_acc"] if len(cells) else []
+    seen = set(zip(cells["model"], cells["dataset"])) if len(cells) else set()
+    extra = [{"model": r.model, "dataset": r.dataset, "method": r.method,
+              "variant": f"{r.knob}={r.knob_value:g}" if r.knob else "", "setting": "", "n_seeds": 0,
+              "target_sparsity": r.sparsity, "sparsity_is_outcome": bool(r.knob), "achieved_mean": r.sparsity
+              if r.knob else math.nan, "paper_acc": r.paper_acc, "paper_std": r.paper_std,
+              "paper_sparsity": r.sparsity}
+             for j, r in ref.iterrows() if j not in used and (r.model, r.dataset) in seen]
+    if extra:
+        cells = pd.concat([cells, pd.DataFrame(extra)], ignore_index=True)
+    return sort_cells(cells)
+
+
+def _match(cell: pd.Series, ref: pd.DataFrame) -> int | None:
+    same = ref[(ref["model"] == cell["model"]) & (ref["dataset"] == cell["dataset"])
+               & (ref["method"] == cell["method"])]
+    for j, r in same.iterrows():
+        if r["knob"]:
+            v = (cell.get("knobs") or {}).get(r["knob"])
+            if isinstance(v, (int, float)) and math.isclose(float(v), r["knob_value"], rel_tol=1e-6):
+                return j
+        elif not cell["sparsity_is_outcome"] and math.isclose(r["sparsity"], cell["target_sparsity"],
+                                                              rel_tol=0, abs_tol=1e-9):
+            return j
+    return None
+
+
+def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Model, data set, method (paper order first), variant, sparsity."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    key = cells["method"].map(lambda m: (rank.get(m, len(rank)), m))
+    cells = cells.assign(_k=key, _s=cells["achieved_mean"].where(cells["sparsity_is_outcome"].astype(bool),
+                                                                  cells["target_sparsity"]))
+    return cells.sort_values(["model", "dataset", "_k", "variant", "_s"]).drop(columns=["_k", "_s"]) \
+        .reset_index(drop=True)
+
+
+def fmt_pm(mean: float, std: float, n: int | float = 2) -> str:
+    """'92.77 ± 0.08', '92.77' (one seed: std undefined), '' (no value)."""
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{mean:.2f}" if std is None or pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def fmt_sparsity(s: float) -> str:
+    """0.99609375 -> '99.61 %'."""
+    return "" if pd.isna(s) else "0 %" if s == 0 else f"{100 * s:.2f} %"
+
+
+def markdown_table(cells: pd.DataFrame) -> str:
+    """One Markdown table of a model and data set's cells (int8 column only when some run has it)."""
+    int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
+    head = ["method", "knobs", "sparsity", "seeds", "test acc (final)", "best", *(["int8"] if int8 else []),
+            "paper", "Δ final − paper", "epochs", "run hash"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, c in cells.iterrows():
+        outcome = bool(c["sparsity_is_outcome"])
+        sp = fmt_sparsity(c["achieved_mean"] if outcome else c["target_sparsity"]) + (" (outcome)" if outcome else "")
+        n = int(c["n_seeds"]) if not pd.isna(c["n_seeds"]) else 0
+        paper = fmt_pm(c["paper_acc"], c["paper_std"])
+        if outcome and not pd.isna(c["paper_sparsity"]) and paper:
+            paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
+        row = [c["method"], c["variant"] or "", sp, str(n) if n else "**missing**",
+               fmt_pm(c.get("final_mean"), c.get("final_std")), fmt_pm(c.get("best_mean"), c.get("best_std")),
+               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), paper,
+               "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00"),
+               "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])), c.get("hash") or ""]
+        lines.append("| " + " | ".join(str(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "sparsity_is_outcome", "n_seeds",
+               "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", "best_mean", "best_std",
+               "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff", "epochs", "hash",
+               "setting"]
+
+
+def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
+    """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
+        stem = out / f"{model}-{dataset}"
+        part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
+        part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
+        text = (f"# {model} on {dataset}\n\nTest accuracy (%) at the end of training, mean ± sample std over"
+                " seeds; paper: the published value (mean ± std over seeds 42, 43, 44); Δ: our final mean minus"
+                " the paper's.\n\n" + markdown_table(part) + missing_md.get((model, dataset), ""))
+        stem.with_suffix(".md").write_text(text)
+        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    runs.drop(columns=["knobs"]).to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    return written + [out / "runs.csv"]
