@@ -168,10 +168,15 @@ class Trainer:
             loss = ce if reg is None else ce + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.masks.apply_to_grads()
         if self.method.modifies_grads:
+            # The hook sees masked gradients (FlipOut's noise scale is the masked gradient's norm) and
+            # whatever it adds to pruned entries is masked away again.
+            self.masks.apply_to_grads()
             self.method.after_backward(self.model)
             self.masks.apply_to_grads()
+        # Otherwise the gradients are not masked: SGD (and any element-wise optimizer) updates each entry
+        # from its own gradient, momentum and weight only, and pruned entries are zeroed right after the
+        # step, so masking them first would change no kept weight and no pruned one (it stays 0).
         self.optimizer.step()
         self.masks.apply_to_weights()
         self.method.after_step(self.model)

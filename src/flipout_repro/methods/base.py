@@ -4,7 +4,7 @@ A method is a criterion (``scores``: higher = keep) plus optional training-time 
 loop calls the hooks in this order every step and never asks which method it runs:
 
     loss = CE + regularizer(model); backward
-    grads *= masks;  after_backward(model);  grads *= masks
+    if modifies_grads: grads *= masks;  after_backward(model);  grads *= masks
     optimizer.step();  weights *= masks;  after_step(model)
 
 and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
