@@ -29,6 +29,8 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 #: Reference files name the Hoyer-Square strength ``hoyer_lambda``; our method calls it ``lam``.
 REFERENCE_KNOBS = {"hoyer_lambda": ("hoyer_square", "lam")}
 CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity"]
+CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
+              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -91,7 +93,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Cells: mean and sample std over seeds of the completed runs, one row per setting and sparsity."""
     done = runs[runs["status"] == "completed"].copy()
     if done.empty:
-        return pd.DataFrame(columns=CELL_KEYS + ["n_seeds"])
+        return pd.DataFrame(columns=CELL_KEYS + CELL_STATS)
     g = done.groupby(CELL_KEYS, dropna=False, sort=False)
     cells = g.agg(
         n_seeds=("seed", "nunique"), seeds=("seed", lambda x: ",".join(str(v) for v in sorted(x))),
