@@ -18,8 +18,25 @@ bench: ## training throughput of every method vs dense: VGG19 and LeNet-300-100 
 	flipout-bench --model lenet300_100 --steps 50 --rounds 5 --warmup 10 $(BENCH_ARGS)
 	flipout-bench --model vgg19 --batch-size 128 --steps 2 --rounds 3 --warmup 1 $(BENCH_ARGS)
 
+# The paper's sweeps (conf/sweep/paper_*.yaml): 3 models x (75 pruning runs + 15 SNIP + 3 dense + Hoyer-Square).
+PAPER_SWEEPS ?= paper_vgg19 paper_vgg19_snip paper_vgg19_dense paper_vgg19_hoyer \
+	paper_resnet18 paper_resnet18_snip paper_resnet18_dense paper_resnet18_hoyer \
+	paper_densenet121 paper_densenet121_snip paper_densenet121_dense paper_densenet121_hoyer
+# LAUNCHER=local (joblib, one job per GPU) or LAUNCHER=slurm (submitit); empty: one job after another
+LAUNCHER ?=
+# extra overrides for every job, e.g. SWEEP_ARGS="hydra.launcher.partition=gpu"
+SWEEP_ARGS ?=
+RESULTS ?= results
+paper-runs: $(addprefix sweep-,$(PAPER_SWEEPS)) ## every paper sweep (resumable; make -j paper-runs LAUNCHER=slurm submits them side by side)
+
+sweep-%: ## one sweep preset, e.g. make sweep-tiny or make sweep-paper_vgg19 LAUNCHER=local
+	flipout-train -m +sweep=$* $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) results_dir=$(RESULTS) $(SWEEP_ARGS)
+
+paper-tables: ## results/runs -> results/tables/*.md|csv and results/curves/*.png|csv (missing runs: tables/missing.md)
+	flipout-report --results-dir $(RESULTS)
+
 clean: ## remove caches and Hydra's logs (keeps results/runs)
 	rm -rf .pytest_cache results/hydra
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install quickstart test bench clean
+.PHONY: help install quickstart test bench paper-runs paper-tables clean
