@@ -104,6 +104,11 @@ def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
             tb.add_scalar("quantization/zeros_preserved", float(q["zeros_preserved"]), step)
 
 
+def run_title(cfg: DictConfig) -> str:
+    """'<method> <model>-<dataset> sparsity <s> seed <n>' for figure titles."""
+    return f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} sparsity {cfg.sparsity} seed {cfg.seed}"
+
+
 def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir) -> dict[str, Any]:
     """Everything this module adds to a finished run's summary; also the figure and TensorBoard.
 
@@ -112,8 +117,7 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
     input_shape = (data.in_channels, data.image_size, data.image_size)
     entries = analyse(model, masks, input_shape)
     try:
-        plot_layer_sparsity(entries["layers"], run.path / FIGURE_FILE,
-                            title=f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} seed {cfg.seed}")
+        plot_layer_sparsity(entries["layers"], run.path / FIGURE_FILE, title=run_title(cfg))
         entries["layer_figure"] = FIGURE_FILE
     except Exception as exc:  # a figure must never cost a finished run
         log.warning("layer sparsity figure not written: %s", exc)

@@ -20,6 +20,17 @@ def _fail(prog: str, message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (e.g. 32)")
+    return value
+
+
 def _guard(prog: str, body: Callable[[], None]) -> None:
     """Run ``body``; known failures become one line and an exit code, not a traceback."""
     from flipout_repro.inspect_run import RunFolderError
@@ -47,10 +58,10 @@ def quantize_main(argv: list[str] | None = None) -> None:
     p.add_argument("run", help=RUN_HELP)
     p.add_argument("--observer", choices=[*OBSERVERS, "all"], help="activation/weight observers (default: "
                    "the run's quantization.observer, else histogram); 'all' tries each")
-    p.add_argument("--calibration-batches", type=int, help="training batches to calibrate on (default 32)")
-    p.add_argument("--batch-size", type=int, help="calibration batch size (default: the run's batch_size)")
+    p.add_argument("--calibration-batches", type=positive_int, help="training batches to calibrate on (default 32)")
+    p.add_argument("--batch-size", type=positive_int, help="calibration batch size (default: the run's batch_size)")
     p.add_argument("--backend", choices=BACKENDS, help="quantized kernels (default x86)")
-    p.add_argument("--eval-batch-size", type=int, default=1000, help="test batch size (default 1000)")
+    p.add_argument("--eval-batch-size", type=positive_int, default=1000, help="test batch size (default 1000)")
     p.add_argument("--data-root", help="where the data set is, if not the run's dataset.root")
     args = p.parse_args(argv)
     _guard("flipout-quantize", lambda: _quantize(args))
@@ -97,13 +108,14 @@ def _export(args: argparse.Namespace) -> None:
     from flipout_repro.inspect_run import load_run
     from flipout_repro.layer_figure import FIGURE_FILE, plot_layer_sparsity
     from flipout_repro.model_size import model_size
+    from flipout_repro.worth import run_title
 
     loaded = load_run(args.run, "cpu", with_data=False)
     out = Path(args.out) if args.out else loaded.run.path / "export"
     paths = export(loaded.model, loaded.masks, out)
     report = layer_report(loaded.model, loaded.masks, loaded.input_shape)
     sizes = model_size(loaded.model, loaded.masks)
-    figure = plot_layer_sparsity(report["layers"], loaded.run.path / FIGURE_FILE, title=str(loaded.run.path.name))
+    figure = plot_layer_sparsity(report["layers"], loaded.run.path / FIGURE_FILE, title=run_title(loaded.cfg))
     if args.json:
         print(json.dumps({"files": paths | {"figure": str(figure)}, "report": report, "model_size": sizes}, indent=2))
         return
