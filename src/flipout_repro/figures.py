@@ -60,8 +60,9 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> None:
             continue
         outcome = bool(g["sparsity_is_outcome"].any())
         x = g["achieved_mean"] if outcome else g["target_sparsity"]
-        ax.errorbar(x, g["final_mean"], yerr=g["final_std"].fillna(0), color=color, capsize=3, lw=0.8 if outcome else 1.6,
-                    ls=":" if outcome else "-", marker="*" if outcome else "o", ms=8 if outcome else 4, label=lab)
+        ax.errorbar(x, g["final_mean"], yerr=g["final_std"].fillna(0), color=color, capsize=3,
+                    lw=0.8 if outcome else 1.6, ls=":" if outcome else "-", marker="*" if outcome else "o",
+                    ms=8 if outcome else 4, label=lab)
         if outcome:  # name each point by its knobs (e.g. lam=1e-05)
             for xi, r in zip(x, g.itertuples()):
                 ax.annotate(r.variant, (xi, r.final_mean), fontsize=5, color=color, xytext=(3, 3),

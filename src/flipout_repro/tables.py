@@ -179,7 +179,7 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def fmt_pm(mean: float, std: float, n: int | float = 2) -> str:
+def fmt_pm(mean: float, std: float) -> str:
     """'92.77 ± 0.08', '92.77' (one seed: std undefined), '' (no value)."""
     if mean is None or pd.isna(mean):
         return ""
