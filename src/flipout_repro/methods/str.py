@@ -1,0 +1,134 @@
+"""STR, Soft Threshold Reparameterization (Kusupati et al. 2020).
+
+Every prunable layer computes with ``W_hat = sign(W) * relu(|W| - sigmoid(s))`` instead of W, with one
+learnable scalar ``s`` per layer (init ``s_init``). W and s are trained together by the run's SGD; its
+coupled weight decay applies to s too (as in the STR code without ``st_decay``), which drives s up and
+makes sparsity appear. ``s_weight_decay`` gives s its own decay (STR's ``st_decay``): the difference to
+``optim_weight_decay`` (interpolated from ``optim.weight_decay``, do not set) is added to s's gradient.
+
+The reparameterisation is a ``torch.nn.utils.parametrize`` parametrization of each layer's ``weight``;
+the raw W stays the very Parameter the masks and the optimizer hold. Training is unmasked (a weight
+under the threshold may come back when the threshold drops); after each epoch the masks are set to
+``W_hat != 0`` only to report the sparsity. After the last epoch (before its evaluation) W is replaced
+by W_hat, the layers compute with W directly, and the masks are switched on: the final evaluation, the
+checkpoint, masks.pt and the summary all see the thresholded weights. The sparsity is an outcome of
+``s_init`` and the weight decay (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
+With a schedule other than ``none`` the effective weights' magnitudes are the scores, and the events'
+masks are applied on top.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from flipout_repro.masking import PRUNABLE_TYPES, Masks
+from flipout_repro.methods.base import Method
+
+
+def soft_threshold(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """sign(w) * relu(|w| - sigmoid(s))."""
+    return torch.sign(w) * torch.relu(w.abs() - torch.sigmoid(s))
+
+
+class SoftThreshold(nn.Module):
+    """The parametrization W -> sign(W) relu(|W| - sigmoid(s)); identity once ``baked``."""
+
+    def __init__(self, s_init: float) -> None:
+        super().__init__()
+        self.s = nn.Parameter(torch.tensor(float(s_init)))
+        self.baked = False  # a plain attribute: checking it costs no host sync
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """The effective weight."""
+        return w if self.baked else soft_threshold(w, self.s)
+
+
+class STR(Method):
+    """Soft threshold reparameterisation of every Conv2d/Linear weight; sparsity is learnt."""
+
+    sparsity_is_outcome = True
+
+    def __init__(self, name: str = "str", scope: str = "global", s_init: float = -5.0,
+                 s_weight_decay: float | None = None, optim_weight_decay: float = 0.0) -> None:
+        super().__init__(name, scope)
+        if s_weight_decay is not None and s_weight_decay < 0:
+            raise ValueError(f"method.s_weight_decay={s_weight_decay} must be >= 0, or null for optim.weight_decay")
+        self.s_init = float(s_init)
+        self.s_weight_decay = s_weight_decay
+        self.optim_weight_decay = float(optim_weight_decay)
+        self.parts: list[SoftThreshold] = []
+        self._epochs = 0
+
+    def bind(self, model: nn.Module, masks: Masks) -> None:
+        """Register the parametrization on every prunable layer (before the optimizer is built)."""
+        super().bind(model, masks)
+        self.parts = []
+        for name, module in model.named_modules():
+            if isinstance(module, PRUNABLE_TYPES):
+                assert module.weight is masks.params[len(self.parts)], f"{name}: layer order differs from masks"
+                part = SoftThreshold(self.s_init).to(module.weight.device)
+                parametrize.register_parametrization(module, "weight", part)
+                self.parts.append(part)
+
+    def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
+                       epochs: int, steps_per_epoch: int) -> None:
+        """Remember the last epoch (the one after which the weights are baked)."""
+        self._epochs = epochs
+
+    def after_backward(self, model: nn.Module) -> None:
+        """s's own weight decay, when ``s_weight_decay`` is set (coupled, like the optimizer's)."""
+        if self.s_weight_decay is None:
+            return
+        extra = self.s_weight_decay - self.optim_weight_decay
+        for part in self.parts:
+            if part.s.grad is not None:
+                part.s.grad.add_(part.s.detach(), alpha=extra)
+
+    @torch.no_grad()
+    def effective_weights(self) -> list[torch.Tensor]:
+        """W_hat of every prunable layer (W itself once baked)."""
+        return [part(w) for part, w in zip(self.parts, self.masks.params)]
+
+    @torch.no_grad()
+    def scores(self, model: nn.Module) -> list[torch.Tensor]:
+        """|W_hat|, for schedules combined with STR."""
+        return [w.abs() for w in self.effective_weights()]
+
+    @torch.no_grad()
+    def on_epoch_end(self, epoch: int) -> None:
+        """Report the threshold masks; after the last epoch, bake W_hat into W and switch the masks on."""
+        if self.parts[0].baked:
+            return
+        nonzero = [w != 0 for w in self.effective_weights()]
+        if not self.masks.active:
+            for m, nz in zip(self.masks.values, nonzero):
+                m.copy_(nz)
+        if epoch >= self._epochs:
+            self._bake(nonzero)
+
+    def _bake(self, nonzero: list[torch.Tensor]) -> None:
+        for w, part, m, nz in zip(self.masks.params, self.parts, self.masks.values, nonzero):
+            w.copy_(part(w))
+            part.baked = True
+            m.mul_(nz)
+        self.masks.active = True
+        self.masks.apply_to_weights()
+
+    @torch.no_grad()
+    def epoch_stats(self) -> dict[str, float]:
+        """Each layer's threshold sigmoid(s)."""
+        ths = torch.stack([torch.sigmoid(p.s.detach()) for p in self.parts]).tolist()
+        return {f"str_threshold.{n}": t for n, t in zip(self.masks.names, ths)}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The number of epochs and whether W_hat is baked (s itself is in the model's state)."""
+        return {"epochs": self._epochs, "baked": bool(self.parts and self.parts[0].baked)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self._epochs = int(state["epochs"])
+        for part in self.parts:
+            part.baked = bool(state["baked"])

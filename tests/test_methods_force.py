@@ -1,0 +1,90 @@
+"""Iterative SNIP and FORCE: keep fractions, the scores of a second iteration by hand, FORCE reviving a
+weight that Iterative SNIP cannot, and both methods on the bundled subset."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores
+from flipout_repro.methods.iter_snip import IterSNIP
+from flipout_repro.methods.saliency import BatchSource
+from flipout_repro.run import run
+
+
+def test_keep_fractions_exp_and_linear():
+    assert keep_fractions(0.01, 2, "exp") == pytest.approx([0.1, 0.01])
+    assert keep_fractions(0.125, 3, "exp") == pytest.approx([0.5, 0.25, 0.125])
+    assert keep_fractions(0.4, 3, "linear") == pytest.approx([0.8, 0.6, 0.4])
+
+
+def two_layer():
+    """x (1) -> A (2x1) -> h -> B (2x2) -> logits, no biases or nonlinearity.
+
+    With x = 1 and y = 0, dL/dz = p1 * [-1, 1], so the saliencies are
+    S_A[j] = |a_j| p1 |B_1j - B_0j| and S_B[i, j] = p1 |B_ij| |h_j|.
+    Dense: a = [1, 0.1], B = [[0.2, 5], [1, 5.5]] give (/p1) a: [0.8, 0.05], B: [[0.2, 0.5], [1, 0.55]].
+    """
+    net = nn.Sequential(nn.Linear(1, 2, bias=False), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [0.1]]))
+        net[1].weight.copy_(torch.tensor([[0.2, 5.0], [1.0, 5.5]]))
+    return net
+
+
+BATCH = (torch.tensor([[1.0]]), torch.tensor([0]))
+
+
+def kept(scores):
+    return [(s > -1).int().flatten().tolist() for s in scores]
+
+
+def scores_of(revive, steps, target):
+    return progressive_scores(two_layer(), BatchSource(iter([BATCH]), steps, 1), target, steps, "exp", 1, revive)
+
+
+def test_first_iteration_prunes_the_two_lowest_saliencies():
+    # keep sqrt(0.5) of 6 after the first of two steps: 2 pruned, the lowest a_2 (0.05) and B_00 (0.2)
+    assert kept(scores_of(True, 1, 1 - math.sqrt(0.5))) == [[1, 0], [0, 1, 1, 1]]
+
+
+def test_force_second_iteration_scores_by_hand_and_revives_a_pruned_weight():
+    s = scores_of(True, 2, 0.5)  # keep 3 of 6 after step 2
+    # step 2 runs at theta0 * m: a_2 = B_00 = 0, so h = [1, 0], z = [0, 1], p1 = e / (1 + e);
+    # FORCE scores |theta0 * g|: a = p1 * [1 * |1 - 0|, 0.1 * |5.5 - 5|], B = p1 * [[0.2, 0], [1, 0]]
+    p1 = math.e / (1 + math.e)
+    assert kept(s) == [[1, 0], [1, 0, 1, 0]]  # B_00 is back
+    assert s[1][0, 0].item() == pytest.approx(0.2 * p1, rel=1e-5)
+    assert s[0][0, 0].item() == pytest.approx(p1, rel=1e-5) and s[1][1, 0].item() == pytest.approx(p1, rel=1e-5)
+
+
+def test_iterative_snip_cannot_revive():
+    s = scores_of(False, 2, 0.5)
+    first = [[1, 0], [0, 1, 1, 1]]
+    for layer_now, layer_first in zip(kept(s), first):
+        assert all(now <= before for now, before in zip(layer_now, layer_first))  # only ever removes
+    assert kept(s)[0] == [1, 0] and kept(s)[1][0] == 0 and sum(map(sum, kept(s))) == 3
+
+
+def test_method_scores_reproduce_the_final_mask_and_bad_knobs():
+    m = FORCE(steps=2)
+    net = two_layer()
+    from flipout_repro.masking import Masks, prune_to
+    masks = Masks.for_model(net)
+    m.bind(net, masks)
+    m.on_train_start(iter([BATCH]), 0.5, 1, 1)
+    prune_to(m.scores(net), masks, 0.5)
+    assert [v.int().flatten().tolist() for v in masks.values] == [[1, 0], [1, 0, 1, 0]]
+    for kwargs, key in (({"steps": 0}, "method.steps"), ({"mode": "cosine"}, "method.mode"),
+                        ({"batches": 0}, "method.batches")):
+        with pytest.raises(ValueError, match=key):
+            IterSNIP(**kwargs)
+
+
+@pytest.mark.parametrize("method", ["iter_snip", "force"])
+def test_runs_at_initialisation_on_the_bundled_subset(quick_cfg, method):
+    summary = run(quick_cfg(f"method={method}", "method.steps=10", "method.mode=linear", "method.batches=2",
+                            "epochs=2"))
+    assert summary["achieved_sparsity"] == pytest.approx(0.99, abs=1 / summary["prunable"])
+    assert summary["config"]["schedule"]["name"] == "one_shot"
+    assert summary["final_test_acc"] > 10.0
