@@ -124,3 +124,15 @@ def test_report_without_runs_says_what_to_do(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--results-dir", str(tmp_path), "--sweeps", "nope"])
     assert "sweep='nope' is not a sweep preset: use one of" in capsys.readouterr().err
+
+
+def test_a_preset_that_cannot_be_composed_is_reported_not_fatal(results, monkeypatch):
+    from flipout_repro import coverage
+
+    (results / "sweeps").mkdir()
+    (results / "sweeps" / "broken.yaml").write_text("hydra:\n  sweeper:\n    params:\n      method: nope\n")
+    monkeypatch.setattr(coverage, "sweep_dir", lambda: results / "sweeps")
+    r = make_report(results)
+    assert set(r["problems"]) == {"broken"} and "MissingConfigException" in r["problems"]["broken"]
+    assert "## broken: cannot be composed here (MissingConfigException" in (results / "tables" / "missing.md").read_text()
+    assert (results / "tables" / "vgg19-cifar10.md").exists()

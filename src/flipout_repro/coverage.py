@@ -113,33 +113,48 @@ def run_state(run: RunDir) -> str:
     return "interrupted" if run.checkpoint.exists() else "missing"
 
 
-def coverage(results_dir: str | Path, names: list[str] | None = None) -> list[Job]:
-    """The jobs of the given presets (all of them by default)."""
-    return [job for name in (sweep_names() if names is None else names) for job in sweep_jobs(name, results_dir)]
+def coverage(results_dir: str | Path, names: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+    """The jobs of the given presets (all of them by default), and the presets that cannot be composed
+    here (e.g. a method this installation lacks) with the reason. An unknown name is a ValueError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    jobs, problems = [], {}
+    for name in sweep_names() if names is None else names:
+        if name not in sweep_names():
+            raise ValueError(f"sweep={name!r} is not a sweep preset: use one of {sweep_names()}")
+        try:
+            jobs += sweep_jobs(name, results_dir)
+        except (HydraException, OmegaConfBaseException, ImportError) as exc:
+            problems[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return jobs, problems
 
 
-def missing_markdown(jobs: list[Job], results_dir: str | Path) -> tuple[str, dict[tuple[str, str], str]]:
+def missing_markdown(jobs: list[Job], results_dir: str | Path,
+                     problems: dict[str, str] | None = None) -> tuple[str, dict[tuple[str, str], str]]:
     """missing.md's text, and per (model, dataset) the section appended to that pair's table.
 
     A preset none of whose runs exist gets one line (the sweep command); a started one lists each job
     that is not done with the command that fills it.
     """
     rd = "" if str(results_dir) == "results" else f" results_dir={shlex.quote(str(results_dir))}"
-    out = ["# Missing runs\n", "Every sweep preset (conf/sweep/) against the runs on disk. `make paper-runs`"
+    out = ["# Missing runs", "", "Every sweep preset (conf/sweep/) against the runs on disk. `make paper-runs`"
            " launches all paper presets; each line below runs one job alone (finished runs are skipped,"
-           " interrupted ones resume).\n"]
+           " interrupted ones resume)."]
     per_pair: dict[tuple[str, str], list[str]] = {}
     by_sweep: dict[str, list[Job]] = {}
     for job in jobs:
         by_sweep.setdefault(job.sweep, []).append(job)
     for name, sj in by_sweep.items():
         todo = [j for j in sj if j.state != "done"]
-        done = len(sj) - len(todo)
-        out.append(f"\n## {name}: {done} of {len(sj)} runs done\n")
-        if not todo:
-            continue
-        out.append(f"\nAll of them: `flipout-train -m +sweep={name}{rd}`\n")
-        if done == 0:
+        out += ["", f"## {name}: {len(sj) - len(todo)} of {len(sj)} runs done"]
+        if todo:
+            out += ["", f"All of them: `flipout-train -m +sweep={name}{rd}`"]
+        if todo and len(todo) == len(sj):
+            for pair in {(j.model, j.dataset) for j in sj}:
+                per_pair.setdefault(pair, []).append(f"- none of {name}'s {len(sj)} runs yet:"
+                                                     f" `flipout-train -m +sweep={name}{rd}`")
+        if not todo or len(todo) == len(sj):
             continue
         out.append("")
         for j in todo:
@@ -148,5 +163,7 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path) -> tuple[str, dic
                 line += f" (failed: see {j.run_dir}/summary.json; add resume=false to start it over)"
             out.append(line)
             per_pair.setdefault((j.model, j.dataset), []).append(line)
+    for name, why in (problems or {}).items():
+        out += ["", f"## {name}: cannot be composed here ({why})"]
     sections = {pair: "\n## Missing cells\n\n" + "\n".join(lines) + "\n" for pair, lines in per_pair.items()}
     return "\n".join(out) + "\n", sections

@@ -23,6 +23,7 @@ COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue"
           "random": "tab:gray", "flipout_no_noise": "tab:orange", "noisy_global_magnitude": "tab:purple",
           "hoyer_square": "tab:brown"}
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
+STYLES = ["-", "--", "-.", (0, (1, 1))]  # several settings of one method: one line style each
 POINTS_CSV = ["method", "variant", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
 
 
@@ -38,19 +39,20 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     others = sorted(m for m in cells["method"].unique() if m not in COLORS)
     ours = cells[cells["n_seeds"].fillna(0) > 0]
-    settings = ours.groupby(["method", "variant"])["setting"].nunique()
     points: list[dict] = []
     xs: list[float] = []
 
-    def label(m: str, v: str, s: str) -> str:
-        return m + (f" ({v})" if v else "") + (f" [{s}]" if settings.get((m, v), 1) > 1 else "")
+    def label(m: str, v: str, setting_label: str) -> str:
+        extra = "; ".join(x for x in (v, setting_label) if isinstance(x, str) and x)
+        return m + (f" ({extra})" if extra else "")
 
     # a method whose sparsity is an outcome (Hoyer-Square's lambda series) is one series of points
     series = ours.assign(variant=ours["variant"].where(~ours["sparsity_is_outcome"].astype(bool), "*"),
                          setting=ours["setting"].where(~ours["sparsity_is_outcome"].astype(bool), ""))
     for (m, v, s), g in series.groupby(["method", "variant", "setting"], sort=False):
-        color, lab = color_of(m, others), label(m, "" if v == "*" else v, s)
         g = ours.loc[g.index]
+        color, lab = color_of(m, others), label(m, "" if v == "*" else v, g["setting_label"].iloc[0])
+        style = STYLES[sorted(ours[ours["method"] == m]["setting"].unique()).index(s) % len(STYLES)] if s else "-"
         g = g.sort_values("achieved_mean")
         if m == "dense" or g["target_sparsity"].max() == 0 and not g["sparsity_is_outcome"].any():
             mean, std = g["final_mean"].iloc[0], g["final_std"].fillna(0).iloc[0]
@@ -61,7 +63,7 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> None:
         outcome = bool(g["sparsity_is_outcome"].any())
         x = g["achieved_mean"] if outcome else g["target_sparsity"]
         ax.errorbar(x, g["final_mean"], yerr=g["final_std"].fillna(0), color=color, capsize=3,
-                    lw=0.8 if outcome else 1.6, ls=":" if outcome else "-", marker="*" if outcome else "o",
+                    lw=0.8 if outcome else 1.6, ls=":" if outcome else style, marker="*" if outcome else "o",
                     ms=8 if outcome else 4, label=lab)
         if outcome:  # name each point by its knobs (e.g. lam=1e-05)
             for xi, r in zip(x, g.itertuples()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -39,7 +40,7 @@ def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: s
 
 
 def make_report(results_dir: str | Path = "results", out_dir: str | Path | None = None,
-                sweeps: list[str] | None = None) -> dict[str, list[Path] | int]:
+                sweeps: list[str] | None = None) -> dict[str, Any]:
     """Aggregate every summary under <results_dir>/runs into <out_dir>/tables and <out_dir>/curves.
 
     ``out_dir`` defaults to ``results_dir``; ``sweeps`` picks the presets checked for missing runs (all by
@@ -52,8 +53,8 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     out_dir = Path(out_dir) if out_dir is not None else results_dir
     runs = tables.load_runs(results_dir / "runs")
     cells = tables.attach_reference(tables.aggregate(runs), tables.load_reference(reference_dir()))
-    jobs = coverage.coverage(results_dir, sweeps)
-    missing_text, sections = coverage.missing_markdown(jobs, results_dir)
+    jobs, problems = coverage.coverage(results_dir, sweeps)
+    missing_text, sections = coverage.missing_markdown(jobs, results_dir, problems)
     written = tables.write_tables(cells, runs, tables_dir(out_dir), sections)
     (tables_dir(out_dir) / "missing.md").write_text(missing_text)
     written.append(tables_dir(out_dir) / "missing.md")
@@ -65,12 +66,13 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
                           stem.with_suffix(".png"), stem.with_suffix(".csv"))
         written += [stem.with_suffix(".png"), stem.with_suffix(".csv")]
     return {"files": written, "runs": len(runs), "cells": int((cells["n_seeds"].fillna(0) > 0).sum()),
-            "missing": sum(j.state != "done" for j in jobs)}
+            "missing": sum(j.state != "done" for j in jobs), "problems": problems}
 
 
 def main(argv: list[str] | None = None) -> None:
     """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps]: tables and figures."""
     import argparse
+    import sys
 
     p = argparse.ArgumentParser(prog="flipout-report", description="Aggregate every summary.json under"
                                 " <results-dir>/runs into tables (Markdown + CSV) and accuracy-vs-sparsity"
@@ -91,5 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(exc))
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets not done"
           " (see tables/missing.md)")
+    for name, why in r["problems"].items():
+        print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
     for f in r["files"]:
         print(f"  {f}")

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from flipout_repro.results import config_hash
+from flipout_repro.results import NOT_HASHED, config_hash
 
 log = logging.getLogger("flipout_repro")
 
@@ -30,7 +30,8 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 REFERENCE_KNOBS = {"hoyer_lambda": ("hoyer_square", "lam")}
 CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
-              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs"]
+              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs", "flat",
+              "setting_label"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -44,7 +45,7 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             log.warning("skipped %s: %s", path, exc)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "epochs", "hash", "knobs", "run_dir"]
+            "epochs", "hash", "knobs", "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -60,6 +61,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
         "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
+        "flat": _flatten({k: v for k, v in cfg.items() if k not in ("sparsity", "seed", "method")}),
         "run_dir": str(path.parent),
     }
 
@@ -89,6 +91,33 @@ def _setting(cfg: dict[str, Any]) -> str:
     return config_hash(OmegaConf.create({k: v for k, v in cfg.items() if k != "sparsity"}))
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def setting_labels(cells: pd.DataFrame) -> pd.Series:
+    """Where one method and variant has several settings: the config values that tell them apart
+    (e.g. ``epochs=40``), else ""."""
+    labels = pd.Series("", index=cells.index, dtype=object)
+    for _, g in cells.groupby(["model", "dataset", "method", "variant"], sort=False):
+        firsts = g.drop_duplicates("setting")
+        if len(firsts) < 2:
+            continue
+        flats = {r.setting: r.flat or {} for r in firsts.itertuples()}
+        keys = sorted({k for f in flats.values() for k in f})
+        differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1
+                  and k not in NOT_HASHED and k.split(".")[0] not in NOT_HASHED]
+        for i, r in g.iterrows():
+            labels[i] = ", ".join(f"{k}={flats[r['setting']].get(k)}" for k in differ[:3]) or r["setting"]
+    return labels
+
+
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Cells: mean and sample std over seeds of the completed runs, one row per setting and sparsity."""
     done = runs[runs["status"] == "completed"].copy()
@@ -102,8 +131,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
         best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
         int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
-        knobs=("knobs", "first"),
+        knobs=("knobs", "first"), flat=("flat", "first"),
     ).reset_index()
+    cells["setting_label"] = setting_labels(cells)
     return cells
 
 
@@ -173,9 +203,10 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Model, data set, method (paper order first), variant, sparsity."""
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     key = cells["method"].map(lambda m: (rank.get(m, len(rank)), m))
-    cells = cells.assign(_k=key, _s=cells["achieved_mean"].where(cells["sparsity_is_outcome"].astype(bool),
-                                                                  cells["target_sparsity"]))
-    return cells.sort_values(["model", "dataset", "_k", "variant", "_s"]).drop(columns=["_k", "_s"]) \
+    outcome = cells["sparsity_is_outcome"].astype(bool)  # a lambda series is sorted by achieved sparsity
+    cells = cells.assign(_k=key, _v=cells["variant"].where(~outcome, ""),
+                         _s=cells["achieved_mean"].where(outcome, cells["target_sparsity"]))
+    return cells.sort_values(["model", "dataset", "_k", "_v", "_s"]).drop(columns=["_k", "_v", "_s"]) \
         .reset_index(drop=True)
 
 
@@ -194,8 +225,9 @@ def fmt_sparsity(s: float) -> str:
 def markdown_table(cells: pd.DataFrame) -> str:
     """One Markdown table of a model and data set's cells (int8 column only when some run has it)."""
     int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
-    head = ["method", "knobs", "sparsity", "seeds", "test acc (final)", "best", *(["int8"] if int8 else []),
-            "paper", "Δ final − paper", "epochs", "run hash"]
+    pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
+    head = ["method", "knobs / setting", "sparsity", "seeds", "test acc (final)", "best",
+            *(["int8"] if int8 else []), *(["paper", "Δ final − paper"] if pub else []), "epochs", "run hash"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, c in cells.iterrows():
         outcome = bool(c["sparsity_is_outcome"])
@@ -204,10 +236,11 @@ def markdown_table(cells: pd.DataFrame) -> str:
         paper = fmt_pm(c["paper_acc"], c["paper_std"])
         if outcome and not pd.isna(c["paper_sparsity"]) and paper:
             paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
-        row = [c["method"], c["variant"] or "", sp, str(n) if n else "**missing**",
+        diff = "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00")
+        knobs = "; ".join(x for x in (c["variant"], c.get("setting_label")) if isinstance(x, str) and x)
+        row = [c["method"], knobs, sp, str(n) if n else "**missing**",
                fmt_pm(c.get("final_mean"), c.get("final_std")), fmt_pm(c.get("best_mean"), c.get("best_std")),
-               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), paper,
-               "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00"),
+               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), *([paper, diff] if pub else []),
                "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])), c.get("hash") or ""]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
     return "\n".join(lines) + "\n"
@@ -216,7 +249,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
 CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "sparsity_is_outcome", "n_seeds",
                "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", "best_mean", "best_std",
                "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff", "epochs", "hash",
-               "setting"]
+               "setting", "setting_label"]
 
 
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
@@ -227,10 +260,12 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         stem = out / f"{model}-{dataset}"
         part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
         part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
-        text = (f"# {model} on {dataset}\n\nTest accuracy (%) at the end of training, mean ± sample std over"
-                " seeds; paper: the published value (mean ± std over seeds 42, 43, 44); Δ: our final mean minus"
-                " the paper's.\n\n" + markdown_table(part) + missing_md.get((model, dataset), ""))
+        about = "Test accuracy (%) at the end of training, mean ± sample std over seeds"
+        if part["paper_acc"].notna().any():
+            about += ("; paper: the published value (mean ± std over seeds 42, 43, 44); Δ: our final mean minus"
+                      " the paper's")
+        text = f"# {model} on {dataset}\n\n{about}.\n\n" + markdown_table(part) + missing_md.get((model, dataset), "")
         stem.with_suffix(".md").write_text(text)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
-    runs.drop(columns=["knobs"]).to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    runs.drop(columns=["knobs", "flat"]).to_csv(out / "runs.csv", index=False, float_format="%.6g")
     return written + [out / "runs.csv"]
