@@ -134,5 +134,6 @@ def test_a_preset_that_cannot_be_composed_is_reported_not_fatal(results, monkeyp
     monkeypatch.setattr(coverage, "sweep_dir", lambda: results / "sweeps")
     r = make_report(results)
     assert set(r["problems"]) == {"broken"} and "MissingConfigException" in r["problems"]["broken"]
-    assert "## broken: cannot be composed here (MissingConfigException" in (results / "tables" / "missing.md").read_text()
+    text = (results / "tables" / "missing.md").read_text()
+    assert "## broken: cannot be composed here (MissingConfigException" in text
     assert (results / "tables" / "vgg19-cifar10.md").exists()
