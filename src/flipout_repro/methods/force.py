@@ -14,7 +14,10 @@ scores, in which the weights outside the final mask score -1: ``prune_to`` to th
 exactly the final mask of the iterations.
 
 Defaults: ``steps=300``, ``mode=exp`` (the paper's), ``batches=1`` (the paper's CIFAR-10 value; 10 for
-CIFAR-100). The FORCE reference code defaults to 10 steps and its README uses 60.
+CIFAR-100). The FORCE reference code defaults to 10 steps and its README uses 60. ``loss``: the
+training loss, cross-entropy (the paper's); the reference code applies ``nll_loss`` to its networks' raw
+logits, which ``loss=nll_raw_logits`` reproduces. Our choice: when the steps need more batches than an
+epoch holds, the epoch's batches are reused in order (the reference draws a fresh shuffled batch).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from torch import nn
 
 from flipout_repro.masking import Masks, prunable_weights, prune_to
 from flipout_repro.methods.base import Method
-from flipout_repro.methods.saliency import BatchSource, average_gradients
+from flipout_repro.methods.saliency import BatchSource, average_gradients, check_loss
 
 MODES = ("exp", "linear")
 
@@ -39,7 +42,8 @@ def keep_fractions(keep: float, steps: int, mode: str) -> list[float]:
 
 
 def progressive_scores(model: nn.Module, source: BatchSource, target: float, steps: int, mode: str,
-                       batches: int, revive: bool, scope: str = "global") -> list[torch.Tensor]:
+                       batches: int, revive: bool, scope: str = "global",
+                       loss: str = "cross_entropy") -> list[torch.Tensor]:
     """Run the iterations on a copy of ``model``; return final scores (-1 outside the final mask).
 
     ``revive=True`` is FORCE (dense theta0 each iteration, score ``|theta0 * g|``, fresh masks);
@@ -56,7 +60,7 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
     for t, kept in enumerate(fractions, start=1):
         with torch.no_grad():
             torch._foreach_copy_(params, torch._foreach_mul(theta0, masks.values))
-        grads = average_gradients(net, params, source.take(batches))
+        grads = average_gradients(net, params, source.take(batches), loss)
         if revive:
             scores = [(w0 * g).abs() for w0, g in zip(theta0, grads)]
             for m in masks.values:
@@ -74,7 +78,7 @@ class FORCE(Method):
     revive = True
 
     def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
-                 batches: int = 1) -> None:
+                 batches: int = 1, loss: str = "cross_entropy") -> None:
         super().__init__(name, scope)
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"method.steps={steps!r} must be an integer >= 1 (the paper uses 300)")
@@ -83,6 +87,7 @@ class FORCE(Method):
         if not isinstance(batches, int) or batches < 1:
             raise ValueError(f"method.batches={batches!r} must be an integer >= 1 (1 for CIFAR-10, 10 for CIFAR-100)")
         self.steps, self.mode, self.batches = steps, mode, batches
+        self.loss = check_loss(loss)
         self._scores: list[torch.Tensor] | None = None
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
@@ -94,7 +99,7 @@ class FORCE(Method):
         need = self.steps * self.batches
         source = BatchSource(batches, need, steps_per_epoch)
         self._scores = progressive_scores(self.model, source, target, self.steps, self.mode, self.batches,
-                                          self.revive, self.scope)
+                                          self.revive, self.scope, self.loss)
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> list[torch.Tensor]:

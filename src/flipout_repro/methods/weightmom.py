@@ -35,7 +35,7 @@ class WeightMom(Method):
     """Score = per-layer importance from relative sparsity x moving average of |w|."""
 
     def __init__(self, name: str = "weightmom", scope: str = "global", horizon_epochs: float = 1.0,
-                 layer_importance: float = 1.0, update_every: int = 1) -> None:
+                 layer_importance: float = 0.5, update_every: int = 1) -> None:
         super().__init__(name, scope)
         if horizon_epochs <= 0:
             raise ValueError(f"method.horizon_epochs={horizon_epochs} must be > 0 (the moving average's time"
