@@ -8,6 +8,7 @@ from torch import nn
 
 from flipout_repro.masking import Masks
 from flipout_repro.methods.str import STR, soft_threshold
+from flipout_repro.inspect_run import load_run
 from flipout_repro.run import run
 
 W = [[0.5, -0.1], [-0.9, 0.05]]
@@ -61,11 +62,18 @@ def test_last_epoch_bakes_the_thresholded_weights():
     raw = masks.params[0].detach()
     assert torch.allclose(raw, torch.tensor([[0.3, 0.0], [-0.7, 0.0]]))  # the saved weights are W_hat
     assert torch.allclose(net(x), before) and masks.active and masks.sparsity() == 0.5
+    assert list(net.state_dict()) == ["0.weight"]  # a plain model again: any tool can load it
+    plain = nn.Sequential(nn.Linear(2, 2, bias=False))
+    plain.load_state_dict(net.state_dict())
+    assert torch.allclose(plain(x), before)
     state = method.state_dict()
     assert state == {"epochs": 3, "baked": True}
-    _, _, other = bound()
+    # resuming from a checkpoint written after the bake: a freshly bound model loads the plain weights
+    net2, masks2, other = bound()
+    net2.load_state_dict(net.state_dict())
     other.load_state_dict(state)
-    assert other.parts[0].baked
+    assert other.parts[0].baked and masks2.params[0] is net2[0].weight
+    assert torch.allclose(net2(x), before)
 
 
 def test_own_weight_decay_on_s():
@@ -82,3 +90,6 @@ def test_str_runs_and_reports_its_sparsity_as_an_outcome(quick_cfg):
     assert summary["sparsity_is_outcome"] and summary["target_sparsity"] == 0.99
     assert 0 < summary["achieved_sparsity"] < 0.99 and summary["config"]["schedule"]["name"] == "none"
     assert summary["nonzero"] == summary["prunable"] - round(summary["achieved_sparsity"] * summary["prunable"])
+    loaded = load_run(summary["run_dir"], with_data=False)  # the saved model is a plain, thresholded one
+    assert loaded.masks.sparsity() == pytest.approx(summary["achieved_sparsity"])
+    assert all(int((w != 0).sum()) == int(m.sum()) for w, m in zip(loaded.masks.params, loaded.masks.values))

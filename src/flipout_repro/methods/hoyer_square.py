@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import prune_to
+from flipout_repro.masking import Masks, prune_to
 from flipout_repro.methods.base import Method
 
 log = logging.getLogger("flipout_repro")
@@ -99,7 +99,7 @@ class HoyerSquare(Method):
         self._epoch = 0  # epochs finished
         self._last: torch.Tensor | None = None
 
-    def bind(self, model: nn.Module, masks: Any) -> None:
+    def bind(self, model: nn.Module, masks: Masks) -> None:
         """Collect the regularised parameters."""
         super().bind(model, masks)
         if self.params == "all":

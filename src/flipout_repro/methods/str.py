@@ -9,9 +9,11 @@ makes sparsity appear. ``s_weight_decay`` gives s its own decay (STR's ``st_deca
 The reparameterisation is a ``torch.nn.utils.parametrize`` parametrization of each layer's ``weight``;
 the raw W stays the very Parameter the masks and the optimizer hold. Training is unmasked (a weight
 under the threshold may come back when the threshold drops); after each epoch the masks are set to
-``W_hat != 0`` only to report the sparsity. After the last epoch (before its evaluation) W is replaced
-by W_hat, the layers compute with W directly, and the masks are switched on: the final evaluation, the
-checkpoint, masks.pt and the summary all see the thresholded weights. The sparsity is an outcome of
+``W_hat != 0`` only to report the sparsity. After the last epoch (before its evaluation) the
+parametrizations are removed with W set to W_hat, and the masks are switched on: the final evaluation,
+the checkpoint, masks.pt and the summary all see the thresholded weights, and the model is a plain
+model again (its state dict has the usual keys, so any tool can load it). A checkpoint written after
+that is loaded into a freshly bound model by removing its parametrizations first (a load hook). The sparsity is an outcome of
 ``s_init`` and the weight decay (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
 With a schedule other than ``none`` the effective weights' magnitudes are the scores, and the events'
 masks are applied on top.
@@ -71,6 +73,7 @@ class STR(Method):
                 assert module.weight is masks.params[len(self.parts)], f"{name}: layer order differs from masks"
                 part = SoftThreshold(self.s_init).to(module.weight.device)
                 parametrize.register_parametrization(module, "weight", part)
+                module.register_load_state_dict_pre_hook(_unbake_on_plain_load)
                 self.parts.append(part)
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
@@ -110,8 +113,11 @@ class STR(Method):
             self._bake(nonzero)
 
     def _bake(self, nonzero: list[torch.Tensor]) -> None:
-        for w, part, m, nz in zip(self.masks.params, self.parts, self.masks.values, nonzero):
-            w.copy_(part(w))
+        for module in self.model.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                # keeps the same Parameter object (masks, optimizer), now holding W_hat
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+        for part, m, nz in zip(self.parts, self.masks.values, nonzero):
             part.baked = True
             m.mul_(nz)
         self.masks.active = True
@@ -132,3 +138,11 @@ class STR(Method):
         self._epochs = int(state["epochs"])
         for part in self.parts:
             part.baked = bool(state["baked"])
+
+
+def _unbake_on_plain_load(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Loading a baked model's plain ``weight`` into a parametrized layer: drop the parametrization."""
+    if parametrize.is_parametrized(module, "weight") and prefix + "weight" in state_dict \
+            and prefix + "parametrizations.weight.original" not in state_dict:
+        module.parametrizations.weight[0].baked = True
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
