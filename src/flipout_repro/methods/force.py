@@ -16,8 +16,11 @@ exactly the final mask of the iterations.
 Defaults: ``steps=300``, ``mode=exp`` (the paper's), ``batches=1`` (the paper's CIFAR-10 value; 10 for
 CIFAR-100). The FORCE reference code defaults to 10 steps and its README uses 60. ``loss``: the
 training loss, cross-entropy (the paper's); the reference code applies ``nll_loss`` to its networks' raw
-logits, which ``loss=nll_raw_logits`` reproduces. Our choice: when the steps need more batches than an
-epoch holds, the epoch's batches are reused in order (the reference draws a fresh shuffled batch).
+logits, which ``loss=nll_raw_logits`` reproduces. Our choices: when the steps need more batches than an
+epoch holds, the epoch's batches are reused in order (the reference draws a fresh shuffled batch); each
+iteration keeps exactly its count of weights, ties broken by position, where the reference keeps every
+weight tied with the k-th score (so, while the cut falls on the many exactly-zero saliencies of dead
+units, it prunes fewer than scheduled). With the same masking rule both give identical masks.
 """
 from __future__ import annotations
 

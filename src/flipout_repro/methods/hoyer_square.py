@@ -17,7 +17,11 @@ prunable weights are regularised (``params=prunable`` is required), and a weight
 of its group (the smaller of the two for ``both``), so the threshold and the target prune whole groups.
 
 ``stop_epoch`` is an epoch of a ``stop_of``-epoch run (the paper: 350 of 500) and is scaled to
-``epochs``, like the optimizer's milestones, so short runs keep the paper's shape. The prune happens in
+``epochs``, like the optimizer's milestones, so short runs keep the paper's shape. How many weights end
+under the threshold depends strongly on the learning rate at the stop epoch (SGD keeps small weights
+oscillating with an amplitude ~ lr * lam): the FlipOut runs train 500 epochs with the lr dropped at
+epochs 150 and 250 (not scaled), i.e. lr 0.001 at the threshold; here that is
+``optim.milestones=[150,250] optim.milestones_of=500``. The prune happens in
 ``on_epoch_end``, so the evaluation logged for the stop epoch is already after it. Its scores (|w|, or
 group norms) also let it run with any schedule (``schedule=cubic``), on top of its own prune.
 """
