@@ -13,8 +13,9 @@ under the threshold may come back when the threshold drops); after each epoch th
 parametrizations are removed with W set to W_hat, and the masks are switched on: the final evaluation,
 the checkpoint, masks.pt and the summary all see the thresholded weights, and the model is a plain
 model again (its state dict has the usual keys, so any tool can load it). A checkpoint written after
-that is loaded into a freshly bound model by removing its parametrizations first (a load hook). The sparsity is an outcome of
-``s_init`` and the weight decay (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
+that is loaded into a freshly bound model by removing its parametrizations first (a load hook).
+The sparsity is an outcome of ``s_init`` and the weight decay (``sparsity_is_outcome``); the
+``sparsity`` key is only recorded.
 With a schedule other than ``none`` the effective weights' magnitudes are the scores, and the events'
 masks are applied on top.
 """
