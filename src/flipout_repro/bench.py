@@ -59,6 +59,8 @@ def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int],
     masks = Masks.for_model(model)
     method = instantiate(_group("method", method_name), "method")
     method.bind(model, masks)
+    if compile_model:
+        method.compile_hooks()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [10**9])
     if method.prunes and sparsity > 0:

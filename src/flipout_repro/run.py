@@ -116,6 +116,8 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
     speed["compiled"] = torch.compile(model) if cfg.compile else None
+    if cfg.compile:
+        method.compile_hooks()
     return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed)
 
 

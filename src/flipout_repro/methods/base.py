@@ -42,6 +42,9 @@ class Method:
         """Attach to the model and its masks before training (allocate per-weight state here)."""
         self.model, self.masks = model, masks
 
+    def compile_hooks(self) -> None:
+        """Called once when the run has ``compile=true``: compile per-step bookkeeping if it helps."""
+
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
                        epochs: int, steps_per_epoch: int) -> None:
         """Called once before the first step (and before any event at step 0).
