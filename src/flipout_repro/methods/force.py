@@ -25,14 +25,13 @@ units, it prunes fewer than scheduled). With the same masking rule both give ide
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from flipout_repro.masking import Masks, prunable_weights, prune_to
-from flipout_repro.methods.base import Method
-from flipout_repro.methods.saliency import BatchSource, average_gradients, check_loss
+from flipout_repro.methods.saliency import BatchSource, ScoredAtInit, average_gradients, check_loss
 
 MODES = ("exp", "linear")
 
@@ -75,7 +74,7 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
     return [torch.where(m.bool(), s, torch.full_like(s, -1.0)) for s, m in zip(scores, masks.values)]
 
 
-class FORCE(Method):
+class FORCE(ScoredAtInit):
     """FORCE: progressive pruning at initialisation in which pruned weights can come back."""
 
     revive = True
@@ -103,19 +102,3 @@ class FORCE(Method):
         source = BatchSource(batches, need, steps_per_epoch)
         self._scores = progressive_scores(self.model, source, target, self.steps, self.mode, self.batches,
                                           self.revive, self.scope, self.loss)
-
-    @torch.no_grad()
-    def scores(self, model: nn.Module) -> list[torch.Tensor]:
-        """The last iteration's scores; weights outside its mask score -1."""
-        if self._scores is None:
-            raise RuntimeError(f"method {self.name} scores are computed in on_train_start, before training")
-        return self._scores
-
-    def state_dict(self) -> dict[str, Any]:
-        """The final scores, for schedules with events after a resume."""
-        return {"scores": None if self._scores is None else [s.cpu() for s in self._scores]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the final scores on the weights' device."""
-        if state.get("scores") is not None:
-            self._scores = [s.to(p.device) for s, p in zip(state["scores"], self.masks.params)]

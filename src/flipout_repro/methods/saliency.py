@@ -9,11 +9,13 @@ running statistics are untouched by it.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from flipout_repro.methods.base import Method
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -71,3 +73,27 @@ def check_loss(loss: str) -> str:
     if loss not in LOSSES:
         raise ValueError(f"method.loss={loss!r} must be one of {sorted(LOSSES)}")
     return loss
+
+
+class ScoredAtInit(Method):
+    """A method whose scores are computed once in ``on_train_start`` and kept (SNIP, FORCE, Iter-SNIP);
+    the schedule's events (one_shot by default) turn them into masks."""
+
+    _scores: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def scores(self, model: nn.Module) -> list[torch.Tensor]:
+        """The scores computed at initialisation."""
+        if self._scores is None:
+            raise RuntimeError(f"method {self.name} scores are computed in on_train_start, before training")
+        return self._scores
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scores, for schedules with events after a resume."""
+        return {"scores": None if self._scores is None else [s.cpu() for s in self._scores]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the scores on the weights' device."""
+        if state.get("scores") is not None:
+            self._scores = [s.to(p.device) for s, p in zip(state["scores"], self.masks.params)]
+

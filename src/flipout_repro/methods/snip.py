@@ -15,17 +15,16 @@ broken by position: the masks are identical up to that one-weight rounding.)
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from flipout_repro.masking import prunable_weights
-from flipout_repro.methods.base import Method
-from flipout_repro.methods.saliency import BatchSource, average_gradients
+from flipout_repro.methods.saliency import BatchSource, ScoredAtInit, average_gradients
 
 
-class SNIP(Method):
+class SNIP(ScoredAtInit):
     """Connection sensitivity at initialisation, ranked globally (``scope=layer`` ranks per layer)."""
 
     def __init__(self, name: str = "snip", scope: str = "global", batches: int = 1,
@@ -42,22 +41,6 @@ class SNIP(Method):
         """Compute the saliencies once, on a copy of the initial model."""
         taken = BatchSource(batches, self.batches, steps_per_epoch).take(self.batches)
         self._scores = snip_saliency(self.model, taken, self.reference_quirks)
-
-    @torch.no_grad()
-    def scores(self, model: nn.Module) -> list[torch.Tensor]:
-        """The saliencies computed at initialisation."""
-        if self._scores is None:
-            raise RuntimeError(f"method {self.name} scores are computed in on_train_start, before training")
-        return self._scores
-
-    def state_dict(self) -> dict[str, Any]:
-        """The saliencies, for schedules with events after a resume."""
-        return {"scores": None if self._scores is None else [s.cpu() for s in self._scores]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the saliencies on the weights' device."""
-        if state.get("scores") is not None:
-            self._scores = [s.to(p.device) for s, p in zip(state["scores"], self.masks.params)]
 
 
 def snip_saliency(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
