@@ -134,3 +134,42 @@ def test_pruned_weights_stay_exactly_zero_through_momentum_and_weight_decay():
     # the end-of-epoch event recorded the accuracy before it; the mid-epoch one did not
     assert len(state.curve) == 1 and state.curve[0]["epoch"] == 1 and state.curve[0]["sparsity"] == 0.0
     assert all(math.isfinite(v) for v in method.epoch_stats().values())
+
+
+@pytest.mark.parametrize("path", ["cpu_inplace", "foreach", "compiled"])
+def test_every_counting_path_gives_the_same_counts(path):
+    def run(path):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(20, 10), nn.Linear(10, 3))
+        method, masks = bound_flipout(net)
+        if path == "foreach":
+            method._on_cpu = False
+        if path == "compiled":
+            method.compile_hooks()
+        prune_to([torch.rand_like(m) for m in masks.values], masks, 0.5)
+        method.after_prune()
+        g = torch.Generator().manual_seed(1)
+        for _ in range(6):
+            with torch.no_grad():
+                for p in masks.params:
+                    p.add_(torch.randn(p.shape, generator=g))
+            masks.apply_to_weights()
+            method.after_step(net)
+        return [c.clone() for c in method.counters]
+
+    reference = run("cpu_inplace") if path != "cpu_inplace" else run("foreach")
+    got = run(path)
+    assert all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert sum(float(c.sum()) for c in got) > 0
+
+
+def test_buffered_noise_has_the_same_scale_per_parameter():
+    from flipout_repro.methods.noise import noise_buffers
+
+    params = [nn.Parameter(torch.zeros(400)), nn.Parameter(torch.zeros(30, 30))]
+    params[0].grad = torch.full((400,), 2.0)  # RMS 2
+    params[1].grad = torch.full((30, 30), 0.5)  # RMS 0.5
+    torch.manual_seed(3)
+    add_gradient_noise(params, 1.0, noise_buffers(params))
+    assert (params[0].grad - 2.0).std().item() == pytest.approx(2.0, rel=0.1)
+    assert (params[1].grad - 0.5).std().item() == pytest.approx(0.5, rel=0.1)

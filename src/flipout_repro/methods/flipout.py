@@ -5,8 +5,12 @@ optimizer step and the masking, count for every prunable weight whether its sign
 ``c += (sign(P) != previous sign); c *= m`` with sign(0) = 0. Counters are float and never reset.
 At a prune event the score is ``|w|^p / (c + 1)`` (p = 2 in the paper), ranked globally.
 
-The previous signs are kept as sign tensors (values -1, 0, 1), not as a clone of the weights, and the
-counting is five fused ``_foreach`` operations over all layers: sign, subtract, abs, clamp, add.
+The previous signs are kept as sign tensors (values -1, 0, 1), not as a clone of the weights. On a GPU
+the counting is five fused ``_foreach`` operations over all layers (sign, subtract, abs, clamp, add: few
+kernel launches, and the caching allocator makes their temporaries free); on a CPU it is three in-place
+operations a layer into preallocated buffers (``sign(out=)``, ``ne(out=)``, ``add_``), because there
+every fresh weight-sized temporary costs page faults (VGG19: 97 ms a step against 17 ms). With
+``compile=true`` it is one compiled pass a layer. All three give the same counts.
 ``c *= m`` is applied at every prune event: a pruned weight stays 0 with remembered sign 0, so its
 counter cannot grow between events and the per-step multiplication would be a no-op.
 """
@@ -19,7 +23,7 @@ from torch import nn
 
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
-from flipout_repro.methods.noise import add_gradient_noise
+from flipout_repro.methods.noise import add_gradient_noise, noise_buffers
 
 
 def count_flips(weights: list[torch.Tensor], signs: list[torch.Tensor], counters: list[torch.Tensor]) -> None:
@@ -53,7 +57,12 @@ class FlipOut(Method):
         self.signs = [torch.sign(p.detach()) for p in masks.params]
         self._weights = [p.detach() for p in masks.params]  # views of the parameters, built once
         self._compiled_count = None
+        # CPU: spare sign buffers and flip flags, so that a step allocates nothing
+        self._on_cpu = bool(masks.params) and masks.params[0].device.type == "cpu"
+        self._spare = [torch.empty_like(s) for s in self.signs] if self._on_cpu else []
+        self._flags = [torch.empty_like(s, dtype=torch.bool) for s in self.signs] if self._on_cpu else []
         self._trainable = [p for p in model.parameters() if p.requires_grad]
+        self._noise_buffers = noise_buffers(self._trainable) if self.noise else None
 
     @property
     def modifies_grads(self) -> bool:
@@ -63,7 +72,7 @@ class FlipOut(Method):
     def after_backward(self, model: nn.Module) -> None:
         """Step 3: noise scaled by each gradient's RMS, on every trainable parameter."""
         if self.noise:
-            add_gradient_noise(self._trainable, self.noise)
+            add_gradient_noise(self._trainable, self.noise, self._noise_buffers)
 
     def compile_hooks(self) -> None:
         """With ``compile=true`` the flip counting is compiled too: one fused pass per layer."""
@@ -74,6 +83,13 @@ class FlipOut(Method):
         """Step 5: c += (sign(P) != remembered sign), i.e. min(|new - old|, 1); remember the new signs."""
         if self._compiled_count is not None:
             self._compiled_count(self._weights, self.signs, self.counters)
+            return
+        if self._on_cpu:
+            for w, c, old, new, flag in zip(self._weights, self.counters, self.signs, self._spare, self._flags):
+                torch.sign(w, out=new)
+                torch.ne(new, old, out=flag)
+                c.add_(flag)
+            self.signs, self._spare = self._spare, self.signs
             return
         new = torch._foreach_sign(self._weights)
         changed = torch._foreach_sub(new, self.signs)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from flipout_repro.methods.base import Method
-from flipout_repro.methods.noise import add_gradient_noise
+from flipout_repro.methods.noise import add_gradient_noise, noise_buffers
 
 
 class Magnitude(Method):
@@ -25,10 +25,16 @@ class Magnitude(Method):
         """Only the noise touches gradients."""
         return self.noise > 0
 
+    def bind(self, model: nn.Module, masks) -> None:
+        """Remember the trainable parameters (and noise buffers on a CPU) when the noise is on."""
+        super().bind(model, masks)
+        self._trainable = [p for p in model.parameters() if p.requires_grad]
+        self._noise_buffers = noise_buffers(self._trainable) if self.noise else None
+
     def after_backward(self, model: nn.Module) -> None:
         """Gradient noise on every trainable parameter, when enabled."""
         if self.noise:
-            add_gradient_noise([p for p in model.parameters() if p.requires_grad], self.noise)
+            add_gradient_noise(self._trainable, self.noise, self._noise_buffers)
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> list[torch.Tensor]:
