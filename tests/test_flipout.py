@@ -142,8 +142,10 @@ def test_every_counting_path_gives_the_same_counts(path):
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(20, 10), nn.Linear(10, 3))
         method, masks = bound_flipout(net)
-        if path == "foreach":
-            method._on_cpu = False
+        method._on_cpu = path == "cpu_inplace"
+        if method._on_cpu:
+            method._spare = [torch.empty_like(s) for s in method.signs]
+            method._flags = [torch.empty_like(s, dtype=torch.bool) for s in method.signs]
         if path == "compiled":
             method.compile_hooks()
         prune_to([torch.rand_like(m) for m in masks.values], masks, 0.5)
