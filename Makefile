@@ -15,8 +15,8 @@ test: ## the whole test suite (CPU, a few minutes)
 
 BENCH_ARGS ?=
 bench: ## training throughput of every method vs dense: VGG19 and LeNet-300-100 (writes results/bench/<device>.json)
-	flipout-bench --model lenet300_100 --steps 50 --rounds 5 --warmup 10 $(BENCH_ARGS)
-	flipout-bench --model vgg19 --batch-size 128 --steps 2 --rounds 3 --warmup 1 $(BENCH_ARGS)
+	flipout-bench --model lenet300_100 --steps 50 --rounds 9 --warmup 10 $(BENCH_ARGS)
+	flipout-bench --model vgg19 --batch-size 128 --steps 2 --rounds 8 --warmup 1 $(BENCH_ARGS)
 
 # The paper's sweeps (conf/sweep/paper_*.yaml): 3 models x (75 pruning runs + 15 SNIP + 3 dense + Hoyer-Square).
 PAPER_SWEEPS ?= paper_vgg19 paper_vgg19_snip paper_vgg19_dense paper_vgg19_hoyer \
