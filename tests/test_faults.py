@@ -64,13 +64,18 @@ def assert_same_run(root, reference):
     assert epochs == [1, 2, 3, 4]  # no record lost, none doubled
 
 
+def interrupt(results_dir, after_line, sig):
+    """Start a run, wait for ``after_line``, then half a second into the next epoch send ``sig``."""
+    proc = start(results_dir)
+    wait_for(proc, after_line)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    return proc
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, reference):
-    proc = start(tmp_path)
-    wait_for(proc, "epoch 2/4")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    interrupt(tmp_path, "epoch 2/4", signal.SIGKILL).wait()
     assert not list(tmp_path.glob("runs/**/summary.json"))
     r = run_cli(*ARGS, f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -80,10 +85,7 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, refe
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
-    proc = start(tmp_path)
-    wait_for(proc, "epoch 1/4")
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
+    proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-2000:]
     assert "run the same command again to resume" in out
