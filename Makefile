@@ -18,6 +18,13 @@ bench: ## training throughput of every method vs dense: VGG19 and LeNet-300-100 
 	flipout-bench --model lenet300_100 --steps 50 --rounds 9 --warmup 10 $(BENCH_ARGS)
 	flipout-bench --model vgg19 --batch-size 128 --steps 2 --rounds 8 --warmup 1 $(BENCH_ARGS)
 
+bench-gpu: ## the GPU matrix: VGG19 and ResNet18 on CIFAR shapes, fp32/bf16, eager/compiled (needs CUDA)
+	for model in vgg19 resnet18; do for prec in fp32 bf16; do for comp in "" --compile; do \
+	  flipout-bench --device cuda --model $$model --batch-size 128 --precision $$prec --channels-last $$comp \
+	    --methods dense global_magnitude flipout_no_noise flipout --steps 50 --rounds 5 --warmup 20 $(BENCH_ARGS) \
+	    || exit 1; \
+	done; done; done
+
 # The paper's sweeps (conf/sweep/paper_*.yaml): 3 models x (75 pruning runs + 15 SNIP + 3 dense + Hoyer-Square).
 PAPER_SWEEPS ?= paper_vgg19 paper_vgg19_snip paper_vgg19_dense paper_vgg19_hoyer \
 	paper_resnet18 paper_resnet18_snip paper_resnet18_dense paper_resnet18_hoyer \
@@ -39,4 +46,4 @@ clean: ## remove caches and Hydra's logs (keeps results/runs)
 	rm -rf .pytest_cache results/hydra
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install quickstart test bench paper-runs paper-tables clean
+.PHONY: help install quickstart test bench bench-gpu paper-runs paper-tables clean

@@ -46,4 +46,12 @@ def test_bench_runs_a_few_steps_and_writes_json(tmp_path, capsys):
     assert result["methods"]["dense"]["ratio_to_dense"] == 1.0
     for r in result["methods"].values():
         assert r["step_ms"] > 0 and r["images_per_s"] > 0 and len(r["step_ms_rounds"]) == 2
-    assert "| flipout |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| flipout |" in out
+    assert "measured on CUDA devices only" in out  # the CPU table says why its memory column is empty
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_bench_on_a_missing_cuda_device_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="--device cuda, but torch sees no CUDA device"):
+        bench_main(["--model", "lenet300_100", "--device", "cuda"])

@@ -129,9 +129,23 @@ def format_table(result: dict[str, Any]) -> str:
              f"{result['device_name']} ({result['device']}, {result['precision']}, compile={result['compile']})",
              "", "| method | step ms | images/s | x dense | peak MiB |", "|---|---:|---:|---:|---:|"]
     for m, r in result["methods"].items():
-        mem = "" if r["peak_mem_mib"] is None else f"{r['peak_mem_mib']:.0f}"
+        mem = "-" if r["peak_mem_mib"] is None else f"{r['peak_mem_mib']:.0f}"
         lines.append(f"| {m} | {r['step_ms']:.2f} | {r['images_per_s']:.0f} | {r['ratio_to_dense']:.3f} | {mem} |")
+    if all(r["peak_mem_mib"] is None for r in result["methods"].values()):
+        lines += ["", f"peak memory per method is measured on CUDA devices only; this process peaked at "
+                      f"{result['process_max_rss_mib']:.0f} MiB resident (all methods together)"]
     return "\n".join(lines)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; an unavailable CUDA device is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"flipout-bench: --device {name}, but torch sees no CUDA device here "
+                         f"(torch {torch.__version__}): use --device cpu or run it on a GPU machine")
+    return device
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,8 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.methods[0] != "dense":
         a.methods = ["dense"] + [m for m in a.methods if m != "dense"]
     shape = tuple(a.input_shape) if a.input_shape else ((1, 28, 28) if a.model.startswith("lenet") else (3, 32, 32))
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if a.device == "auto" else a.device))
+    device = resolve_device(a.device)
     result = bench(a.model, a.methods, shape, a.classes, a.batch_size, a.steps, a.warmup, a.rounds, device,
                    a.sparsity, a.precision, a.channels_last, a.compile)
     print(format_table(result))
