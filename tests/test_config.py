@@ -35,6 +35,8 @@ MORE_CASES = [
     (["optim.gamma=0"], "optim.gamma=0 must be in (0, 1]"),
     (["eval_batch_size=-5"], "eval_batch_size=-5 must be in [1, inf)"),
     (["method._target_=flipout_repro.methods.nope.Nope"], "cannot be imported: check the module path"),
+    (["deterministic=maybe"], "deterministic='maybe' is not a valid choice: use one of true, false"),
+    (["channels_last=yes"], "channels_last='yes' is not a valid choice: use one of auto, true, false"),
 ]
 
 

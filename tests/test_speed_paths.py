@@ -55,3 +55,35 @@ def test_bench_runs_a_few_steps_and_writes_json(tmp_path, capsys):
 def test_bench_on_a_missing_cuda_device_is_a_one_line_error():
     with pytest.raises(SystemExit, match="--device cuda, but torch sees no CUDA device"):
         bench_main(["--model", "lenet300_100", "--device", "cuda"])
+
+
+@pytest.fixture
+def restore_backend_flags():
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+
+
+def test_deterministic_switches_cudnn_autotuning_and_torch_algorithms(restore_backend_flags):
+    from flipout_repro.run import set_determinism
+
+    set_determinism(False, torch.device("cuda"))  # the flags are process-wide; no GPU is needed to set them
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    assert not torch.are_deterministic_algorithms_enabled()
+    set_determinism(True, torch.device("cuda"))
+    assert not torch.backends.cudnn.benchmark and torch.backends.cudnn.deterministic
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    set_determinism(False, torch.device("cpu"))  # and back: a later run in the same process is not slowed
+    assert not torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+
+
+def test_deterministic_run_on_cpu_matches_the_default_run(quick_cfg, tmp_path, restore_backend_flags):
+    """CPU kernels are deterministic either way: the knob changes nothing there, and is not in the hash."""
+    fast = run(quick_cfg("epochs=2", "sparsity=0.5"))
+    det = run(quick_cfg("epochs=2", "sparsity=0.5", "deterministic=true", f"results_dir={tmp_path}/det"))
+    assert det["run_dir"] != fast["run_dir"]  # trained again, in its own results_dir
+    assert det["run_dir"].split("/")[-3:] == fast["run_dir"].split("/")[-3:]  # same hash and seed folder
+    assert det["final_test_acc"] == fast["final_test_acc"]
+    assert all(torch.equal(a, b) for a, b in zip(masks_of(fast), masks_of(det)))

@@ -22,6 +22,7 @@ import torch
 from flipout_repro.config import instantiate
 from flipout_repro.data import TensorData
 from flipout_repro.masking import Masks, prune_to
+from flipout_repro.run import set_determinism
 from flipout_repro.schedule import PruneEvent
 from flipout_repro.train import Trainer
 
@@ -47,6 +48,7 @@ def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int],
                  compile_model: bool) -> Trainer:
     """A Trainer on synthetic data whose masks are already at ``sparsity`` (unless dense)."""
     torch.manual_seed(0)
+    set_determinism(False, device)  # as a run with the default deterministic=false: cuDNN autotuning on CUDA
     c, h, w = shape
     n = batch * 4
     g = torch.Generator(device=device).manual_seed(0)

@@ -85,7 +85,8 @@ def _number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: 
 def _choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
     value = cfg[key]
     if not any(value is a if isinstance(a, bool) else value == a for a in allowed):
-        raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(map(str, allowed))}")
+        spelled = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]  # as typed on the CLI
+        raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(spelled)}")
 
 
 def check_sparsity(value: Any) -> float:
@@ -136,6 +137,7 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "precision", ("auto", "bf16", "fp32"))
     _choice(cfg, "channels_last", ("auto", True, False))
     _choice(cfg, "compile", (True, False))
+    _choice(cfg, "deterministic", (True, False))
 
     o = "optim"
     _number(cfg, f"{o}.lr", float, 0, None, lo_open=True, fix="e.g. optim.lr=0.1")

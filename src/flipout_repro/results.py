@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 #: Keys that do not change what a run computes (left out of the hash).
 NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
-              "channels_last", "quantize", "quantization",
+              "channels_last", "deterministic", "quantize", "quantization",
               "dataset.root", "dataset.download")
 
 

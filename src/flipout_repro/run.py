@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import random
 import shutil
@@ -98,9 +99,28 @@ def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
 
 
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """cuDNN autotuning (fast) or deterministic kernels (reproducible) for the run about to start.
+
+    On CUDA, ``deterministic=False`` turns on ``torch.backends.cudnn.benchmark``: the fixed input shapes
+    of these runs let cuDNN time its convolution algorithms once and keep the fastest (the original
+    FlipOut code turned it off and cuDNN's deterministic mode on, for reproducibility). ``True`` does
+    that and asks torch for deterministic algorithms everywhere (``warn_only``: an op without a
+    deterministic kernel warns instead of stopping a run). The switches are process-wide, so each run
+    sets all of them, also back. CPU kernels are deterministic either way.
+    """
+    if deterministic:
+        # cuBLAS reads this when it starts; it only takes effect if no CUDA matmul ran in this process yet
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
 def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     """Seed, load the data, build model, masks, method, schedule events and optimizer."""
     seed_everything(cfg.seed)
+    set_determinism(bool(cfg.deterministic), device)
     data = load_data(cfg, device)
     speed = speed_settings(cfg, device)
     model = instantiate(cfg.model, "model", in_channels=data.in_channels,
@@ -171,8 +191,9 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     log.info("run %s: %s on %s, %s to sparsity %s over %d epochs (%d prune events), device %s",
              run_dir.path, cfg.model.name, cfg.dataset.name, cfg.method.name, format_sparsity(target),
              cfg.epochs, len(b.events), device)
-    log.info("precision %s, channels_last %s, compile %s",
-             "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile)
+    log.info("precision %s, channels_last %s, compile %s, deterministic %s",
+             "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile,
+             cfg.deterministic)
 
     metrics = MetricsLog(run_dir, purge_step=state.epoch + 1 if state.epoch else None)
     t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
