@@ -146,3 +146,25 @@ def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
     assert r.returncode == 2 and "is not a flipout-repro checkpoint" in r.stderr
     r = run_cli(*args, "resume=false")
     assert r.returncode == 0 and summary.exists()
+
+
+def test_gpu_rng_state_follows_the_training_device(monkeypatch):
+    """Only the training GPU's stream is saved, and it is restored onto the GPU the job resumes on, also
+    from a checkpoint that held one state per visible GPU; no GPU is needed to check the bookkeeping."""
+    from flipout_repro.checkpoint import rng_states, set_rng_states
+
+    states = {0: torch.tensor([10]), 1: torch.tensor([11]), 2: torch.tensor([12])}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: states[torch.device(device).index])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s), str(device))))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+    saved = rng_states(torch.device("cuda:2"))
+    assert [int(s) for s in saved["cuda"]] == [12]
+    set_rng_states(saved, torch.device("cuda:0"))  # resumed on another GPU: the same stream goes on there
+    set_rng_states(rng_states(torch.device("cpu")), torch.device("cpu"))  # CPU runs keep no GPU state
+    old = dict(saved, cuda=[states[0], states[1], states[2]])  # 0.1.0 format: every visible GPU
+    set_rng_states(old, torch.device("cuda:1"))
+    set_rng_states(old, torch.device("cuda:5"))  # fewer GPUs were visible when it was saved: no crash
+    assert restored == [(12, "cuda:0"), (11, "cuda:1"), (12, "cuda:5")]
+    assert rng_states(torch.device("cpu"))["cuda"] == []

@@ -34,7 +34,7 @@ def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(), "masks": masks.state_dict(),
         "method": method.state_dict(), "generator": generator.get_state(),
-        "rng": rng_states(),
+        "rng": rng_states(generator.device),
         "state": dataclasses.asdict(state) | {"order": state.order},
     }, path)
 
@@ -54,7 +54,7 @@ def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
         masks.load_state_dict(ck["masks"])
         method.load_state_dict(ck["method"])
         generator.set_state(ck["generator"])
-        set_rng_states(ck["rng"])
+        set_rng_states(ck["rng"], generator.device)
         state = TrainState(**ck["state"])
     except Exception as exc:  # a checkpoint of another model, method or version
         raise CheckpointError(_msg(path, f"does not match this run ({type(exc).__name__}: {_short(exc)})")) from exc
@@ -72,23 +72,30 @@ def _short(exc: Exception, n: int = 300) -> str:
     return text if len(text) <= n else text[:n] + "..."
 
 
-def rng_states() -> dict[str, Any]:
-    """torch (CPU and CUDA), numpy and python RNG states as tensors and plain containers."""
+def rng_states(device: torch.device | None = None) -> dict[str, Any]:
+    """torch (CPU, and the training GPU's), numpy and python RNG states as tensors and plain containers.
+
+    Of the GPUs only the training ``device`` draws numbers in a run, so its state alone is kept: a job
+    that resumes on another GPU, or on a node with fewer of them, continues that stream there.
+    """
     np_state = np.random.get_state()
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device is not None and device.type == "cuda" else [],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [py_state[0], list(py_state[1]), py_state[2]],
     }
 
 
-def set_rng_states(rng: dict[str, Any]) -> None:
-    """Restore what :func:`rng_states` returned."""
+def set_rng_states(rng: dict[str, Any], device: torch.device | None = None) -> None:
+    """Restore what :func:`rng_states` returned; the GPU stream goes to the training ``device``."""
     torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    saved = rng["cuda"]
+    if saved and device is not None and device.type == "cuda":
+        # one state (this format), or one per GPU that was visible (checkpoints of version 0.1.0)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_rng_state(saved[0] if len(saved) == 1 else saved[min(index, len(saved) - 1)], device)
     n = rng["numpy"]
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     p = rng["python"]
