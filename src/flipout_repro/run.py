@@ -112,7 +112,8 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     if deterministic:
         # cuBLAS reads this when it starts; it only takes effect if no CUDA matmul ran in this process yet
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._inductor (~1.5 s)
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
 
