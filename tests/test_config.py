@@ -61,3 +61,13 @@ def test_dense_ignores_sparsity_but_still_checks_it():
     assert effective_sparsity(make_cfg("method=dense", "sparsity=0.9")) == 0.0
     with pytest.raises(ConfigError, match="did you mean 0.9"):
         validate(make_cfg("method=dense", "sparsity=90"))
+
+
+def test_a_gpu_index_beyond_the_visible_ones_is_named(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match=r"device='cuda:2' is not there: 2 GPU\(s\) are visible: use cuda:0 to cuda:1"):
+        validate(make_cfg("device=cuda:2"))
+    validate(make_cfg("device=cuda:1"))

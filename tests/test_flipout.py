@@ -165,13 +165,41 @@ def test_every_counting_path_gives_the_same_counts(path):
     assert sum(float(c.sum()) for c in got) > 0
 
 
-def test_buffered_noise_has_the_same_scale_per_parameter():
-    from flipout_repro.methods.noise import noise_buffers
+@pytest.mark.parametrize("flat", [False, True], ids=["cpu_buffers", "one_draw"])
+def test_planned_noise_has_the_same_scale_per_parameter(flat):
+    from flipout_repro.methods.noise import noise_plan
 
     params = [nn.Parameter(torch.zeros(400)), nn.Parameter(torch.zeros(30, 30))]
     params[0].grad = torch.full((400,), 2.0)  # RMS 2
     params[1].grad = torch.full((30, 30), 0.5)  # RMS 0.5
     torch.manual_seed(3)
-    add_gradient_noise(params, 1.0, noise_buffers(params))
+    add_gradient_noise(params, 1.0, noise_plan(params, flat=flat))
     assert (params[0].grad - 2.0).std().item() == pytest.approx(2.0, rel=0.1)
     assert (params[1].grad - 0.5).std().item() == pytest.approx(0.5, rel=0.1)
+
+
+def test_one_draw_noise_copies_nothing_from_the_host_per_step(monkeypatch):
+    """The GPU path, run on a CPU: with its plan built once, a step makes no torch.tensor from Python
+    values (on a GPU that is a host-to-device copy that waits for the backward pass), and it draws the
+    same noise as the unplanned call."""
+    from flipout_repro.methods import noise as noise_mod
+
+    def grads():
+        g = torch.Generator().manual_seed(0)
+        ps = [nn.Parameter(torch.zeros(5, 3)), nn.Parameter(torch.zeros(7)), nn.Parameter(torch.zeros(()))]
+        for p in ps:
+            p.grad = torch.randn(p.shape, generator=g)
+        return ps
+
+    planned, unplanned = grads(), grads()
+    plan = noise_mod.noise_plan(planned, flat=True)
+    real_tensor = torch.tensor
+    monkeypatch.setattr(noise_mod.torch, "tensor", lambda *a, **k: pytest.fail("host copy in a step"))
+    torch.manual_seed(5)
+    noise_mod.add_gradient_noise(planned, 0.5, plan)
+    monkeypatch.setattr(noise_mod.torch, "tensor", real_tensor)
+    torch.manual_seed(5)
+    noise_mod.add_gradient_noise(unplanned, 0.5)
+    for a, b in zip(planned, unplanned):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(planned[0].grad, grads()[0].grad)  # noise was added

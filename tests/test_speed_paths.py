@@ -87,3 +87,28 @@ def test_deterministic_run_on_cpu_matches_the_default_run(quick_cfg, tmp_path, r
     assert det["run_dir"].split("/")[-3:] == fast["run_dir"].split("/")[-3:]  # same hash and seed folder
     assert det["final_test_acc"] == fast["final_test_acc"]
     assert all(torch.equal(a, b) for a, b in zip(masks_of(fast), masks_of(det)))
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16),
+                                                  ((9, 0), torch.bfloat16)])
+def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch, capability, expected):
+    """V100 (7.0) and T4 (7.5) only emulate bf16 (torch.cuda.is_bf16_supported() still says yes)."""
+    from conftest import make_cfg
+    from flipout_repro.run import speed_settings
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: asked.append(str(d)) or capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    s = speed_settings(make_cfg("precision=auto"), torch.device("cuda:1"))
+    assert s["autocast_dtype"] == expected and asked == ["cuda:1"]  # the run's GPU, not the current one
+    assert speed_settings(make_cfg("precision=auto"), torch.device("cpu"))["autocast_dtype"] is None
+    assert speed_settings(make_cfg("precision=bf16"), torch.device("cuda:1"))["autocast_dtype"] == torch.bfloat16
+
+
+def test_a_numbered_gpu_becomes_the_current_device(monkeypatch):
+    from flipout_repro.run import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(str(d)))
+    assert resolve_device("cuda:1") == torch.device("cuda:1") and chosen == ["cuda:1"]
+    assert resolve_device("cpu") == torch.device("cpu") and chosen == ["cuda:1"]

@@ -193,5 +193,9 @@ def _check_device(device: Any) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("device", device, "was asked for, but no CUDA GPU is visible",
                               "use device=auto or device=cpu")
+        index, count = torch.device(d).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise ConfigError("device", device, f"is not there: {count} GPU(s) are visible",
+                              f"use cuda:0 to cuda:{count - 1} (or check CUDA_VISIBLE_DEVICES)")
         return
     raise ConfigError("device", device, "is not supported", "use auto, cpu, cuda or cuda:N")

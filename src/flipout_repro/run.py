@@ -37,10 +37,23 @@ log = logging.getLogger("flipout_repro")
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when present, else cpu."""
+    """auto -> cuda when present, else cpu. ``cuda:k`` also becomes the current CUDA device, so that
+    nothing that asks for "the" GPU (capability checks, compiled kernels, a stray context) lands on GPU 0."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA GPUs of compute capability 8.0 (Ampere) and newer only.
+
+    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs (V100, T4), where bf16 is emulated:
+    slower than fp32, and cuDNN has no bf16 convolutions there, so ``precision=auto`` picks fp32 on them.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def seed_everything(seed: int) -> None:
@@ -93,8 +106,7 @@ class Built:
 
 def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     """Resolve precision/channels_last "auto" for ``device``: bf16 and channels_last on CUDA."""
-    bf16 = cfg.precision == "bf16" or (
-        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and has_native_bf16(device))
     cl = cfg.channels_last if cfg.channels_last != "auto" else device.type == "cuda"
     return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
-from flipout_repro.methods.noise import add_gradient_noise, noise_buffers
+from flipout_repro.methods.noise import add_gradient_noise, noise_plan
 
 
 #: On a CPU, networks with more prunable weights than this count flips in place (measured crossover:
@@ -69,7 +69,7 @@ class FlipOut(Method):
         self._spare = [torch.empty_like(s) for s in self.signs] if self._on_cpu else []
         self._flags = [torch.empty_like(s, dtype=torch.bool) for s in self.signs] if self._on_cpu else []
         self._trainable = [p for p in model.parameters() if p.requires_grad]
-        self._noise_buffers = noise_buffers(self._trainable) if self.noise else None
+        self._noise_plan = noise_plan(self._trainable) if self.noise else None
 
     @property
     def modifies_grads(self) -> bool:
@@ -79,7 +79,7 @@ class FlipOut(Method):
     def after_backward(self, model: nn.Module) -> None:
         """Step 3: noise scaled by each gradient's RMS, on every trainable parameter."""
         if self.noise:
-            add_gradient_noise(self._trainable, self.noise, self._noise_buffers)
+            add_gradient_noise(self._trainable, self.noise, self._noise_plan)
 
     def compile_hooks(self) -> None:
         """With ``compile=true`` the flip counting is compiled too: one fused pass per layer."""

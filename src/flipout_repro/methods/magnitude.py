@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from flipout_repro.methods.base import Method
-from flipout_repro.methods.noise import add_gradient_noise, noise_buffers
+from flipout_repro.methods.noise import add_gradient_noise, noise_plan
 
 
 class Magnitude(Method):
@@ -29,12 +29,12 @@ class Magnitude(Method):
         """Remember the trainable parameters (and noise buffers on a CPU) when the noise is on."""
         super().bind(model, masks)
         self._trainable = [p for p in model.parameters() if p.requires_grad]
-        self._noise_buffers = noise_buffers(self._trainable) if self.noise else None
+        self._noise_plan = noise_plan(self._trainable) if self.noise else None
 
     def after_backward(self, model: nn.Module) -> None:
         """Gradient noise on every trainable parameter, when enabled."""
         if self.noise:
-            add_gradient_noise(self._trainable, self.noise, self._noise_buffers)
+            add_gradient_noise(self._trainable, self.noise, self._noise_plan)
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> list[torch.Tensor]:
