@@ -148,6 +148,27 @@ def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
     assert r.returncode == 0 and summary.exists()
 
 
+def test_a_checkpoint_from_another_kind_of_device_resumes(tmp_path):
+    """A run preempted on a GPU node may be resumed where no GPU is visible (device is not in the run
+    hash): its data generator state (16 bytes on CUDA) cannot go into a CPU generator, and the run goes
+    on with a warning instead of asking to delete the checkpoint."""
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    assert run_cli(*args).returncode == 0
+    [summary] = list(tmp_path.glob("runs/**/summary.json"))
+    before = json.loads(summary.read_text())
+    summary.unlink()
+    ck_path = summary.parent / "checkpoint.pt"
+    ck = torch.load(ck_path, weights_only=True)
+    ck["generator"] = torch.arange(16, dtype=torch.uint8)  # what a CUDA generator's get_state() holds
+    torch.save(ck, ck_path)
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout + r.stderr
+    assert "was written on another kind of device" in out and "delete it" not in out
+    after = json.loads(summary.read_text())
+    assert after["nonzero"] == before["nonzero"] and after["final_test_acc"] == before["final_test_acc"]
+
+
 def test_gpu_rng_state_follows_the_training_device(monkeypatch):
     """Only the training GPU's stream is saved, and it is restored onto the GPU the job resumes on, also
     from a checkpoint that held one state per visible GPU; no GPU is needed to check the bookkeeping."""

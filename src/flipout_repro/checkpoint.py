@@ -9,6 +9,8 @@ code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from flipout_repro.results import atomic_torch_save
 from flipout_repro.train import TrainState
 
 FORMAT = "flipout-repro-checkpoint-1"
+log = logging.getLogger("flipout_repro")
 
 
 class CheckpointError(RuntimeError):
@@ -53,7 +56,7 @@ def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
         lr_scheduler.load_state_dict(ck["lr_scheduler"])
         masks.load_state_dict(ck["masks"])
         method.load_state_dict(ck["method"])
-        generator.set_state(ck["generator"])
+        _restore_generator(generator, ck["generator"], path)
         set_rng_states(ck["rng"], generator.device)
         state = TrainState(**ck["state"])
     except Exception as exc:  # a checkpoint of another model, method or version
@@ -61,6 +64,20 @@ def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
     if state.order is not None:
         state.order = state.order.to(generator.device)
     return state
+
+
+def _restore_generator(generator: torch.Generator, saved: torch.Tensor, path: Path) -> None:
+    """The data generator's state, or, for a checkpoint written on another kind of device (a CUDA
+    generator's state is 16 bytes, a CPU one's 5056), a seed derived from that state: the run goes on
+    where it stopped, with data order and augmentation drawn afresh from there."""
+    if saved.numel() == generator.get_state().numel():
+        generator.set_state(saved)
+        return
+    digest = hashlib.sha256(saved.cpu().numpy().tobytes()).digest()
+    generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    log.warning("checkpoint %s was written on another kind of device than %s: training goes on from it,"
+                " with the data order drawn afresh (not bit-identical to an uninterrupted run)",
+                path, generator.device)
 
 
 def _msg(path: Path, problem: str) -> str:
