@@ -97,6 +97,40 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
     assert_same_run(tmp_path, reference)
 
 
+# What submitit (the SLURM launcher) does in a job: a Python handler for its time-limit/pre-emption
+# signal (USR2) that requeues the job and exits on the spot.
+FAKE_SUBMITIT = """
+import os, runpy, signal, sys
+def requeue(signum, frame):
+    with open(os.environ["REQUEUED"], "w") as fh:
+        fh.write(signal.Signals(signum).name)
+    sys.exit(-1)
+signal.signal(signal.SIGUSR2, requeue)
+sys.argv = ["flipout-train", *sys.argv[1:]]
+runpy.run_module("flipout_repro.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(tmp_path, reference):
+    marker = tmp_path / "requeued"
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_SUBMITIT, *ARGS, f"results_dir={tmp_path}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", REQUEUED=str(marker)))
+    wait_for(proc, "epoch 1/4")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=120)
+    assert marker.read_text() == "SIGUSR2", out[-2000:]  # the launcher's handler still ran: requeued
+    assert "received SIGUSR2: checkpointing after this step" in out and "handing SIGUSR2 on" in out
+    [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
+    state = torch.load(ck_path, weights_only=True)["state"]
+    assert state["epoch"] >= 1 and 0 < state["batch"] < 250  # mid-epoch, not the end of epoch 1
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")  # the requeued job
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert_same_run(tmp_path, reference)
+
+
 def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
     from conftest import make_cfg
     from flipout_repro.config import effective_sparsity

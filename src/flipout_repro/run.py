@@ -31,7 +31,7 @@ from flipout_repro.masking import Masks
 from flipout_repro.report import write_run_curve
 from flipout_repro.results import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
                                    config_hash, format_sparsity, git_sha, truncate_metrics, write_json)
-from flipout_repro.train import Trainer, TrainingDiverged, TrainState
+from flipout_repro.train import Trainer, TrainingDiverged, TrainingInterrupted, TrainState
 
 log = logging.getLogger("flipout_repro")
 
@@ -247,30 +247,54 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     return summary
 
 
+def preemption_signal() -> signal.Signals:
+    """The signal submitit (the SLURM launcher) sends before a time limit or a pre-emption: USR2, or
+    what ``SUBMITIT_PREEMPT_SIGNAL`` names."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
     """SIGTERM (what SLURM sends before pre-emption) and SIGINT: finish the step, checkpoint, stop.
 
-    A second signal while stopping falls back to the previous handler.
+    Under submitit (the SLURM launcher) the time-limit/pre-emption signal (USR2) already has a Python
+    handler, which requeues the job and exits on the spot, wherever training is. That signal is taken
+    over too: the step is finished and checkpointed first, and submitit's handler runs after, so the
+    requeued job resumes from that step instead of from the end of the last epoch. (A run that finishes
+    before it stops is not requeued.) A second signal while stopping falls back to the previous handler.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {}
+    previous: dict[int, Any] = {}
+    deferred: list[tuple[Any, int, Any]] = []
 
     def handler(signum: int, frame: Any) -> None:
         log.warning("received %s: checkpointing after this step", signal.Signals(signum).name)
         trainer.stop_requested = True
+        if signum == preemption_signal():
+            deferred.append((previous[signum], signum, frame))
         for sig, prev in previous.items():
             signal.signal(sig, prev)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous[sig] = signal.signal(sig, handler)
+    usr = preemption_signal()
+    if callable(signal.getsignal(usr)):  # a Python handler, i.e. submitit's; otherwise leave it alone
+        previous[usr] = signal.signal(usr, handler)
+    stopped = False
     try:
         yield
+    except TrainingInterrupted:
+        stopped = True
+        raise
     finally:
         for sig, prev in previous.items():
             signal.signal(sig, prev)
+        if stopped and deferred:
+            prev, signum, frame = deferred[0]
+            log.info("checkpoint written: handing %s on to the launcher", signal.Signals(signum).name)
+            prev(signum, frame)
 
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,
