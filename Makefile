@@ -2,7 +2,7 @@ PY ?= python
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 install: ## install the package and the test tools (editable)
 	$(PY) -m pip install -e ".[dev]"
@@ -14,7 +14,7 @@ test: ## the whole test suite (CPU, a few minutes)
 	$(PY) -m pytest -q
 
 BENCH_ARGS ?=
-bench: ## training throughput of every method vs dense: VGG19 and LeNet-300-100 (writes results/bench/<device>.json)
+bench: ## training throughput of FlipOut and the magnitude baselines vs dense: LeNet-300-100 and VGG19 on CPU or GPU (results/bench/<device>.json)
 	flipout-bench --model lenet300_100 --steps 50 --rounds 9 --warmup 10 $(BENCH_ARGS)
 	flipout-bench --model vgg19 --batch-size 128 --steps 2 --rounds 8 --warmup 1 $(BENCH_ARGS)
 
@@ -36,7 +36,7 @@ SWEEP_ARGS ?=
 RESULTS ?= results
 paper-runs: $(addprefix sweep-,$(PAPER_SWEEPS)) ## every paper sweep (resumable; make -j paper-runs LAUNCHER=slurm submits them side by side)
 
-sweep-%: ## one sweep preset, e.g. make sweep-tiny or make sweep-paper_vgg19 LAUNCHER=local
+sweep-%: ## one sweep preset (conf/sweep/<name>.yaml), e.g. make sweep-tiny or make sweep-paper_vgg19 LAUNCHER=local
 	flipout-train -m +sweep=$* $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) results_dir=$(RESULTS) $(SWEEP_ARGS)
 
 paper-tables: ## results/runs -> results/tables/*.md|csv and results/curves/*.png|csv (missing runs: tables/missing.md)

@@ -158,6 +158,10 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
     [path] = list(tmp_path.glob("runs/**/summary.json"))
     failed = json.loads(path.read_text())
     assert failed["status"] == "failed" and "lower optim.lr" in failed["error"]
+    r = run_cli(*args, "optim.lr=1e6")  # the same command again: skipped, and told how to retry
+    assert r.returncode == 0 and "resume=false starts it over" in r.stdout + r.stderr
+    r = run_cli(*args, "optim.lr=1e6", "resume=false")  # trained again (and diverges again)
+    assert r.returncode == 3 and "training diverged in epoch 1" in r.stderr
     r = run_cli("-m", *args, "optim.lr=1e6,0.05", "method=global_magnitude")
     assert r.returncode == 0, r.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("runs/*/global_magnitude/**/summary.json"))

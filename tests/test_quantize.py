@@ -109,6 +109,15 @@ def test_quantize_keys_leave_the_run_hash_alone(tmp_path):
     assert config_hash(plain) == config_hash(quick(tmp_path, "quantize=true", "quantization.observer=minmax"))
 
 
+def test_quantize_true_on_an_already_finished_run_quantizes_it(tmp_path):
+    """The hash is the same, so the run is found finished: it is quantized instead of silently skipped."""
+    first = run(quick(tmp_path, "epochs=2", "sparsity=0.5"))
+    assert "quantization" not in first
+    again = run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true"))
+    assert again["quantization"]["zeros_preserved"] is True and again["final_test_acc"] == first["final_test_acc"]
+    assert run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true")) == again  # the next time: nothing more to do
+
+
 MODELS = {
     "lenet5": ("flipout_repro.models.lenet.LeNet5", (1, 28), {}),
     "vgg19": ("flipout_repro.models.vgg.VGG19", (3, 32), {}),

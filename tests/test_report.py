@@ -137,3 +137,24 @@ def test_a_preset_that_cannot_be_composed_is_reported_not_fatal(results, monkeyp
     text = (results / "tables" / "missing.md").read_text()
     assert "## broken: cannot be composed here (MissingConfigException" in text
     assert (results / "tables" / "vgg19-cifar10.md").exists()
+
+
+def test_setting_labels_tell_every_setting_apart_and_variants_skip_mirrored_defaults():
+    import pandas as pd
+
+    from flipout_repro.tables import _variant, setting_labels
+
+    periodic = {"schedule._target_": "flipout_repro.schedule.Periodic", "schedule.rate": "0.5", "epochs": "40"}
+    cubic = {"schedule._target_": "flipout_repro.schedule.Cubic", "schedule.end": "0.5", "schedule.epoch": "None",
+             "epochs": "40"}
+    cells = pd.DataFrame([
+        dict(model="m", dataset="d", method="flipout", variant="", setting="A", flat=periodic),
+        dict(model="m", dataset="d", method="flipout", variant="", setting="B", flat={**cubic, "schedule.every_steps": "10"}),
+        dict(model="m", dataset="d", method="flipout", variant="", setting="C", flat={**cubic, "schedule.every_steps": "100"}),
+    ])
+    assert list(setting_labels(cells)) == ["schedule=Periodic", "schedule=Cubic, schedule.every_steps=10",
+                                           "schedule=Cubic, schedule.every_steps=100"]
+    # str's optim_weight_decay defaults to ${optim.weight_decay}: its resolved value is not a variant
+    knobs = {"scope": "global", "s_init": -5.0, "s_weight_decay": None, "optim_weight_decay": 0.0005}
+    assert _variant("str", knobs) == ""
+    assert _variant("str", {**knobs, "s_init": -3.0}) == "s_init=-3.0"

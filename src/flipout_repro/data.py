@@ -130,7 +130,8 @@ def _torchvision(cls_name: str, root: Path, download: bool) -> tuple:
     except Exception as exc:  # torchvision raises RuntimeError, or URLError/OSError when offline
         how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
                if download else "set dataset.download=true, or dataset.root to the folder that holds it")
-        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]  # torchvision's MNIST error runs over several lines
+        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})") from exc
 
 
 def _cifar(cls_name: str) -> callable:
@@ -193,7 +194,8 @@ def _torchvision_split(cls_name: str, root: Path, download: bool, **kwargs: obje
     except Exception as exc:  # RuntimeError when missing, URLError/OSError when offline
         how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
                if download else "set dataset.download=true, or dataset.root to the folder that holds it")
-        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]  # torchvision's MNIST error runs over several lines
+        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})") from exc
 
 
 LOADERS = {

@@ -170,15 +170,40 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.set_struct(cfg, False)
         cfg.sparsity = 0.0
     run_dir = RunDir.for_config(cfg, target)
-    if run_dir.finished():
-        log.info("already finished, skipped: %s", run_dir.path)
-        return json.loads(run_dir.summary.read_text())
+    if run_dir.finished() and not _starts_over(cfg, run_dir):
+        return _already_finished(cfg, run_dir)
     device = resolve_device(cfg.device)
     b = build(cfg, target, device)
     with RunLock(run_dir):
-        if run_dir.finished():  # another process finished it while we were loading
-            return json.loads(run_dir.summary.read_text())
+        if run_dir.finished():
+            if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
+                return json.loads(run_dir.summary.read_text())
+            run_dir.summary.unlink()
         return _train(cfg, target, run_dir, b, device)
+
+
+def _starts_over(cfg: DictConfig, run_dir: RunDir) -> bool:
+    """A finished run is trained again only if it failed (diverged) and ``resume=false`` asks for it."""
+    return not cfg.resume and json.loads(run_dir.summary.read_text()).get("status") == "failed"
+
+
+def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
+    """The summary of a finished run; with ``quantize=true`` and no int8 result yet, quantize it now."""
+    summary = json.loads(run_dir.summary.read_text())
+    if summary.get("status") == "failed":
+        log.info("already finished, skipped: %s failed (%s); resume=false starts it over", run_dir.path,
+                 summary.get("error"))
+        return summary
+    if cfg.quantize and "quantization" not in summary:
+        log.info("already finished: %s; quantize=true, so it is quantized now", run_dir.path)
+        try:
+            worth.quantize_run_folder(run_dir.path, worth.settings_from_config(cfg), data_root=cfg.dataset.root,
+                                      eval_batch_size=cfg.eval_batch_size)
+        except Exception as exc:  # the finished run stays as it is
+            log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
+        return json.loads(run_dir.summary.read_text())
+    log.info("already finished, skipped: %s", run_dir.path)
+    return summary
 
 
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:

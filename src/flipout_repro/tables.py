@@ -69,7 +69,9 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
 def _variant(method: str, knobs: dict[str, Any]) -> str:
     """The method's knobs that differ from conf/method/<method>.yaml, e.g. ``lam=1e-07`` ("" if none)."""
     defaults = _method_defaults(method)
-    diff = {k: v for k, v in knobs.items() if defaults is None or defaults.get(k, object()) != v}
+    mirrored = _mirrored_keys(method)
+    diff = {k: v for k, v in knobs.items()
+            if k not in mirrored and (defaults is None or defaults.get(k, object()) != v)}
     return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
 
 
@@ -81,7 +83,21 @@ def _method_defaults(method: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     node = OmegaConf.to_container(OmegaConf.load(path))
-    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")}
+    # a default that mirrors another key (``${optim.weight_decay}``) is that key's business, not a variant
+    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")
+            and not (isinstance(v, str) and v.startswith("${"))}
+
+
+@lru_cache(maxsize=None)
+def _mirrored_keys(method: str) -> frozenset[str]:
+    """Knobs whose default in conf/method/<method>.yaml is an interpolation of another config key."""
+    from flipout_repro.cli import config_dir
+
+    path = Path(config_dir()) / "method" / f"{method}.yaml"
+    if not path.exists():
+        return frozenset()
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    return frozenset(k for k, v in node.items() if isinstance(v, str) and v.startswith("${"))
 
 
 def _setting(cfg: dict[str, Any]) -> str:
@@ -113,9 +129,31 @@ def setting_labels(cells: pd.DataFrame) -> pd.Series:
         keys = sorted({k for f in flats.values() for k in f})
         differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1
                   and k not in NOT_HASHED and k.split(".")[0] not in NOT_HASHED]
+        shown = _distinguishing(differ, flats)
         for i, r in g.iterrows():
-            labels[i] = ", ".join(f"{k}={flats[r['setting']].get(k)}" for k in differ[:3]) or r["setting"]
+            parts = [_label_part(k, flats[r["setting"]].get(k)) for k in shown
+                     if flats[r["setting"]].get(k) not in (None, "None")]  # an unset knob says nothing
+            labels[i] = ", ".join(parts) or r["setting"]
     return labels
+
+
+def _distinguishing(keys: list[str], flats: dict[str, dict[str, str]]) -> list[str]:
+    """The fewest of ``keys`` (in order, greedily) whose values tell every setting apart."""
+    shown: list[str] = []
+    for k in keys:
+        before = len({tuple(f.get(x) for x in shown) for f in flats.values()})
+        if len({tuple(f.get(x) for x in [*shown, k]) for f in flats.values()}) > before:
+            shown.append(k)
+        if len({tuple(f.get(x) for x in shown) for f in flats.values()}) == len(flats):
+            break
+    return shown
+
+
+def _label_part(key: str, value: str | None) -> str:
+    """``schedule._target_=flipout_repro.schedule.Cubic`` -> ``schedule=Cubic``."""
+    if key.endswith("._target_") and value:
+        return f"{key[:-len('._target_')]}={value.rsplit('.', 1)[-1]}"
+    return f"{key}={value}"
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
