@@ -106,6 +106,20 @@ def test_paper_presets_expand_to_the_papers_grid_and_validate(model):
                 validate(cfg)
                 assert cfg.epochs == (500 if name.endswith("hoyer") else 350) and cfg.device == "auto"
                 assert cfg.batch_size == 128 and cfg.optim.lr == 0.1 and list(cfg.optim.milestones) == [150, 250]
+                # each method keeps its own schedule: SNIP prunes once before training, Hoyer-Square's
+                # sparsity comes from its threshold alone, the others follow the paper's periodic one
+                expected = {"snip": "one_shot", "hoyer_square": "none", "dense": "periodic"}
+                assert cfg.schedule.name == expected.get(cfg.method.name, "periodic"), (name, job)
+
+
+@pytest.mark.parametrize("experiment", ["vgg19_cifar10", "resnet18_cifar10", "densenet121_imagenette", "quickstart"])
+def test_experiment_presets_leave_each_method_its_own_schedule(experiment):
+    methods = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml"))
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for method in methods:
+            alone = compose(config_name="config", overrides=[f"method={method}"]).schedule
+            preset = compose(config_name="config", overrides=[f"experiment={experiment}", f"method={method}"]).schedule
+            assert preset == alone, (experiment, method)
 
 
 def test_densenet_preset_is_the_papers_imagenette_setting():
