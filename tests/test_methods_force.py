@@ -88,3 +88,12 @@ def test_runs_at_initialisation_on_the_bundled_subset(quick_cfg, method):
     assert summary["achieved_sparsity"] == pytest.approx(0.99, abs=1 / summary["prunable"])
     assert summary["config"]["schedule"]["name"] == "one_shot"
     assert summary["final_test_acc"] > 10.0
+
+
+@pytest.mark.parametrize("method", ["force", "iter_snip"])
+def test_batches_per_step_default_is_the_papers_for_the_data_set(method):
+    from conftest import make_cfg
+
+    assert make_cfg(f"method={method}", "dataset=cifar10").method.batches == 1
+    assert make_cfg(f"method={method}", "dataset=cifar100").method.batches == 10
+    assert make_cfg(f"method={method}", "dataset=cifar100", "method.batches=3").method.batches == 3

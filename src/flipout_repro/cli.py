@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from flipout_repro.launch import register_resolvers
 
-register_resolvers()  # ${job_device:} and ${local_jobs:}, used by the sweep and launcher presets
+register_resolvers()  # ${job_device:}, ${local_jobs:} (sweep and launcher presets), ${paper_batches:}
 
 
 def config_dir() -> str:

@@ -92,8 +92,14 @@ def local_jobs() -> int:
     return gpu_count() or 2
 
 
+def paper_batches(dataset: str) -> int:
+    """``${paper_batches:${dataset.name}}``, Iterative SNIP's and FORCE's ``batches`` default: each pruning
+    step averages the gradients of 10 batches on CIFAR-100 and of 1 elsewhere (de Jorge et al. 2021)."""
+    return 10 if dataset == "cifar100" else 1
+
+
 def register_resolvers() -> None:
-    """Register ``job_device`` and ``local_jobs`` (idempotent)."""
-    for name, fn in (("job_device", job_device), ("local_jobs", local_jobs)):
+    """Register ``job_device``, ``local_jobs`` and ``paper_batches`` (idempotent)."""
+    for name, fn in (("job_device", job_device), ("local_jobs", local_jobs), ("paper_batches", paper_batches)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
