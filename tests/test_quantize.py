@@ -101,7 +101,21 @@ def test_bad_quantization_config_fails_before_training(tmp_path):
         run(quick(tmp_path, "quantize=true", "quantization.observer=maxmin"))
     with pytest.raises(ConfigError, match=r"quantize='yes' must be true or false"):
         run(quick(tmp_path, "quantize=yes"))
+    with pytest.raises(ConfigError, match=r"calibration_batches=0 must be a positive integer or all"):
+        run(quick(tmp_path, "quantize=true", "quantization.calibration_batches=0"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_calibration_is_one_pass_over_the_training_set_unless_a_number_of_batches_is_given():
+    from flipout_repro.quantize import calibration_images
+    from flipout_repro.worth import settings_from_config
+
+    assert settings_from_config(quick("r")).calibration_batches == "all"  # the default: the reference's pass
+    assert calibration_images(50_000, QuantSettings()) == 50_000
+    assert calibration_images(50_000, QuantSettings(calibration_batches=3, batch_size=128)) == 384
+    assert calibration_images(100, QuantSettings(calibration_batches=3, batch_size=128)) == 100
+    with pytest.raises(ValueError, match="or all"):
+        QuantSettings(calibration_batches="some")
 
 
 def test_quantize_keys_leave_the_run_hash_alone(tmp_path):

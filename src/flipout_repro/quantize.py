@@ -33,10 +33,11 @@ BACKENDS = ("x86", "fbgemm", "qnnpack")
 
 @dataclasses.dataclass(frozen=True)
 class QuantSettings:
-    """How to quantize: observer, backend, and the calibration pass (batches of training images)."""
+    """How to quantize: observer, backend, and the calibration pass: ``calibration_batches`` batches of
+    training images, or ``"all"``: one pass over the whole training set (METHODS.md)."""
 
     observer: str = "histogram"
-    calibration_batches: int = 32
+    calibration_batches: int | str = "all"
     batch_size: int = 128
     backend: str = "x86"
     seed: int = 0
@@ -48,8 +49,11 @@ class QuantSettings:
             raise ValueError(f"backend={self.backend!r} is not known: use one of {', '.join(BACKENDS)}")
         for key in ("calibration_batches", "batch_size"):
             value = getattr(self, key)
+            if key == "calibration_batches" and value == "all":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}={value!r} must be a positive integer, e.g. {key}=32")
+                raise ValueError(f"{key}={value!r} must be a positive integer, e.g. {key}=32"
+                                 + (" (or all)" if key == "calibration_batches" else ""))
 
 
 def qconfig_mapping(observer: str, backend: str) -> Any:
@@ -68,11 +72,22 @@ def qconfig_mapping(observer: str, backend: str) -> Any:
     return get_default_qconfig_mapping(backend).set_global(QConfig(activation=activation, weight=weight))
 
 
+def calibration_images(n_train: int, settings: QuantSettings) -> int:
+    """How many of the ``n_train`` training images the calibration pass sees."""
+    if settings.calibration_batches == "all":
+        return n_train
+    return min(n_train, settings.calibration_batches * settings.batch_size)
+
+
 def calibration_batches(data: Any, settings: QuantSettings) -> Iterator[torch.Tensor]:
-    """Normalised, un-augmented training images on CPU: a seeded random subset, batch by batch."""
+    """Normalised, un-augmented training images on CPU, in a seeded random order, batch by batch: all of
+    them (``calibration_batches="all"``) or the first ``calibration_batches`` batches.
+
+    The reference code calibrates on one pass of its training loader, augmentation included; here the
+    images are un-augmented (the network is evaluated on un-augmented images too)."""
     gen = torch.Generator().manual_seed(settings.seed)
     n = len(data.train_y)
-    order = torch.randperm(n, generator=gen)[: settings.calibration_batches * settings.batch_size]
+    order = torch.randperm(n, generator=gen)[:calibration_images(n, settings)]
     for start in range(0, len(order), settings.batch_size):
         idx = order[start:start + settings.batch_size].to(data.train_x.device)
         yield data.normalize(data.train_x[idx]).cpu()
@@ -151,7 +166,7 @@ def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: Q
     _, fp32_acc = evaluate(float_model, data, eval_batch_size)
     with quiet_deprecations():
         _, int8_acc = evaluate(qmodel, data, eval_batch_size)
-    n_calib = min(len(data.train_y), settings.calibration_batches * settings.batch_size)
+    n_calib = calibration_images(len(data.train_y), settings)
     return {
         "test_acc": int8_acc, "fp32_test_acc": fp32_acc, "acc_drop": fp32_acc - int8_acc,
         **zeros,

@@ -24,7 +24,7 @@ from flipout_repro.results import RunDir
 
 log = logging.getLogger("flipout_repro")
 
-QUANT_DEFAULTS = {"observer": "histogram", "calibration_batches": 32, "backend": "x86"}
+QUANT_DEFAULTS = {"observer": "histogram", "calibration_batches": "all", "backend": "x86"}
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -47,15 +47,16 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("quantization.backend", backend, "is not supported by this torch build",
                           f"use one of {', '.join(e for e in BACKENDS if e in torch.backends.quantized.supported_engines)}")
     n = q.get("calibration_batches", QUANT_DEFAULTS["calibration_batches"])
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer",
-                          "e.g. quantization.calibration_batches=32")
+    if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
+                          "e.g. quantization.calibration_batches=32, or all for one pass over the training set")
 
 
 def settings_from_config(cfg: DictConfig) -> QuantSettings:
     """QuantSettings from a run config (calibration batches of the run's batch size, the run's seed)."""
     q = {**QUANT_DEFAULTS, **dict(cfg.get("quantization") or {})}
-    return QuantSettings(observer=q["observer"], calibration_batches=int(q["calibration_batches"]),
+    batches = q["calibration_batches"]
+    return QuantSettings(observer=q["observer"], calibration_batches=batches if batches == "all" else int(batches),
                          batch_size=int(cfg.batch_size), backend=q["backend"], seed=int(cfg.seed))
 
 

@@ -47,6 +47,11 @@ def _guard(prog: str, body: Callable[[], None]) -> None:
         _fail(prog, f"{type(exc).__name__}: {str(exc)[:500]}", 1)
 
 
+def batches_or_all(text: str) -> int | str:
+    """argparse type: ``all`` or an integer >= 1."""
+    return "all" if text == "all" else positive_int(text)
+
+
 def quantize_main(argv: list[str] | None = None) -> None:
     """flipout-quantize RUN [--observer ...]: int8 accuracy and zero check into the run's summary."""
     from flipout_repro.quantize import BACKENDS, OBSERVERS
@@ -58,7 +63,8 @@ def quantize_main(argv: list[str] | None = None) -> None:
     p.add_argument("run", help=RUN_HELP)
     p.add_argument("--observer", choices=[*OBSERVERS, "all"], help="activation/weight observers (default: "
                    "the run's quantization.observer, else histogram); 'all' tries each")
-    p.add_argument("--calibration-batches", type=positive_int, help="training batches to calibrate on (default 32)")
+    p.add_argument("--calibration-batches", type=batches_or_all, help="training batches to calibrate on, or all "
+                   "(default: the run's quantization.calibration_batches, all = one pass over the training set)")
     p.add_argument("--batch-size", type=positive_int, help="calibration batch size (default: the run's batch_size)")
     p.add_argument("--backend", choices=BACKENDS, help="quantized kernels (default x86)")
     p.add_argument("--eval-batch-size", type=positive_int, default=1000, help="test batch size (default 1000)")
