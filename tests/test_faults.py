@@ -186,25 +186,28 @@ def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
     assert r.returncode == 0 and summary.exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_kind_of_device_resumes(tmp_path):
     """A run preempted on a GPU node may be resumed where no GPU is visible (device is not in the run
     hash): its data generator state (16 bytes on CUDA) cannot go into a CPU generator, and the run goes
     on with a warning instead of asking to delete the checkpoint."""
-    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
-    assert run_cli(*args).returncode == 0
-    [summary] = list(tmp_path.glob("runs/**/summary.json"))
-    before = json.loads(summary.read_text())
-    summary.unlink()
-    ck_path = summary.parent / "checkpoint.pt"
+    proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
     ck = torch.load(ck_path, weights_only=True)
+    assert ck["state"]["epoch"] < 4 and ck["state"]["batch"] > 0  # stopped mid-run: there is training left
     ck["generator"] = torch.arange(16, dtype=torch.uint8)  # what a CUDA generator's get_state() holds
     torch.save(ck, ck_path)
-    r = run_cli(*args)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")
     out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-2000:]
     assert "was written on another kind of device" in out and "delete it" not in out
-    after = json.loads(summary.read_text())
-    assert after["nonzero"] == before["nonzero"] and after["final_test_acc"] == before["final_test_acc"]
+    [summary] = list(tmp_path.glob("runs/**/summary.json"))
+    epochs = [json.loads(x)["epoch"] for x in (summary.parent / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x)["type"] == "epoch"]
+    assert epochs == [1, 2, 3, 4]  # trained on from the checkpoint to the end
+    assert json.loads(summary.read_text())["final_test_acc"] > 50
 
 
 def test_gpu_rng_state_follows_the_training_device(monkeypatch):
@@ -227,3 +230,40 @@ def test_gpu_rng_state_follows_the_training_device(monkeypatch):
     set_rng_states(old, torch.device("cuda:5"))  # fewer GPUs were visible when it was saved: no crash
     assert restored == [(12, "cuda:0"), (11, "cuda:1"), (12, "cuda:5")]
     assert rng_states(torch.device("cpu"))["cuda"] == []
+
+
+@pytest.mark.parametrize("preempt", ["USR2", "TERM"])
+def test_preemption_signal_is_handed_on_after_the_checkpoint_or_after_the_run(monkeypatch, preempt):
+    """stop_on_signals with a launcher's Python handler on the pre-emption signal (submitit's USR2, or
+    TERM via SUBMITIT_PREEMPT_SIGNAL): the launcher's handler runs after the checkpoint when training
+    stops, is handed to the caller when training had already ended, and is put back either way."""
+    from types import SimpleNamespace
+
+    from flipout_repro.run import stop_on_signals
+    from flipout_repro.train import TrainingInterrupted
+
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", preempt)
+    sig = getattr(signal, "SIG" + preempt)
+    calls = []
+
+    def launcher(signum, frame):
+        calls.append(signum)
+
+    old = signal.signal(sig, launcher)
+    try:
+        trainer = SimpleNamespace(stop_requested=False)
+        with pytest.raises(TrainingInterrupted):
+            with stop_on_signals(trainer):
+                os.kill(os.getpid(), sig)
+                assert trainer.stop_requested and calls == []  # deferred: the step is finished first
+                raise TrainingInterrupted("checkpoint written")
+        assert calls == [sig] and signal.getsignal(sig) is launcher
+
+        trainer = SimpleNamespace(stop_requested=False)
+        with stop_on_signals(trainer) as pending:  # the signal arrives after the last step
+            os.kill(os.getpid(), sig)
+        assert calls == [sig] and len(pending) == 1 and signal.getsignal(sig) is launcher
+        pending.pop()()  # _train does this once summary.json is written
+        assert calls == [sig, sig]
+    finally:
+        signal.signal(sig, old)

@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -124,7 +124,9 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     if deterministic:
         # cuBLAS reads this when it starts; it only takes effect if no CUDA matmul ran in this process yet
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports torch._inductor (~1.5 s)
+    current = (torch.are_deterministic_algorithms_enabled(),
+               torch.is_deterministic_algorithms_warn_only_enabled())
+    if current[0] != deterministic or (deterministic and not current[1]):  # the call imports torch._inductor
         torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
@@ -194,7 +196,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         log.info("already finished, skipped: %s failed (%s); resume=false starts it over", run_dir.path,
                  summary.get("error"))
         return summary
-    if cfg.quantize and "quantization" not in summary:
+    if cfg.quantize and "test_acc" not in (summary.get("quantization") or {}):  # none yet, or it failed
         log.info("already finished: %s; quantize=true, so it is quantized now", run_dir.path)
         try:
             worth.quantize_run_folder(run_dir.path, worth.settings_from_config(cfg), data_root=cfg.dataset.root,
@@ -245,7 +247,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
                       on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs), **b.speed)
     try:
-        with stop_on_signals(trainer):
+        with stop_on_signals(trainer) as preempted:
             state = trainer.run(state)
     except TrainingDiverged as exc:
         # ``state`` is the trainer's live state, still at the last good epoch
@@ -263,12 +265,17 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     summary["curve"] = state.curve
     write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png,
                     title=f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} seed {cfg.seed}")
-    summary |= worth.at_run_end(cfg, b.model, b.masks, b.data, run_dir)  # issue 7
+    if preempted and cfg.quantize:
+        log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
+    summary |= worth.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
     atomic_torch_save(b.masks.state_dict(), run_dir.masks)
     write_json(run_dir.summary, summary)
     log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
              summary["final_test_acc"], summary["best_test_acc"], summary["achieved_sparsity"],
              format_sparsity(target), summary["wall_time_s"], run_dir.summary)
+    if preempted:  # the signal came after the last step: the run is complete, the launcher may requeue
+        log.info("run written: handing the pre-emption signal on to the launcher")
+        preempted.pop()()
     return summary
 
 
@@ -279,47 +286,54 @@ def preemption_signal() -> signal.Signals:
 
 
 @contextlib.contextmanager
-def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+def stop_on_signals(trainer: Trainer) -> Iterator[list[Callable[[], None]]]:
     """SIGTERM (what SLURM sends before pre-emption) and SIGINT: finish the step, checkpoint, stop.
 
-    Under submitit (the SLURM launcher) the time-limit/pre-emption signal (USR2) already has a Python
-    handler, which requeues the job and exits on the spot, wherever training is. That signal is taken
-    over too: the step is finished and checkpointed first, and submitit's handler runs after, so the
-    requeued job resumes from that step instead of from the end of the last epoch. (A run that finishes
-    before it stops is not requeued.) A second signal while stopping falls back to the previous handler.
+    Under submitit (the SLURM launcher) the time-limit/pre-emption signal (USR2, or
+    ``SUBMITIT_PREEMPT_SIGNAL``) already has a Python handler, which requeues the job and exits on the
+    spot, wherever training is. That signal is taken over too: the step is finished and checkpointed
+    first, and submitit's handler runs after, so the requeued job resumes from that step. If the signal
+    comes after the last step, training ends normally and the yielded list holds submitit's handler, to
+    be called once the run is written. A second signal while stopping falls back to the previous handler.
     """
+    pending: list[Callable[[], None]] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield pending
         return
     previous: dict[int, Any] = {}
-    deferred: list[tuple[Any, int, Any]] = []
+    usr = preemption_signal()
 
     def handler(signum: int, frame: Any) -> None:
         log.warning("received %s: checkpointing after this step", signal.Signals(signum).name)
         trainer.stop_requested = True
-        if signum == preemption_signal():
-            deferred.append((previous[signum], signum, frame))
-        for sig, prev in previous.items():
-            signal.signal(sig, prev)
+        prev = previous.get(signum)
+        if signum == usr and callable(prev) and not pending:
+            pending.append(lambda: prev(signum, frame))
+        _restore(previous)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
-    usr = preemption_signal()
-    if callable(signal.getsignal(usr)):  # a Python handler, i.e. submitit's; otherwise leave it alone
-        previous[usr] = signal.signal(usr, handler)
+        previous[sig] = signal.getsignal(sig)  # recorded before the handler can run
+        signal.signal(sig, handler)
+    if usr not in previous and callable(signal.getsignal(usr)):  # a Python handler, i.e. submitit's
+        previous[usr] = signal.getsignal(usr)
+        signal.signal(usr, handler)
     stopped = False
     try:
-        yield
+        yield pending
     except TrainingInterrupted:
         stopped = True
         raise
     finally:
-        for sig, prev in previous.items():
-            signal.signal(sig, prev)
-        if stopped and deferred:
-            prev, signum, frame = deferred[0]
-            log.info("checkpoint written: handing %s on to the launcher", signal.Signals(signum).name)
-            prev(signum, frame)
+        _restore(previous)
+        if stopped and pending:
+            log.info("checkpoint written: handing %s on to the launcher", signal.Signals(usr).name)
+            pending.pop()()
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        if old is not None:  # None: a handler not installed from Python, nothing to put back
+            signal.signal(sig, old)
 
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,

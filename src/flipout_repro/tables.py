@@ -55,7 +55,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     quant = s.get("quantization") or {}
     return {
         "model": s["model"], "dataset": s["dataset"], "method": s["method"],
-        "variant": _variant(s["method"], knobs), "setting": _setting(cfg),
+        "variant": _variant(s["method"], knobs, cfg), "setting": _setting(cfg),
         "target_sparsity": float(s["target_sparsity"]), "seed": s["seed"], "status": s.get("status", "completed"),
         "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
@@ -66,38 +66,51 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
-def _variant(method: str, knobs: dict[str, Any]) -> str:
-    """The method's knobs that differ from conf/method/<method>.yaml, e.g. ``lam=1e-07`` ("" if none)."""
-    defaults = _method_defaults(method)
-    mirrored = _mirrored_keys(method)
+def _variant(method: str, knobs: dict[str, Any], cfg: dict[str, Any] | None = None) -> str:
+    """The method's knobs that differ from conf/method/<method>.yaml, e.g. ``lam=1e-07`` ("" if none).
+
+    A default that refers to other keys (STR's ``${optim.weight_decay}``, FORCE's per-data-set
+    ``batches``) is resolved against the run's own config ``cfg`` first; without one it is left out.
+    """
+    raw = _method_defaults(method)
+    if raw is None:
+        return ", ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+    defaults = _resolved_defaults(raw, cfg or {})
+    unknown = object()
     diff = {k: v for k, v in knobs.items()
-            if k not in mirrored and (defaults is None or defaults.get(k, object()) != v)}
+            if (d := defaults.get(k, unknown if k in raw else None)) is not unknown and d != v}
     return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+
+
+def _resolved_defaults(raw: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its interpolations resolved in the context of ``cfg``; unresolvable ones dropped."""
+    from flipout_repro.launch import register_resolvers
+
+    register_resolvers()
+    out = {}
+    context = {k: v for k, v in cfg.items() if k != "method"}
+    for k, v in raw.items():
+        if not (isinstance(v, str) and "${" in v):
+            out[k] = v
+            continue
+        try:
+            out[k] = OmegaConf.select(OmegaConf.create({**context, "method": {k: v}}), f"method.{k}",
+                                      throw_on_missing=True)
+        except Exception:  # the run's config lacks what the default refers to
+            pass
+    return out
 
 
 @lru_cache(maxsize=None)
 def _method_defaults(method: str) -> dict[str, Any] | None:
+    """conf/method/<method>.yaml's knobs as written (interpolations unresolved), None if no such file."""
     from flipout_repro.cli import config_dir
 
     path = Path(config_dir()) / "method" / f"{method}.yaml"
     if not path.exists():
         return None
     node = OmegaConf.to_container(OmegaConf.load(path))
-    # a default that mirrors another key (``${optim.weight_decay}``) is that key's business, not a variant
-    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")
-            and not (isinstance(v, str) and v.startswith("${"))}
-
-
-@lru_cache(maxsize=None)
-def _mirrored_keys(method: str) -> frozenset[str]:
-    """Knobs whose default in conf/method/<method>.yaml is an interpolation of another config key."""
-    from flipout_repro.cli import config_dir
-
-    path = Path(config_dir()) / "method" / f"{method}.yaml"
-    if not path.exists():
-        return frozenset()
-    node = OmegaConf.to_container(OmegaConf.load(path))
-    return frozenset(k for k, v in node.items() if isinstance(v, str) and v.startswith("${"))
+    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")}
 
 
 def _setting(cfg: dict[str, Any]) -> str:

@@ -110,10 +110,13 @@ def run_title(cfg: DictConfig) -> str:
     return f"{cfg.method.name} {cfg.model.name}-{cfg.dataset.name} sparsity {cfg.sparsity} seed {cfg.seed}"
 
 
-def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir) -> dict[str, Any]:
+def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir,
+               quantize: bool | None = None) -> dict[str, Any]:
     """Everything this module adds to a finished run's summary; also the figure and TensorBoard.
 
     A failure here is logged and recorded, never lost training: the run's summary is still written.
+    ``quantize`` overrides ``cfg.quantize`` (False: leave int8 for later, e.g. when the job is being
+    pre-empted; ``quantize=true`` on the finished run does it then).
     """
     input_shape = (data.in_channels, data.image_size, data.image_size)
     entries = analyse(model, masks, input_shape)
@@ -122,7 +125,7 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
         entries["layer_figure"] = FIGURE_FILE
     except Exception as exc:  # a figure must never cost a finished run
         log.warning("layer sparsity figure not written: %s", exc)
-    if cfg.get("quantize", False):
+    if cfg.get("quantize", False) if quantize is None else quantize:
         try:
             result = quantize_and_evaluate(model, masks, data, settings_from_config(cfg), cfg.eval_batch_size)
             entries["quantization"] = merge_quantization(None, result)
