@@ -22,6 +22,7 @@ import torch
 from flipout_repro.config import instantiate
 from flipout_repro.data import TensorData
 from flipout_repro.masking import Masks, prune_to
+from flipout_repro.run import resolve_device as run_resolve_device
 from flipout_repro.run import set_determinism
 from flipout_repro.schedule import PruneEvent
 from flipout_repro.train import Trainer
@@ -140,14 +141,11 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when available, else CPU; an unavailable CUDA device is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    """As a run resolves ``device``; an unavailable CUDA device is a one-line error."""
+    if name != "auto" and torch.device(name).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"flipout-bench: --device {name}, but torch sees no CUDA device here "
                          f"(torch {torch.__version__}): use --device cpu or run it on a GPU machine")
-    return device
+    return run_resolve_device(name)
 
 
 def main(argv: list[str] | None = None) -> None:

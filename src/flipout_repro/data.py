@@ -121,6 +121,14 @@ def load(name: str, root: str | Path, download: bool, device: torch.device, mean
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def _not_found(cls_name: str, root: Path, download: bool, exc: Exception) -> DataError:
+    """One line naming the data set, the folder and the way out."""
+    how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
+           if download else "set dataset.download=true, or dataset.root to the folder that holds it")
+    first = (str(exc).strip().splitlines() or [""])[0]  # torchvision's MNIST error runs over several lines
+    return DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})")
+
+
 def _torchvision(cls_name: str, root: Path, download: bool) -> tuple:
     import torchvision
 
@@ -128,10 +136,7 @@ def _torchvision(cls_name: str, root: Path, download: bool) -> tuple:
     try:
         return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError, or URLError/OSError when offline
-        how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
-               if download else "set dataset.download=true, or dataset.root to the folder that holds it")
-        first = (str(exc).strip().splitlines() or [""])[0]  # torchvision's MNIST error runs over several lines
-        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})") from exc
+        raise _not_found(cls_name, root, download, exc) from exc
 
 
 def _cifar(cls_name: str) -> callable:
@@ -192,10 +197,7 @@ def _torchvision_split(cls_name: str, root: Path, download: bool, **kwargs: obje
     try:
         return getattr(torchvision.datasets, cls_name)(str(root), download=download, **kwargs)
     except Exception as exc:  # RuntimeError when missing, URLError/OSError when offline
-        how = ("the download failed (no network?): put the files there or set dataset.root to where they are"
-               if download else "set dataset.download=true, or dataset.root to the folder that holds it")
-        first = (str(exc).strip().splitlines() or [""])[0]  # torchvision's MNIST error runs over several lines
-        raise DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})") from exc
+        raise _not_found(cls_name, root, download, exc) from exc
 
 
 LOADERS = {

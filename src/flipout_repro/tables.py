@@ -152,13 +152,15 @@ def setting_labels(cells: pd.DataFrame) -> pd.Series:
 
 def _distinguishing(keys: list[str], flats: dict[str, dict[str, str]]) -> list[str]:
     """The fewest of ``keys`` (in order, greedily) whose values tell every setting apart."""
+    def distinct(ks: list[str]) -> int:
+        return len({tuple(f.get(x) for x in ks) for f in flats.values()})
+
     shown: list[str] = []
     for k in keys:
-        before = len({tuple(f.get(x) for x in shown) for f in flats.values()})
-        if len({tuple(f.get(x) for x in [*shown, k]) for f in flats.values()}) > before:
-            shown.append(k)
-        if len({tuple(f.get(x) for x in shown) for f in flats.values()}) == len(flats):
+        if distinct(shown) == len(flats):
             break
+        if distinct([*shown, k]) > distinct(shown):
+            shown.append(k)
     return shown
 
 

@@ -59,17 +59,13 @@ def add_gradient_noise(params: list[nn.Parameter], scale: float, plan: NoisePlan
             torch.randn(buf.shape, out=buf)
             g.add_(buf.mul_(norm * (scale / g.numel() ** 0.5)))
         return
+    if plan is None or plan.sizes is None or len(grads) != len(plan.sizes):
+        plan = noise_plan(grads, flat=True)  # no plan, or a parameter without a gradient this step
     dev, dtype = grads[0].device, grads[0].dtype
-    if plan is not None and plan.sizes is not None and len(grads) == len(plan.sizes):
-        sizes, counts, inv_sqrt = plan.sizes, plan.counts, plan.inv_sqrt_numel
-    else:  # no plan, or a parameter without a gradient this step
-        sizes = [g.numel() for g in grads]
-        counts = torch.tensor(sizes, device=dev)
-        inv_sqrt = torch.tensor([n ** -0.5 for n in sizes], device=dev, dtype=dtype)
-    total = sum(sizes)
+    total = sum(plan.sizes)
     coefs = torch.stack(torch._foreach_norm(grads)).to(dtype)
-    coefs *= inv_sqrt
+    coefs *= plan.inv_sqrt_numel
     coefs *= scale
     noise = torch.randn(total, device=dev, dtype=dtype)
-    noise *= torch.repeat_interleave(coefs, counts, output_size=total)
-    torch._foreach_add_(grads, [c.view(g.shape) for c, g in zip(noise.split(sizes), grads)])
+    noise *= torch.repeat_interleave(coefs, plan.counts, output_size=total)
+    torch._foreach_add_(grads, [c.view(g.shape) for c, g in zip(noise.split(plan.sizes), grads)])
