@@ -10,8 +10,14 @@ install: ## install the package and the test tools (editable)
 quickstart: ## LeNet-300-100 on the bundled MNIST subset, FlipOut to 99% sparsity (offline, ~1 min)
 	flipout-train experiment=quickstart
 
-test: ## the whole test suite (CPU, a few minutes)
+test: ## the whole test suite, slow end-to-end runs included (what CI runs)
 	$(PY) -m pytest -q
+
+test-fast: ## the suite without the slow end-to-end runs (-m "not slow")
+	$(PY) -m pytest -q -m "not slow"
+
+lint: ## the import contract: layers and folders import only downwards (pyproject.toml [tool.importlinter])
+	lint-imports
 
 BENCH_ARGS ?=
 bench: ## training throughput of FlipOut and the magnitude baselines vs dense: LeNet-300-100 and VGG19 on CPU or GPU (results/bench/<device>.json)
@@ -46,4 +52,4 @@ clean: ## remove caches and Hydra's logs (keeps results/runs)
 	rm -rf .pytest_cache results/hydra
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install quickstart test bench bench-gpu paper-runs paper-tables clean
+.PHONY: help install quickstart test test-fast lint bench bench-gpu paper-runs paper-tables clean

@@ -7,18 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from flipout_repro.cli import config_dir
+from flipout_repro.config import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_cfg(*overrides: str) -> DictConfig:
     """The composed run config for ``overrides``, as flipout-train would see it."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose_config(*overrides)
 
 
 @pytest.fixture
@@ -30,7 +28,7 @@ def quick_cfg(tmp_path):
     return _make
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """flipout-train ARGS in a subprocess (the installed console script's module)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=cwd or REPO, env=env,

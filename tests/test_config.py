@@ -8,15 +8,13 @@ CASES = [
     (["sparsity=99.6"], "sparsity=99.6 must be in [0, 1): did you mean 0.996?"),
     (["sparsity=1.0"], "sparsity=1.0 must be in [0, 1): did you mean 0.01?"),
     (["sparsity=-0.5"], "sparsity=-0.5 must be in [0, 1): e.g. sparsity=0.996"),
-    (["sparsity=high"], "sparsity='high' must be a number in [0, 1)"),
     (["epochs=0"], "epochs=0 must be in [1, inf)"),
-    (["epochs=2.5"], "epochs=2.5 must be an integer"),
     (["seed=-1"], "seed=-1 must be in [0, inf)"),
     (["batch_size=0"], "batch_size=0 must be in [1, inf)"),
     (["device=tpu"], "device='tpu' is not supported: use auto, cpu, cuda or cuda:N"),
-    (["optim.lr=0"], "optim.lr=0 must be in (0, inf)"),
+    (["optim.lr=0"], "optim.lr=0.0 must be in (0, inf)"),
     (["optim.momentum=1.5"], "optim.momentum=1.5 must be in [0, 1)"),
-    (["optim.weight_decay=-1"], "optim.weight_decay=-1 must be in [0, inf)"),
+    (["optim.weight_decay=-1"], "optim.weight_decay=-1.0 must be in [0, inf)"),
     (["optim.milestones=[250,150]"], "optim.milestones=[250, 150] must be increasing positive epochs"),
     (["experiment=quickstart", "model=vgg19"], "model='vgg19' needs images of at least 32x32"),
     (["experiment=quickstart", "model=densenet121"], "model='densenet121' needs images of at least 32x32"),
@@ -28,14 +26,15 @@ CASES = [
 ]
 
 MORE_CASES = [
-    (["+lr=0.1"], "lr=0.1 is not a config key: remove it or use one of"),
-    (["+optim.lr_decay=0.5"], "optim.lr_decay=0.5 is not an optimizer setting"),
+    (["+lr=0.1"], "lr=0.1 is not a config key: did you mean optim.lr?"),
+    (["+optim.lr_decay=0.5"], "optim.lr_decay=0.5 is not a config key: did you mean optim.weight_decay or optim.lr?"),
+    (["+quantization.bits=4"], "quantization.bits=4 is not a config key"),
     (["+method.temperature=2"], "method='flipout' got an argument it does not take"),
-    (["epochs=abc"], "epochs='abc' must be an integer"),
-    (["optim.gamma=0"], "optim.gamma=0 must be in (0, 1]"),
+    (["optim.gamma=0"], "optim.gamma=0.0 must be in (0, 1]"),
     (["eval_batch_size=-5"], "eval_batch_size=-5 must be in [1, inf)"),
     (["method._target_=flipout_repro.methods.nope.Nope"], "cannot be imported: check the module path"),
-    (["deterministic=maybe"], "deterministic='maybe' is not a valid choice: use one of true, false"),
+    (["quantization.observer=l2"], "quantization.observer='l2' is not a valid observer: use one of minmax"),
+    (["quantization.calibration_batches=0"], "quantization.calibration_batches=0 must be a positive integer"),
     (["channels_last=yes"], "channels_last='yes' is not a valid choice: use one of auto, true, false"),
 ]
 
@@ -45,6 +44,26 @@ def test_bad_values_are_named(overrides, message):
     with pytest.raises(ConfigError) as err:
         validate(make_cfg(*overrides))
     assert message in str(err.value)
+
+
+# The schema (schema.RunConfig) refuses unknown keys and wrong types while Hydra composes the config.
+SCHEMA_CASES = [
+    (["sparsity=high"], "Value 'high' of type 'str' could not be converted to Float"),
+    (["epochs=2.5"], "Value '2.5' of type 'float' could not be converted to Integer"),
+    (["epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
+    (["deterministic=maybe"], "Value 'maybe' is not a valid bool"),
+    (["dataset.mean=red"], "mean"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", SCHEMA_CASES)
+def test_the_schema_refuses_unknown_keys_and_wrong_types(overrides, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as err:
+        make_cfg(*overrides)
+    text = str(err.value) + " " + str(err.value.__cause__)
+    assert overrides[0].lstrip("+").split("=")[0].split(".")[-1] in text and message in text
 
 
 def test_paper_defaults_are_valid():

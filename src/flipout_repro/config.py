@@ -1,17 +1,28 @@
-"""Validate a composed config before anything runs; every error names the key, the value and the fix.
+"""Compose, validate and instantiate run configs; every error names the key, the value and the fix.
 
-Hydra already rejects unknown config groups (``method=foo`` lists the valid options) and keys that are
-not in the config (``sparsty=0.9``). This module checks the values: ranges, types, combinations, and
-that the schedule fits in the epochs, so that no training starts and nothing on disk is touched when
-the input is bad.
+Hydra already rejects unknown config groups (``method=foo`` lists the valid options), and the schema
+(schema.RunConfig, registered when this module is imported) rejects unknown keys and values of the
+wrong type. This module checks the values: ranges, combinations, and that the schedule fits in the
+epochs, so that no training starts and nothing on disk is touched when the input is bad. It also holds
+the one rule for methods that never prune (:func:`prepare`).
 """
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from numbers import Integral, Real
 from typing import Any
 
+import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+
+from flipout_repro import launch, paths, schema
+from flipout_repro.schedule import ScheduleError
+
+schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
+launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:} used by the presets
 
 SPARSITY_HINTS = (0.75, 0.9375, 0.984375, 0.99609375, 0.999)
 
@@ -58,8 +69,6 @@ def instantiate(node: DictConfig, key: str, **extra: Any) -> Any:
 
 
 def _params(cls: Any) -> set[str]:
-    import inspect
-
     try:
         return set(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
@@ -100,29 +109,22 @@ def check_sparsity(value: Any) -> float:
     return float(value)
 
 
-GROUPS = ("model", "dataset", "method", "schedule", "optim")
-OPTIM_KEYS = {"name", "lr", "momentum", "weight_decay", "nesterov", "milestones", "milestones_of", "gamma"}
-
-
-def known_top_level_keys() -> set[str]:
-    """The keys conf/config.yaml defines, plus the config groups."""
-    from flipout_repro.cli import config_dir
-
-    base = OmegaConf.load(f"{config_dir()}/config.yaml")
-    return {k for k in base if k not in ("defaults", "hydra")} | set(GROUPS)
-
-
 def check_keys(cfg: DictConfig) -> None:
-    """Unknown keys (a typo in an experiment file, a stray ``+key=``) are errors, not silent extras."""
-    known = known_top_level_keys()
-    for key in cfg:
-        if key not in known:
-            raise ConfigError(str(key), cfg[key], "is not a config key",
-                              f"remove it or use one of {sorted(known)}")
-    for key in cfg.optim:
-        if key not in OPTIM_KEYS:
-            raise ConfigError(f"optim.{key}", cfg.optim[key], "is not an optimizer setting",
-                              f"remove it or use one of {sorted(OPTIM_KEYS)}")
+    """Keys that the schema lacks: Hydra's ``+key=value`` adds them past the schema, so they are
+    refused here, with the closest existing key."""
+    known = schema.key_paths()
+    sections = {k.split(".")[0] for k in known if "." in k}
+    for top in cfg:
+        names = [f"{top}.{k}" for k in cfg[top]] if top in sections else [str(top)]
+        for key in names:
+            if key not in known:
+                raise ConfigError(key, OmegaConf.select(cfg, key), "is not a config key", _did_you_mean(key, known))
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    leaf = key.split(".")[-1]
+    close = [k for k in known if k.split(".")[-1] == leaf] or difflib.get_close_matches(key, known, n=2)
+    return f"did you mean {' or '.join(close)}?" if close else "remove it (flipout-train --cfg job lists the keys)"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -160,12 +162,11 @@ def validate(cfg: DictConfig) -> None:
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
+    check_quantization(cfg)
 
 
 def check_schedule(cfg: DictConfig) -> None:
     """Build the schedule and its events once (steps per epoch do not matter for fitting)."""
-    from flipout_repro.schedule import ScheduleError
-
     schedule = instantiate(cfg.schedule, "schedule")
     try:
         schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
@@ -179,9 +180,41 @@ def effective_sparsity(cfg: DictConfig) -> float:
     return float(cfg.sparsity) if getattr(cls, "prunes", True) else 0.0
 
 
-def _check_device(device: Any) -> None:
-    import torch
+def check_quantization(cfg: DictConfig) -> None:
+    """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
+    q = cfg.quantization
+    for key, allowed in (("observer", schema.OBSERVERS), ("backend", schema.BACKENDS)):
+        if q[key] not in allowed:
+            raise ConfigError(f"quantization.{key}", q[key], f"is not a valid {key}", f"use one of {', '.join(allowed)}")
+    supported = torch.backends.quantized.supported_engines
+    if cfg.quantize and q.backend not in supported:
+        raise ConfigError("quantization.backend", q.backend, "is not supported by this torch build",
+                          f"use one of {', '.join(e for e in schema.BACKENDS if e in supported)}")
+    n = q.calibration_batches
+    if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
+                          "e.g. quantization.calibration_batches=32, or all for one pass over the training set")
 
+
+def prepare(cfg: DictConfig) -> tuple[DictConfig, float]:
+    """(config, target sparsity) of the run ``cfg`` describes: a method that never prunes (``dense``)
+    has target 0 and its ``sparsity`` is recorded as 0, so dense runs of any ``sparsity`` share a folder."""
+    target = effective_sparsity(cfg)
+    if target == cfg.sparsity:
+        return cfg, target
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.sparsity = 0.0
+    return cfg, target
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The run config ``flipout-train OVERRIDES`` composes (no Hydra job; for tools and tests)."""
+    with initialize_config_dir(config_dir=paths.config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _check_device(device: Any) -> None:
     d = str(device)
     if d in ("auto", "cpu"):
         return

@@ -1,6 +1,6 @@
 """Sweeps on several GPUs: which GPU a job trains on, and how many jobs run side by side.
 
-Two OmegaConf resolvers, registered when ``flipout_repro.cli`` is imported (so in every process that runs
+Two OmegaConf resolvers, registered by the entry point and by config.py (so in every process that runs
 a job, whatever Hydra launcher started it):
 
 - ``${job_device:}``: the sweep presets' ``device``. With one GPU or none it is ``auto``. With several

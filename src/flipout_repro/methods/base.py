@@ -9,7 +9,10 @@ loop calls the hooks in this order every step and never asks which method it run
 
 and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
 ``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation);
-``on_epoch_end`` after each epoch's last step, before the epoch is evaluated.
+``on_epoch_end`` after each epoch's last step, before the epoch is evaluated. A method that prunes by
+itself (a threshold, a learned threshold) does not touch the masks: after each epoch's evaluation and
+scheduled events the loop asks ``prune_due(epoch)`` and prunes through the same path, so its prune is
+recorded like every other.
 """
 from __future__ import annotations
 
@@ -76,6 +79,13 @@ class Method:
     def scores(self, model: nn.Module) -> list[torch.Tensor]:
         """Per-weight saliency for every prunable weight, in ``masks.names`` order (higher = keep)."""
         raise NotImplementedError(f"method {self.name} defines no pruning score")
+
+    def prune_due(self, epoch: int) -> tuple[float, str] | None:
+        """(sparsity, scope) to prune to now, after ``epoch``'s evaluation, for a method that decides when
+        and how much to prune by itself (Hoyer-Square's threshold, STR's learnt thresholds); None
+        otherwise. The loop then calls ``prune_to(scores(model), masks, sparsity, scope)`` and
+        ``after_prune()``, as at a scheduled event."""
+        return None
 
     def after_prune(self) -> None:
         """Called after the masks changed at a prune event."""

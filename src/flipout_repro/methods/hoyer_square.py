@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
 
 log = logging.getLogger("flipout_repro")
@@ -139,23 +139,22 @@ class HoyerSquare(Method):
             return [p.detach().abs() for p in self.masks.params]
         return [group_scores(p.detach(), self.group) for p in self.masks.params]
 
-    @torch.no_grad()
     def on_epoch_end(self, epoch: int) -> None:
-        """At the stop epoch: threshold (paper) or prune to the target, through ``prune_to``."""
+        """Count the epochs (the regulariser is on until the stop epoch)."""
         self._epoch = epoch
+
+    @torch.no_grad()
+    def prune_due(self, epoch: int) -> tuple[float, str] | None:
+        """After the stop epoch: every weight whose score is below the threshold (paper: a hard threshold,
+        so the sparsity is an outcome), or the target sparsity (``mode=target``)."""
         if epoch != self._stop:
-            return
+            return None
+        if self.mode == "target":
+            return self._target, self.scope
         scores = self.scores(self.model)
-        before = self.masks.sparsity()
-        if self.mode == "paper":
-            below = sum(int(((s < self.threshold) | ~m.bool()).sum()) for s, m in zip(scores, self.masks.values))
-            prune_to(scores, self.masks, below / self.masks.total(), "global")
-        else:
-            prune_to(scores, self.masks, self._target, self.scope)
-        self.after_prune()
-        log.info("%s: pruned at the end of epoch %d (%s): sparsity %.5f -> %.5f", self.name, epoch,
-                 f"|score| < {self.threshold:g}" if self.mode == "paper" else "to the target", before,
-                 self.masks.sparsity())
+        below = sum(int(((s < self.threshold) | ~m.bool()).sum()) for s, m in zip(scores, self.masks.values))
+        log.info("%s: pruning every weight with |score| < %g after epoch %d", self.name, self.threshold, epoch)
+        return below / self.masks.total(), "global"
 
     def epoch_stats(self) -> dict[str, float]:
         """The last penalty value (before lam) while the regulariser is on."""

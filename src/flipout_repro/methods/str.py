@@ -9,9 +9,10 @@ makes sparsity appear. ``s_weight_decay`` gives s its own decay (STR's ``st_deca
 The reparameterisation is a ``torch.nn.utils.parametrize`` parametrization of each layer's ``weight``;
 the raw W stays the very Parameter the masks and the optimizer hold. Training is unmasked (a weight
 under the threshold may come back when the threshold drops); after each epoch the masks are set to
-``W_hat != 0`` only to report the sparsity. After the last epoch (before its evaluation) the
-parametrizations are removed with W set to W_hat, and the masks are switched on: the final evaluation,
-the checkpoint, masks.pt and the summary all see the thresholded weights, and the model is a plain
+``W_hat != 0`` only to report the sparsity. After the last epoch's evaluation the loop prunes exactly
+the zeros of W_hat (``prune_due``, through the loop's prune path, so it is recorded as a prune event),
+and the parametrizations are removed with W set to W_hat (the bake): the checkpoint, masks.pt and the
+summary all see the thresholded weights (the evaluation before saw the same function), and the model is a plain
 model again (its state dict has the usual keys, so any tool can load it). A checkpoint written after
 that is loaded into a freshly bound model by removing its parametrizations first (a load hook).
 The sparsity is an outcome of ``s_init`` and the weight decay (``sparsity_is_outcome``); the
@@ -64,6 +65,7 @@ class STR(Method):
         self.optim_weight_decay = float(optim_weight_decay)
         self.parts: list[SoftThreshold] = []
         self._epochs = 0
+        self._baking = False
 
     def bind(self, model: nn.Module, masks: Masks) -> None:
         """Register the parametrization on every prunable layer (before the optimizer is built)."""
@@ -103,25 +105,34 @@ class STR(Method):
 
     @torch.no_grad()
     def on_epoch_end(self, epoch: int) -> None:
-        """Report the threshold masks; after the last epoch, bake W_hat into W and switch the masks on."""
-        if self.parts[0].baked:
+        """Until the bake, the masks only report where W_hat is zero (they are not applied: training
+        stays the reparameterised network's)."""
+        if self.parts[0].baked or self.masks.active:
             return
-        nonzero = [w != 0 for w in self.effective_weights()]
-        if not self.masks.active:
-            for m, nz in zip(self.masks.values, nonzero):
-                m.copy_(nz)
-        if epoch >= self._epochs:
-            self._bake(nonzero)
+        for m, w in zip(self.masks.values, self.effective_weights()):
+            m.copy_(w != 0)
 
-    def _bake(self, nonzero: list[torch.Tensor]) -> None:
+    @torch.no_grad()
+    def prune_due(self, epoch: int) -> tuple[float, str] | None:
+        """After the last epoch: prune exactly the weights whose W_hat is zero (scores are |W_hat|), then
+        :meth:`after_prune` bakes W_hat into W."""
+        if epoch < self._epochs or self.parts[0].baked:
+            return None
+        zeros = sum(int((w == 0).sum()) for w in self.effective_weights())
+        self._baking = True
+        return zeros / self.masks.total(), "global"
+
+    def after_prune(self) -> None:
+        """After its own prune (not a scheduled one): bake, W becomes W_hat (the same Parameter objects,
+        so masks and optimizer stay attached)."""
+        if not self._baking:
+            return
+        self._baking = False
         for module in self.model.modules():
             if parametrize.is_parametrized(module, "weight"):
-                # keeps the same Parameter object (masks, optimizer), now holding W_hat
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-        for part, m, nz in zip(self.parts, self.masks.values, nonzero):
+        for part in self.parts:
             part.baked = True
-            m.mul_(nz)
-        self.masks.active = True
         self.masks.apply_to_weights()
 
     @torch.no_grad()

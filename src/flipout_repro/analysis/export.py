@@ -1,0 +1,71 @@
+"""Export a pruned network so that standard PyTorch code can load it.
+
+Two files, both plain tensors (load with ``torch.load(path, weights_only=True)``):
+
+- ``pruned_state_dict.pt``: ``model.state_dict()`` with the pruned weights exactly zero; loads into a
+  fresh model with ``model.load_state_dict``.
+- ``pruned_prune_layout.pt``: the same state dict in ``torch.nn.utils.prune``'s layout: every prunable
+  ``<layer>.weight`` is replaced by ``<layer>.weight_orig`` (the weights) and ``<layer>.weight_mask``
+  (1.0 kept, 0.0 pruned). Load it with :func:`load_prune_layout`, or by hand::
+
+      for module in (m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))):
+          torch.nn.utils.prune.identity(module, "weight")
+      model.load_state_dict(torch.load("pruned_prune_layout.pt", weights_only=True))
+
+  after which ``module.weight`` is ``weight_orig * weight_mask`` and stays masked when fine-tuned;
+  ``prune.remove(module, "weight")`` makes the pruning permanent.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from flipout_repro.masking import Masks
+from flipout_repro.rundir import atomic_torch_save
+
+STATE_DICT_FILE = "pruned_state_dict.pt"
+PRUNE_LAYOUT_FILE = "pruned_prune_layout.pt"
+
+
+def plain_state_dict(model: nn.Module, masks: Masks) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` on CPU with every pruned weight set to exactly zero."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    for name, mask in zip(masks.names, masks.values):
+        state[name] = state[name].contiguous() * mask.detach().cpu().to(state[name].dtype).contiguous()
+    return state
+
+
+def prune_layout_state_dict(model: nn.Module, masks: Masks) -> dict[str, torch.Tensor]:
+    """The state dict in torch.nn.utils.prune's layout (``weight_orig`` + ``weight_mask``)."""
+    state = plain_state_dict(model, masks)
+    for name, mask in zip(masks.names, masks.values):
+        stem = name[: -len("weight")]  # "fc1." (or "" for a model that is one layer)
+        state[f"{stem}weight_orig"] = state.pop(name)
+        state[f"{stem}weight_mask"] = mask.detach().cpu().float().contiguous()
+    return state
+
+
+def export(model: nn.Module, masks: Masks, out_dir: Path) -> dict[str, str]:
+    """Write both files into ``out_dir`` (atomically); return their paths by kind."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"state_dict": out_dir / STATE_DICT_FILE, "prune_layout": out_dir / PRUNE_LAYOUT_FILE}
+    atomic_torch_save(plain_state_dict(model, masks), paths["state_dict"])
+    atomic_torch_save(prune_layout_state_dict(model, masks), paths["prune_layout"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def load_prune_layout(model: nn.Module, path: Path) -> nn.Module:
+    """Load a ``pruned_prune_layout.pt`` into a fresh ``model`` the standard way (see module doc):
+    ``prune.identity`` on every Conv2d/Linear weight, then ``load_state_dict``. Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            prune.identity(module, "weight")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    for module in model.modules():  # prune recomputes ``weight`` before each forward; do it now too
+        if hasattr(module, "weight_mask"):
+            module.weight = module.weight_orig * module.weight_mask
+    return model

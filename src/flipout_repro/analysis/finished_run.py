@@ -1,0 +1,134 @@
+"""Reload a finished run from its folder: config, model with its final weights, masks and data.
+
+The model is rebuilt from the run's config.yaml (by training.build, as a run builds it), its weights come from
+checkpoint.pt (the last epoch) and its masks from masks.pt, both read with
+``torch.load(weights_only=True)``. Every problem is a :class:`RunFolderError` whose message names the
+path and the fix.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from flipout_repro.config import ConfigError
+from flipout_repro.data import DataError
+from flipout_repro.masking import Masks
+from flipout_repro.rundir import RunDir
+from flipout_repro.schema import RunConfig
+from flipout_repro.training.build import build_model, load_data
+
+
+class RunFolderError(RuntimeError):
+    """A folder that is not a usable run; ``str(err)`` names the path and the fix."""
+
+
+@dataclass
+class LoadedRun:
+    """A finished run, rebuilt on one device."""
+
+    run: RunDir
+    cfg: DictConfig
+    summary: dict[str, Any]
+    model: torch.nn.Module
+    masks: Masks
+    data: Any  # data.TensorData, loaded lazily by :func:`load_run` when asked
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        ds = self.cfg.dataset
+        return (int(ds.in_channels), int(ds.image_size), int(ds.image_size))
+
+
+def check_run_folder(path: str | Path, need_summary: bool = True) -> RunDir:
+    """The RunDir of ``path`` once it holds config.yaml, checkpoint.pt, masks.pt (and summary.json)."""
+    run = RunDir(Path(path))
+    if not run.path.is_dir():
+        raise RunFolderError(f"{run.path} is not a folder: pass a run folder, e.g. "
+                             "results/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>")
+    if not run.config.exists():
+        raise RunFolderError(f"{run.path} is not a run folder (no config.yaml): pass the seed_<n> folder "
+                             "of a run, e.g. results/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_0")
+    if need_summary and not run.summary.exists():
+        raise RunFolderError(f"{run.path} has no summary.json, so the run has not finished: run the same "
+                             "flipout-train command again to finish it, then retry")
+    for f in (run.checkpoint, run.masks):
+        if not f.exists():
+            raise RunFolderError(f"{f} is missing: the run folder is incomplete; run it again with "
+                                 "flipout-train (resume=false to start over)")
+    return run
+
+
+def read_summary(run: RunDir) -> dict[str, Any]:
+    """summary.json as a dict, or {} when the run has none."""
+    if not run.summary.exists():
+        return {}
+    try:
+        summary = json.loads(run.summary.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{run.summary} cannot be read ({exc}): delete it and run the same "
+                             "flipout-train command again") from exc
+    if not isinstance(summary, dict):
+        raise RunFolderError(f"{run.summary} is not a JSON object: delete it and re-run the run")
+    return summary
+
+
+def run_config(run: RunDir) -> DictConfig:
+    """The run's config.yaml, through the schema: keys that a run of an older version did not write
+    (``quantization``) get their defaults."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(run.config))
+    except Exception as exc:
+        raise RunFolderError(f"{run.config} cannot be parsed ({exc}): the run folder is damaged") from exc
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated file, not a torch file, unsafe content
+        raise RunFolderError(f"{path} cannot be read ({type(exc).__name__}): the run folder is damaged; "
+                             "run it again with flipout-train resume=false") from exc
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu", with_data: bool = True,
+             data_root: str | None = None, need_summary: bool = True) -> LoadedRun:
+    """Rebuild the run in ``path`` on ``device``: model with final weights, masks, and (optionally) data.
+
+    ``data_root`` replaces ``dataset.root`` of the run's config (data sets are found relative to the
+    current folder otherwise).
+    """
+    run = check_run_folder(path, need_summary)
+    summary = read_summary(run)
+    cfg = run_config(run)
+    if data_root is not None:
+        cfg.dataset.root = data_root
+    device = torch.device(device)
+    ds = cfg.dataset
+    try:
+        model = build_model(cfg.model, ds.in_channels, ds.num_classes, ds.image_size, device)
+    except (ConfigError, AttributeError) as exc:
+        raise RunFolderError(f"{run.config}: the model cannot be rebuilt ({exc})") from exc
+    ck = _torch_load(run.checkpoint)
+    saved_masks = _torch_load(run.masks)
+    try:
+        model.load_state_dict(ck["model"])
+        masks = Masks.for_model(model)
+        masks.load_state_dict(saved_masks)
+    except Exception as exc:  # a checkpoint or masks of another model
+        raise RunFolderError(f"{run.path}: checkpoint.pt or masks.pt does not match config.yaml "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); run it again with flipout-train "
+                             "resume=false") from exc
+    masks.apply_to_weights()  # the checkpoint's pruned weights are zero already; this makes it certain
+    data = None
+    if with_data:
+        try:
+            data = load_data(cfg, device)
+        except (DataError, ConfigError) as exc:
+            raise RunFolderError(f"the data of {run.path} cannot be loaded: {exc} (or pass --data-root "
+                                 "DIR)") from exc
+    return LoadedRun(run, cfg, summary, model, masks, data)

@@ -1,0 +1,75 @@
+"""What happens after a run's last epoch: per-layer accounting, multiply-adds, size, collapsed layers, the
+layer figure, TensorBoard scalars and (``quantize=true``) int8 quantization; :func:`at_run_end` returns
+the entries run.py adds to summary.json. A failure here is logged and recorded, never lost training.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.tensorboard import SummaryWriter
+
+from flipout_repro.analysis.layers import layer_report
+from flipout_repro.analysis.plots import FIGURE_FILE, plot_layer_sparsity, run_title
+from flipout_repro.analysis.quantize import log_quantization, merge_quantization, quantize_and_evaluate, \
+    settings_from_config
+from flipout_repro.analysis.size import model_size
+from flipout_repro.masking import Masks
+from flipout_repro.rundir import RunDir
+
+log = logging.getLogger("flipout_repro")
+
+
+def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Summary entries: ``layers``, ``macs_dense``, ``macs_sparse``, ``collapsed_layers``, ``model_size``."""
+    report = layer_report(model, masks, input_shape)
+    for name in report["collapsed_layers"]:
+        log.warning("layer %s collapsed: all %d of its weights were pruned, no signal crosses it", name,
+                    report["layers"][name]["prunable"])
+    return {"layers": report["layers"], "macs_dense": report["macs_dense"], "macs_sparse": report["macs_sparse"],
+            "collapsed_layers": report["collapsed_layers"], "model_size": model_size(model, masks)}
+
+
+def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
+    """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
+    with SummaryWriter(log_dir=str(run.tb)) as tb:
+        tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)
+        tb.add_scalar("layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1), step)
+        text = ", ".join(entries["collapsed_layers"]) or "none"
+        tb.add_text("layers/collapsed_layers", text, step)
+        for name, layer in entries["layers"].items():
+            tb.add_scalar(f"layers_final_sparsity/{name}", layer["sparsity"], step)
+        q = entries.get("quantization")
+        if q and "test_acc" in q:
+            tb.add_scalar("quantization/test_acc", q["test_acc"], step)
+            tb.add_scalar("quantization/fp32_test_acc", q["fp32_test_acc"], step)
+            tb.add_scalar("quantization/zeros_preserved", float(q["zeros_preserved"]), step)
+
+
+def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir,
+               quantize: bool | None = None) -> dict[str, Any]:
+    """Everything this module adds to a finished run's summary; also the figure and TensorBoard.
+
+    A failure here is logged and recorded, never lost training: the run's summary is still written.
+    ``quantize`` overrides ``cfg.quantize`` (False: leave int8 for later, e.g. when the job is being
+    pre-empted; ``quantize=true`` on the finished run does it then).
+    """
+    input_shape = (data.in_channels, data.image_size, data.image_size)
+    entries = analyse(model, masks, input_shape)
+    try:
+        plot_layer_sparsity(entries["layers"], run.path / FIGURE_FILE, title=run_title(cfg))
+        entries["layer_figure"] = FIGURE_FILE
+    except Exception as exc:  # a figure must never cost a finished run
+        log.warning("layer sparsity figure not written: %s", exc)
+    if cfg.get("quantize", False) if quantize is None else quantize:
+        try:
+            result = quantize_and_evaluate(model, masks, data, settings_from_config(cfg), cfg.eval_batch_size)
+            entries["quantization"] = merge_quantization(None, result)
+            log_quantization(result)
+        except Exception as exc:  # e.g. a model FX cannot trace: keep the run, record why
+            log.error("int8 quantization failed: %s: %s", type(exc).__name__, exc)
+            entries["quantization"] = {"error": f"{type(exc).__name__}: {exc}"}
+    write_tensorboard(run, entries, int(cfg.epochs))
+    return entries

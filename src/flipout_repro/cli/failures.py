@@ -1,0 +1,63 @@
+"""The one failure style of every console entry point: one line on stderr, ``<prog>: error: <message>``
+(the message names the key or path, the value and the fix), and an exit code that says what happened:
+
+    0    done (a finished run that is skipped is done too)
+    1    an unexpected error (a bug, or a model a tool cannot handle): the message names the exception
+    2    bad input: a config value, a data set, a run folder or a command-line argument; nothing was written
+    3    training diverged: the failure is recorded in the run's summary.json
+    4    the run folder is in use by another process
+    143  stopped by SIGTERM/SIGINT after writing a checkpoint: the same command resumes the run
+
+Imports of the package happen inside the functions: ``--help`` of an entry point stays fast.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, NoReturn, TypeVar
+
+T = TypeVar("T")
+
+BAD_INPUT, DIVERGED, LOCKED, INTERRUPTED, UNEXPECTED = 2, 3, 4, 143, 1
+
+
+def exit_code(exc: BaseException) -> int:
+    """The documented exit code for ``exc``."""
+    from flipout_repro.analysis.finished_run import RunFolderError
+    from flipout_repro.config import ConfigError
+    from flipout_repro.data import DataError
+    from flipout_repro.rundir import RunLocked
+    from flipout_repro.training.trainer import TrainingDiverged, TrainingInterrupted
+
+    if isinstance(exc, (ConfigError, DataError, RunFolderError, ValueError)):
+        return BAD_INPUT
+    if isinstance(exc, TrainingDiverged):
+        return DIVERGED
+    if isinstance(exc, RunLocked):
+        return LOCKED
+    if isinstance(exc, TrainingInterrupted):
+        return INTERRUPTED
+    return UNEXPECTED
+
+
+def message(exc: BaseException) -> str:
+    """The one-line message for ``exc`` (unexpected errors are named by their type)."""
+    text = str(exc).replace("\n", " ")
+    if exit_code(exc) == UNEXPECTED:
+        text = f"{type(exc).__name__}: {text[:500]}"
+    return text
+
+
+def fail(prog: str, text: str, code: int) -> NoReturn:
+    """Print ``<prog>: error: <text>`` on stderr and exit with ``code``."""
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    sys.exit(code)
+
+
+def guard(prog: str, body: Callable[[], T]) -> T:
+    """Run ``body``; any failure becomes one line and its exit code, not a traceback."""
+    try:
+        return body()
+    except Exception as exc:  # noqa: BLE001 - every failure gets the one style
+        logging.getLogger("flipout_repro").debug("%s failed", prog, exc_info=True)
+        fail(prog, message(exc), exit_code(exc))

@@ -1,0 +1,34 @@
+"""Console entry point ``flipout-report``: tables and figures of every run under a results folder
+(reporting/aggregate.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps]: tables and figures."""
+    from flipout_repro.cli.failures import BAD_INPUT, fail, guard
+    from flipout_repro.reporting.aggregate import make_report
+
+    p = argparse.ArgumentParser(prog="flipout-report", description="Aggregate every summary.json under"
+                                " <results-dir>/runs into tables (Markdown + CSV) and accuracy-vs-sparsity"
+                                " figures, beside the paper's published numbers.")
+    p.add_argument("--results-dir", default="results", help="where runs/ is (default: results)")
+    p.add_argument("--out", default=None, help="where tables/ and curves/ go (default: the results dir)")
+    p.add_argument("--sweeps", default=None, help="comma-separated sweep presets to check for missing runs"
+                   " (default: all of conf/sweep)")
+    p.add_argument("--no-sweeps", action="store_true", help="do not check the sweep presets")
+    a = p.parse_args(argv)
+    if not (Path(a.results_dir) / "runs").is_dir():
+        fail("flipout-report", f"--results-dir={a.results_dir} has no runs/ folder: run a sweep first (e.g."
+             " flipout-train -m +sweep=tiny) or point --results-dir at the folder that holds runs/", BAD_INPUT)
+    sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
+    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps))
+    print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets not done"
+          " (see tables/missing.md)")
+    for name, why in r["problems"].items():
+        print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
+    for f in r["files"]:
+        print(f"  {f}")

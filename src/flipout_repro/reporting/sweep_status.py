@@ -1,0 +1,159 @@
+"""Which runs of the sweep presets (conf/sweep/*.yaml) are done, and the exact command for each that is not.
+
+A preset's ``hydra.sweeper.params`` are expanded exactly as Hydra's basic sweeper does; each job's config is
+composed (once per choice of config groups, the plain values set on top) and its run folder found with
+the same hash the runner uses. The command for one missing run is the preset narrowed to that job
+(``flipout-train +sweep=<name> method=... sparsity=... seed=...``: command-line values replace the
+preset's lists), so it computes exactly what the sweep would.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from flipout_repro.config import prepare
+from flipout_repro.paths import config_dir
+from flipout_repro.rundir import RunDir
+
+
+@dataclass
+class Job:
+    """One job of a sweep preset and the state of its run folder."""
+
+    sweep: str
+    overrides: list[str]
+    model: str
+    dataset: str
+    method: str
+    sparsity: float
+    seed: int
+    run_dir: Path
+    state: str  # done | failed | interrupted | missing
+
+    def command(self, results_dir: str | Path = "results") -> str:
+        """The flipout-train command that runs (or resumes) this job alone."""
+        extra = [] if str(results_dir) == "results" else [f"results_dir={results_dir}"]
+        return "flipout-train " + " ".join(shlex.quote(o) for o in [f"+sweep={self.sweep}", *self.overrides, *extra])
+
+
+def sweep_dir() -> Path:
+    """conf/sweep."""
+    return Path(config_dir()) / "sweep"
+
+
+def sweep_names() -> list[str]:
+    """Every sweep preset, sorted."""
+    return sorted(p.stem for p in sweep_dir().glob("*.yaml"))
+
+
+def sweep_overrides(name: str) -> list[list[str]]:
+    """The jobs of preset ``name`` as lists of ``key=value`` overrides, in Hydra's basic sweeper order."""
+    path = sweep_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"sweep={name!r} is not a sweep preset: use one of {sweep_names()}")
+    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return BasicSweeper.split_arguments(parsed, None)[0]
+
+
+def _is_group_override(override: str, groups: set[str]) -> bool:
+    key = override.split("=", 1)[0].lstrip("+~")
+    return key in groups or "@" in key
+
+
+def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
+    """Every job of preset ``name`` with its run folder under ``results_dir`` and that folder's state."""
+    groups = {p.name for p in Path(config_dir()).iterdir() if p.is_dir()}
+    parser = OverridesParser.create()
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    jobs = []
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for overrides in sweep_overrides(name):
+            chosen = tuple(o for o in overrides if _is_group_override(o, groups))
+            if chosen not in composed:
+                composed[chosen] = compose(config_name="config", overrides=[f"+sweep={name}", *chosen,
+                                                                            f"results_dir={results_dir}"])
+            cfg = composed[chosen].copy()
+            OmegaConf.set_struct(cfg, False)
+            for o in overrides:
+                if o not in chosen:
+                    ov = parser.parse_override(o)
+                    OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
+            cfg.device = "auto"  # never resolve ${job_device:} here: it would claim a GPU
+            cfg, target = prepare(cfg)  # as run.run(): a method that never prunes records sparsity 0
+            run = RunDir.for_config(cfg, target)
+            jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
+                            int(cfg.seed), run.path, run_state(run)))
+    return jobs
+
+
+def run_state(run: RunDir) -> str:
+    """done, failed (summary says so), interrupted (a checkpoint, no summary) or missing."""
+    if run.summary.exists():
+        try:
+            return "failed" if json.loads(run.summary.read_text()).get("status") == "failed" else "done"
+        except ValueError:
+            return "failed"
+    return "interrupted" if run.checkpoint.exists() else "missing"
+
+
+def coverage(results_dir: str | Path, names: list[str] | None = None) -> tuple[list[Job], dict[str, str]]:
+    """The jobs of the given presets (all of them by default), and the presets that cannot be composed
+    here (e.g. a method this installation lacks) with the reason. An unknown name is a ValueError."""
+    jobs, problems = [], {}
+    for name in sweep_names() if names is None else names:
+        if name not in sweep_names():
+            raise ValueError(f"sweep={name!r} is not a sweep preset: use one of {sweep_names()}")
+        try:
+            jobs += sweep_jobs(name, results_dir)
+        except (HydraException, OmegaConfBaseException, ImportError) as exc:
+            problems[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return jobs, problems
+
+
+def missing_markdown(jobs: list[Job], results_dir: str | Path,
+                     problems: dict[str, str] | None = None) -> tuple[str, dict[tuple[str, str], str]]:
+    """missing.md's text, and per (model, dataset) the section appended to that pair's table.
+
+    A preset none of whose runs exist gets one line (the sweep command); a started one lists each job
+    that is not done with the command that fills it.
+    """
+    rd = "" if str(results_dir) == "results" else f" results_dir={shlex.quote(str(results_dir))}"
+    out = ["# Missing runs", "", "Every sweep preset (conf/sweep/) against the runs on disk. `make paper-runs`"
+           " launches all paper presets; each line below runs one job alone (finished runs are skipped,"
+           " interrupted ones resume)."]
+    per_pair: dict[tuple[str, str], list[str]] = {}
+    by_sweep: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_sweep.setdefault(job.sweep, []).append(job)
+    for name, sj in by_sweep.items():
+        todo = [j for j in sj if j.state != "done"]
+        out += ["", f"## {name}: {len(sj) - len(todo)} of {len(sj)} runs done"]
+        if todo:
+            out += ["", f"All of them: `flipout-train -m +sweep={name}{rd}`"]
+        if todo and len(todo) == len(sj):
+            for pair in {(j.model, j.dataset) for j in sj}:
+                per_pair.setdefault(pair, []).append(f"- none of {name}'s {len(sj)} runs yet:"
+                                                     f" `flipout-train -m +sweep={name}{rd}`")
+        if not todo or len(todo) == len(sj):
+            continue
+        out.append("")
+        for j in todo:
+            line = f"- {j.state}: `{j.command(results_dir)}`"
+            if j.state == "failed":
+                line += f" (failed: see {j.run_dir}/summary.json; add resume=false to start it over)"
+            out.append(line)
+            per_pair.setdefault((j.model, j.dataset), []).append(line)
+    for name, why in (problems or {}).items():
+        out += ["", f"## {name}: cannot be composed here ({why})"]
+    sections = {pair: "\n## Missing cells\n\n" + "\n".join(lines) + "\n" for pair, lines in per_pair.items()}
+    return "\n".join(out) + "\n", sections

@@ -1,0 +1,257 @@
+"""Every summary.json under <results_dir>/runs -> one table per model and data set, beside the paper.
+
+A *cell* is the runs of one setting (every hashed config value but the seed) at one target sparsity: its
+seeds are aggregated into mean and sample standard deviation (ddof=1; "—" for a single seed). Runs
+whose summary says ``"status": "failed"`` are listed in runs.csv but left out of the cells. The
+published values come from reference.py; methods whose sparsity is an outcome (``sparsity_is_outcome``)
+are shown at their achieved sparsity.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from flipout_repro.launch import register_resolvers
+from flipout_repro.paths import config_dir
+from flipout_repro.rundir import NOT_HASHED, config_hash
+
+log = logging.getLogger("flipout_repro")
+
+#: Row order of methods in tables and legends (others follow alphabetically).
+METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipout_no_noise",
+                "noisy_global_magnitude", "hoyer_square")
+CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity"]
+CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
+              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs", "flat",
+              "setting_label"]
+
+
+def load_runs(runs_root: Path) -> pd.DataFrame:
+    """One row per summary.json under ``runs_root`` (unreadable ones are skipped with a warning)."""
+    rows = []
+    for path in sorted(Path(runs_root).glob("**/summary.json")):
+        try:
+            s = json.loads(path.read_text())
+            rows.append(_run_row(s, path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("skipped %s: %s", path, exc)
+    cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "seed", "status",
+            "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
+            "epochs", "hash", "knobs", "flat", "run_dir"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
+    cfg = s.get("config") or {}
+    knobs = {k: v for k, v in (cfg.get("method") or {}).items() if k not in ("_target_", "name")}
+    quant = s.get("quantization") or {}
+    return {
+        "model": s["model"], "dataset": s["dataset"], "method": s["method"],
+        "variant": _variant(s["method"], knobs, cfg), "setting": _setting(cfg),
+        "target_sparsity": float(s["target_sparsity"]), "seed": s["seed"], "status": s.get("status", "completed"),
+        "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
+        "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
+        "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
+        "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
+        "flat": _flatten({k: v for k, v in cfg.items() if k not in ("sparsity", "seed", "method")}),
+        "run_dir": str(path.parent),
+    }
+
+
+def _variant(method: str, knobs: dict[str, Any], cfg: dict[str, Any] | None = None) -> str:
+    """The method's knobs that differ from conf/method/<method>.yaml, e.g. ``lam=1e-07`` ("" if none).
+
+    A default that refers to other keys (STR's ``${optim.weight_decay}``, FORCE's per-data-set
+    ``batches``) is resolved against the run's own config ``cfg`` first; without one it is left out.
+    """
+    raw = _method_defaults(method)
+    if raw is None:
+        return ", ".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+    defaults = _resolved_defaults(raw, cfg or {})
+    unknown = object()
+    diff = {k: v for k, v in knobs.items()
+            if (d := defaults.get(k, unknown if k in raw else None)) is not unknown and d != v}
+    return ", ".join(f"{k}={v}" for k, v in sorted(diff.items()))
+
+
+def _resolved_defaults(raw: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with its interpolations resolved in the context of ``cfg``; unresolvable ones dropped."""
+    register_resolvers()  # ${paper_batches:...} in the method defaults
+    out = {}
+    context = {k: v for k, v in cfg.items() if k != "method"}
+    for k, v in raw.items():
+        if not (isinstance(v, str) and "${" in v):
+            out[k] = v
+            continue
+        try:
+            out[k] = OmegaConf.select(OmegaConf.create({**context, "method": {k: v}}), f"method.{k}",
+                                      throw_on_missing=True)
+        except Exception:  # the run's config lacks what the default refers to
+            pass
+    return out
+
+
+@lru_cache(maxsize=None)
+def _method_defaults(method: str) -> dict[str, Any] | None:
+    """conf/method/<method>.yaml's knobs as written (interpolations unresolved), None if no such file."""
+    path = Path(config_dir()) / "method" / f"{method}.yaml"
+    if not path.exists():
+        return None
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")}
+
+
+def _setting(cfg: dict[str, Any]) -> str:
+    """Hash of the run's config without its sparsity: runs of one setting at several sparsities share it."""
+    if not cfg:
+        return ""
+    return config_hash(OmegaConf.create({k: v for k, v in cfg.items() if k != "sparsity"}))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)
+    return out
+
+
+def setting_labels(cells: pd.DataFrame) -> pd.Series:
+    """Where one method and variant has several settings: the config values that tell them apart
+    (e.g. ``epochs=40``), else ""."""
+    labels = pd.Series("", index=cells.index, dtype=object)
+    for _, g in cells.groupby(["model", "dataset", "method", "variant"], sort=False):
+        firsts = g.drop_duplicates("setting")
+        if len(firsts) < 2:
+            continue
+        flats = {r.setting: r.flat or {} for r in firsts.itertuples()}
+        keys = sorted({k for f in flats.values() for k in f})
+        differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1
+                  and k not in NOT_HASHED and k.split(".")[0] not in NOT_HASHED]
+        shown = _distinguishing(differ, flats)
+        for i, r in g.iterrows():
+            parts = [_label_part(k, flats[r["setting"]].get(k)) for k in shown
+                     if flats[r["setting"]].get(k) not in (None, "None")]  # an unset knob says nothing
+            labels[i] = ", ".join(parts) or r["setting"]
+    return labels
+
+
+def _distinguishing(keys: list[str], flats: dict[str, dict[str, str]]) -> list[str]:
+    """The fewest of ``keys`` (in order, greedily) whose values tell every setting apart."""
+    def distinct(ks: list[str]) -> int:
+        return len({tuple(f.get(x) for x in ks) for f in flats.values()})
+
+    shown: list[str] = []
+    for k in keys:
+        if distinct(shown) == len(flats):
+            break
+        if distinct([*shown, k]) > distinct(shown):
+            shown.append(k)
+    return shown
+
+
+def _label_part(key: str, value: str | None) -> str:
+    """``schedule._target_=flipout_repro.schedule.Cubic`` -> ``schedule=Cubic``."""
+    if key.endswith("._target_") and value:
+        return f"{key[:-len('._target_')]}={value.rsplit('.', 1)[-1]}"
+    return f"{key}={value}"
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Cells: mean and sample std over seeds of the completed runs, one row per setting and sparsity."""
+    done = runs[runs["status"] == "completed"].copy()
+    if done.empty:
+        return pd.DataFrame(columns=CELL_KEYS + CELL_STATS)
+    g = done.groupby(CELL_KEYS, dropna=False, sort=False)
+    cells = g.agg(
+        n_seeds=("seed", "nunique"), seeds=("seed", lambda x: ",".join(str(v) for v in sorted(x))),
+        sparsity_is_outcome=("sparsity_is_outcome", "any"), epochs=("epochs", "first"), hash=("hash", "first"),
+        achieved_mean=("achieved_sparsity", "mean"), achieved_std=("achieved_sparsity", "std"),
+        final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
+        best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
+        int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
+        knobs=("knobs", "first"), flat=("flat", "first"),
+    ).reset_index()
+    cells["setting_label"] = setting_labels(cells)
+    return cells
+
+
+def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Model, data set, method (paper order first), variant, sparsity."""
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    key = cells["method"].map(lambda m: (rank.get(m, len(rank)), m))
+    outcome = cells["sparsity_is_outcome"].astype(bool)  # a lambda series is sorted by achieved sparsity
+    cells = cells.assign(_k=key, _v=cells["variant"].where(~outcome, ""),
+                         _s=cells["achieved_mean"].where(outcome, cells["target_sparsity"]))
+    return cells.sort_values(["model", "dataset", "_k", "_v", "_s"]).drop(columns=["_k", "_v", "_s"]) \
+        .reset_index(drop=True)
+
+
+def fmt_pm(mean: float, std: float) -> str:
+    """'92.77 ± 0.08', '92.77' (one seed: std undefined), '' (no value)."""
+    if mean is None or pd.isna(mean):
+        return ""
+    return f"{mean:.2f}" if std is None or pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def fmt_sparsity(s: float) -> str:
+    """0.99609375 -> '99.61 %'."""
+    return "" if pd.isna(s) else "0 %" if s == 0 else f"{100 * s:.2f} %"
+
+
+def markdown_table(cells: pd.DataFrame) -> str:
+    """One Markdown table of a model and data set's cells (int8 column only when some run has it)."""
+    int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
+    pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
+    head = ["method", "knobs / setting", "sparsity", "seeds", "test acc (final)", "best",
+            *(["int8"] if int8 else []), *(["paper", "Δ final − paper"] if pub else []), "epochs", "run hash"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, c in cells.iterrows():
+        outcome = bool(c["sparsity_is_outcome"])
+        sp = fmt_sparsity(c["achieved_mean"] if outcome else c["target_sparsity"]) + (" (outcome)" if outcome else "")
+        n = int(c["n_seeds"]) if not pd.isna(c["n_seeds"]) else 0
+        paper = fmt_pm(c["paper_acc"], c["paper_std"])
+        if outcome and not pd.isna(c["paper_sparsity"]) and paper:
+            paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
+        diff = "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00")
+        knobs = "; ".join(x for x in (c["variant"], c.get("setting_label")) if isinstance(x, str) and x)
+        row = [c["method"], knobs, sp, str(n) if n else "**missing**",
+               fmt_pm(c.get("final_mean"), c.get("final_std")), fmt_pm(c.get("best_mean"), c.get("best_std")),
+               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), *([paper, diff] if pub else []),
+               "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])), c.get("hash") or ""]
+        lines.append("| " + " | ".join(str(x) for x in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "sparsity_is_outcome", "n_seeds",
+               "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", "best_mean", "best_std",
+               "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff", "epochs", "hash",
+               "setting", "setting_label"]
+
+
+def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
+    """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
+        stem = out / f"{model}-{dataset}"
+        part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
+        part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
+        about = "Test accuracy (%) at the end of training, mean ± sample std over seeds"
+        if part["paper_acc"].notna().any():
+            about += ("; paper: the published value (mean ± std over seeds 42, 43, 44); Δ: our final mean minus"
+                      " the paper's")
+        text = f"# {model} on {dataset}\n\n{about}.\n\n" + markdown_table(part) + missing_md.get((model, dataset), "")
+        stem.with_suffix(".md").write_text(text)
+        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    runs.drop(columns=["knobs", "flat"]).to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    return written + [out / "runs.csv"]

@@ -1,0 +1,217 @@
+"""A run's folder: where everything a run writes goes, its hash, its lock, its metrics log, atomic writes.
+
+    <results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>/
+        config.yaml  metrics.jsonl  tb/  checkpoint.pt  masks.pt  curve.csv  curve.png  summary.json
+
+``<hash8>`` hashes the resolved config minus the seed, paths, device and logging knobs, so runs that
+differ in any hyperparameter never share a folder. summary.json is written last and atomically: a run
+folder with a summary is finished, and a sweep skips it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+#: Keys that do not change what a run computes (left out of the hash).
+NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
+              "channels_last", "deterministic", "quantize", "quantization",
+              "dataset.root", "dataset.download")
+
+
+def format_sparsity(s: float) -> str:
+    """0.99609375 -> '0.99609375', 0.996 -> '0.996', 0 -> '0'."""
+    return format(float(s), ".10g")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """First 8 hex digits of the SHA-256 of the resolved config without the NOT_HASHED keys."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_HASHED:
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:8]
+
+
+def runs_root(cfg: DictConfig) -> Path:
+    """<results_dir>/runs."""
+    return Path(cfg.results_dir) / "runs"
+
+
+def tables_dir(results_dir: str | Path) -> Path:
+    """<results_dir>/tables: the aggregated tables (Markdown + CSV) that flipout-report writes."""
+    return Path(results_dir) / "tables"
+
+
+def curves_dir(results_dir: str | Path) -> Path:
+    """<results_dir>/curves: the accuracy-vs-sparsity figures (PNG + CSV) that flipout-report writes."""
+    return Path(results_dir) / "curves"
+
+
+class RunDir:
+    """The paths of one run's folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoint = self.path / "checkpoint.pt"
+        self.masks = self.path / "masks.pt"
+        self.tb = self.path / "tb"
+        self.curve_csv = self.path / "curve.csv"
+        self.curve_png = self.path / "curve.png"
+
+    @classmethod
+    def for_config(cls, cfg: DictConfig, sparsity: float) -> "RunDir":
+        """The folder of the run ``cfg`` describes; ``sparsity`` is the effective target."""
+        return cls(
+            runs_root(cfg) / f"{cfg.model.name}-{cfg.dataset.name}" / cfg.method.name
+            / f"sparsity_{format_sparsity(sparsity)}" / config_hash(cfg) / f"seed_{cfg.seed}"
+        )
+
+    def finished(self) -> bool:
+        """True once summary.json exists."""
+        return self.summary.exists()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, then rename (a crash never leaves half a checkpoint)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic, indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
+
+    def __init__(self, run: RunDir, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run = run
+        self._fh = open(run.metrics, "a")
+        # purge_step drops TensorBoard events from a previous attempt past the resumed epoch
+        self._tb = SummaryWriter(log_dir=str(run.tb), purge_step=purge_step)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One JSON line (flushed at once) and its numbers as TensorBoard scalars."""
+        self._fh.write(json.dumps(record, default=_jsonable) + "\n")
+        self._fh.flush()
+        step = record.get("epoch", 0)
+        kind = record.get("type", "epoch")
+        for key, value in record.items():
+            if key in ("type", "epoch", "step"):
+                continue
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    self._tb.add_scalar(f"{key}/{sub}", v, step)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(key if kind == "epoch" else f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        """Flush and close both sinks."""
+        self._fh.close()
+        self._tb.flush()
+        self._tb.close()
+
+
+def truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop records after ``last_epoch`` (used when resuming from that epoch's checkpoint)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+        if rec.get("epoch", 0) <= last_epoch:
+            keep.append(line)
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
+def git_sha() -> str | None:
+    """The commit of the source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunLocked(RuntimeError):
+    """Another process holds the run folder."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock`` while a process works on the run.
+
+    The operating system drops the lock when the process dies (even by SIGKILL), so a crashed run never
+    leaves a stale lock behind.
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.path / ".lock"
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLocked(f"run folder {self.path.parent} is in use by {holder}: wait for it to finish,"
+                            " or run with another seed or results_dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

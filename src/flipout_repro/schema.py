@@ -1,0 +1,122 @@
+"""The fixed part of a run's config as typed dataclasses: the one list of keys, their types and defaults.
+
+Hydra merges conf/config.yaml, the config groups and the command line into :class:`RunConfig` (stored in
+Hydra's ConfigStore as ``run_schema``, the first entry of conf/config.yaml's defaults list), so an
+unknown key (``+lr=0.1``) or a value of the wrong type (``epochs=abc``) is refused while the config is
+composed, before any code of ours runs. ``model``, ``method`` and ``schedule`` stay free-form YAML with
+a ``_target_``: their constructors' signatures are their schema (see config.instantiate). Ranges and
+cross-field rules (sparsity in [0, 1), milestones increasing, ...) are checked by config.validate with
+messages that name the key, the value and the fix.
+
+Defaults are the FlipOut paper's setting (Apostol et al. 2020, section 4): VGG19 on CIFAR-10, SGD lr 0.1,
+momentum 0.9, weight decay 5e-4, batch 128, 350 epochs, lr /10 at epochs 150 and 250.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, List
+
+from omegaconf import MISSING
+
+#: int8 observers and quantized-kernel backends (analysis/quantize.py implements them).
+OBSERVERS = ("minmax", "per_channel", "histogram")
+BACKENDS = ("x86", "fbgemm", "qnnpack")
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum and coupled weight decay; lr x gamma at the milestones (conf/optim/)."""
+
+    name: str = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    nesterov: bool = MISSING
+    #: epochs of a ``milestones_of``-epoch run, scaled to ``epochs`` (the paper: 150 and 250 of 350)
+    milestones: List[int] = MISSING
+    milestones_of: int = MISSING
+    gamma: float = MISSING
+
+
+@dataclass
+class DatasetConfig:
+    """A data set held on the device as uint8 tensors (conf/dataset/)."""
+
+    name: str = MISSING
+    root: str = MISSING
+    download: bool = MISSING
+    in_channels: int = MISSING
+    image_size: int = MISSING
+    num_classes: int = MISSING
+    mean: List[float] = MISSING
+    std: List[float] = MISSING
+    #: random crop with this many pixels of zero padding (0: no crop)
+    crop_padding: int = MISSING
+    #: random horizontal flip
+    flip: bool = MISSING
+
+
+@dataclass
+class QuantizationConfig:
+    """Post-training static int8 quantization (``quantize=true``); not part of the run hash."""
+
+    #: histogram (torch's default), minmax (per-tensor weights) or per_channel
+    observer: str = "histogram"
+    #: ``all`` = one pass over the training set (the reference code's), or a number of batches
+    calibration_batches: Any = "all"
+    #: quantized kernels: x86, fbgemm or qnnpack
+    backend: str = "x86"
+
+
+@dataclass
+class RunConfig:
+    """Every top-level key of a run (README "Usage" explains each)."""
+
+    model: Any = MISSING
+    dataset: DatasetConfig = MISSING
+    schedule: Any = MISSING
+    method: Any = MISSING
+    optim: OptimConfig = MISSING
+    #: exact fraction of prunable weights (Conv2d/Linear weights) removed at the end of training
+    sparsity: float = 0.9375
+    epochs: int = 350
+    seed: int = 0
+    #: auto: cuda when present, else cpu
+    device: str = "auto"
+    batch_size: int = 128
+    #: evaluation only: does not change results and is not part of the run hash
+    eval_batch_size: int = 1000
+    #: bf16 (autocast, fp32 master weights) or fp32; auto = bf16 on GPUs of compute capability 8.0+
+    precision: str = "auto"
+    #: channels_last memory format for the model and inputs: auto (= on CUDA), true or false
+    channels_last: Any = "auto"
+    #: torch.compile the model's forward pass
+    compile: bool = False
+    #: GPU only: false = cuDNN autotuning (fastest), true = deterministic kernels (bit-reproducible)
+    deterministic: bool = False
+    #: runs go to <results_dir>/runs/...
+    results_dir: str = "results"
+    #: continue an interrupted run from its checkpoint; false starts it over
+    resume: bool = True
+    progress: bool = True
+    #: post-training static int8 quantization at the end of the run (CPU)
+    quantize: bool = False
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+
+
+def key_paths() -> list[str]:
+    """Every key of the fixed part, dotted (``optim.lr``), plus the free-form groups (``method``)."""
+    def walk(cls: type, prefix: str) -> list[str]:
+        out = []
+        for f in fields(cls):
+            kind = f.type if isinstance(f.type, type) else globals().get(str(f.type))
+            out += walk(kind, f"{prefix}{f.name}.") if is_dataclass(kind) else [prefix + f.name]
+        return out
+    return walk(RunConfig, "")
+
+
+def register() -> None:
+    """Store :class:`RunConfig` as ``run_schema`` in Hydra's ConfigStore (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)

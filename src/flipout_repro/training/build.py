@@ -1,0 +1,152 @@
+"""Everything a run needs, built from its config: device, precision, data, model, masks, method, prune
+events, optimizer. The one place that turns a config into objects (a run, a reloaded finished run and
+the benchmark all build their models and methods here).
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from flipout_repro import data as data_mod
+from flipout_repro.config import ConfigError, instantiate
+from flipout_repro.masking import Masks
+from flipout_repro.methods.base import Method
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when present, else cpu. ``cuda:k`` also becomes the current CUDA device, so that
+    nothing that asks for "the" GPU (capability checks, compiled kernels, a stray context) lands on GPU 0."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """bf16 autocast pays off on CUDA GPUs of compute capability 8.0 (Ampere) and newer only.
+
+    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs (V100, T4), where bf16 is emulated:
+    slower than fp32, and cuDNN has no bf16 convolutions there, so ``precision=auto`` picks fp32 on them.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> data_mod.TensorData:
+    """The configured data set on ``device``, checked against the config's image shape."""
+    ds = cfg.dataset
+    data = data_mod.load(ds.name, ds.root, ds.download, device, list(ds.mean), list(ds.std),
+                         ds.crop_padding, ds.flip)
+    if data.in_channels != ds.in_channels or data.image_size != ds.image_size:
+        raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
+                          f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
+                          "fix dataset.in_channels/image_size")
+    return data
+
+
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    """SGD with momentum and coupled weight decay; LR x gamma at milestones scaled to ``epochs``.
+
+    ``optim.milestones`` are epochs of a ``optim.milestones_of``-epoch run (the paper: 150 and 250 of
+    350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
+    """
+    o = cfg.optim
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                          nesterov=o.nesterov)
+    milestones = [max(1, int(m * cfg.epochs / o.milestones_of + 0.5)) for m in o.milestones]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=o.gamma)
+    return opt, sched
+
+
+@dataclass
+class Built:
+    """A run's objects, freshly built from its config (also used to reload a finished run)."""
+
+    data: data_mod.TensorData
+    model: torch.nn.Module
+    masks: Masks
+    method: Method
+    events: list
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    generator: torch.Generator
+    speed: dict  # Trainer keyword arguments: compiled, autocast_dtype, channels_last
+
+
+def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Resolve precision/channels_last "auto" for ``device``: bf16 and channels_last on CUDA."""
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and has_native_bf16(device))
+    cl = cfg.channels_last if cfg.channels_last != "auto" else device.type == "cuda"
+    return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
+
+
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """cuDNN autotuning (fast) or deterministic kernels (reproducible) for the run about to start.
+
+    On CUDA, ``deterministic=False`` turns on ``torch.backends.cudnn.benchmark``: the fixed input shapes
+    of these runs let cuDNN time its convolution algorithms once and keep the fastest (the original
+    FlipOut code turned it off and cuDNN's deterministic mode on, for reproducibility). ``True`` does
+    that and asks torch for deterministic algorithms everywhere (``warn_only``: an op without a
+    deterministic kernel warns instead of stopping a run). The switches are process-wide, so each run
+    sets all of them, also back. CPU kernels are deterministic either way.
+    """
+    if deterministic:
+        # cuBLAS reads this when it starts; it only takes effect if no CUDA matmul ran in this process yet
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    current = (torch.are_deterministic_algorithms_enabled(),
+               torch.is_deterministic_algorithms_warn_only_enabled())
+    if current[0] != deterministic or (deterministic and not current[1]):  # the call imports torch._inductor
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+
+
+def build_model(model_cfg: DictConfig, in_channels: int, num_classes: int, input_size: int,
+                device: torch.device | str = "cpu", channels_last: bool = False) -> torch.nn.Module:
+    """The model a ``model`` config group describes, on ``device`` (in channels_last layout if asked)."""
+    model = instantiate(model_cfg, "model", in_channels=int(in_channels), num_classes=int(num_classes),
+                        input_size=int(input_size))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device, memory_format=fmt)  # before the masks are made, so they share the layout
+
+
+def build_method(method_cfg: DictConfig, model: torch.nn.Module, masks: Masks) -> Method:
+    """The method a ``method`` config group describes, bound to ``model`` and its ``masks``."""
+    method = instantiate(method_cfg, "method")
+    method.bind(model, masks)
+    return method
+
+
+def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
+    """Seed, load the data, build model, masks, method, schedule events and optimizer."""
+    seed_everything(cfg.seed)
+    set_determinism(bool(cfg.deterministic), device)
+    data = load_data(cfg, device)
+    speed = speed_settings(cfg, device)
+    model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,
+                        speed["channels_last"])
+    masks = Masks.for_model(model)
+    method = build_method(cfg.method, model, masks)
+    schedule = instantiate(cfg.schedule, "schedule")
+    events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
+    optimizer, lr_scheduler = build_optimizer(cfg, model)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed)
+    speed["compiled"] = torch.compile(model) if cfg.compile else None
+    if cfg.compile:
+        method.compile_hooks()
+    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed)

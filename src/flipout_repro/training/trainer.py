@@ -1,0 +1,247 @@
+"""The training loop: epochs, steps, evaluation, prune events. It calls method hooks and never asks which
+method it runs (see methods/base.py for the order of the hooks).
+
+Metrics accumulate on the device and are read once per epoch, so a step has no host synchronisation.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from flipout_repro.data import TensorData
+from flipout_repro.masking import Masks, prune_to
+from flipout_repro.methods.base import Method
+from flipout_repro.schedule import PruneEvent
+
+log = logging.getLogger("flipout_repro")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; a checkpoint of the exact position was written before stopping."""
+
+
+@dataclass
+class TrainState:
+    """Where training stands: resumable at any step.
+
+    ``batch`` > 0 means the state is in the middle of epoch ``epoch + 1``: ``order`` is that epoch's
+    permutation and ``partial`` its running sums, so a resumed run replays nothing and skips nothing.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    events_done: int = 0
+    best_test_acc: float = 0.0
+    last: dict = field(default_factory=dict)  # the last epoch record
+    curve: list = field(default_factory=list)  # (epoch, sparsity, test_acc) before each event and at the end
+    batch: int = 0
+    order: torch.Tensor | None = None
+    partial: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trainer:
+    """Everything the loop needs; ``on_epoch``/``on_prune`` receive the records to write,
+    ``checkpoint`` is called at the end of every epoch and when a stop is requested."""
+
+    model: nn.Module
+    data: TensorData
+    method: Method
+    masks: Masks
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    events: list[PruneEvent]
+    epochs: int
+    target: float
+    batch_size: int
+    eval_batch_size: int
+    generator: torch.Generator
+    progress: bool = True
+    on_epoch: Callable[[dict, TrainState], None] = lambda rec, st: None
+    on_prune: Callable[[dict, TrainState], None] = lambda rec, st: None
+    checkpoint: Callable[[TrainState], None] = lambda st: None
+    #: set (e.g. by a signal handler) to stop after the current step with a checkpoint
+    stop_requested: bool = False
+    #: the callable that runs the forward pass (``torch.compile(model)``), default the model itself
+    compiled: Callable | None = None
+    #: bf16 autocast (fp32 master weights) when set; None trains in fp32
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.forward = self.compiled if self.compiled is not None else self.model
+
+    def run(self, state: TrainState) -> TrainState:
+        """Train from ``state`` to the last epoch."""
+        spe = self.data.steps_per_epoch(self.batch_size)
+        if state.step == 0:
+            order = self.data.epoch_order(self.generator)
+            self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator, order),
+                                       self.target, self.epochs, spe)
+            self._apply_due_events(state, at_step=0, test_acc=None)
+        bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True, leave=False)
+        try:
+            with logging_redirect_tqdm():
+                for epoch in range(state.epoch + 1, self.epochs + 1):
+                    self._train_epoch(epoch, spe, state, bar)
+        finally:
+            bar.close()
+        return state
+
+    def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
+        self.model.train()
+        dev = self.data.train_y.device
+        p = state.partial if state.batch else {}
+        loss_sum = torch.tensor(p.get("loss_sum", 0.0), device=dev)
+        correct = torch.tensor(p.get("correct", 0), device=dev, dtype=torch.long)
+        seen = p.get("seen", 0)
+        lr = p.get("lr", self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
+        t0 = time.perf_counter() - p.get("time_s", 0.0)
+        order = state.order if state.batch else self.data.epoch_order(self.generator)
+        epoch_end = epoch * spe
+        for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
+            ce, out = self.step(x, y)
+            state.step += 1
+            loss_sum += ce.detach() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if state.step != epoch_end:  # events at an epoch's end wait for its evaluation
+                self._apply_due_events(state, at_step=state.step, test_acc=None)
+            bar.update(1)
+            if self.stop_requested and state.step != epoch_end:
+                state.batch, state.order = state.step - (epoch - 1) * spe, order
+                state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
+                                 "lr": lr, "time_s": time.perf_counter() - t0}
+                self.checkpoint(state)
+                raise TrainingInterrupted(f"stopped in epoch {epoch} at step {state.step}; a checkpoint"
+                                          " was written: run the same command again to resume")
+        state.batch, state.order, state.partial = 0, None, {}
+        self.method.on_epoch_end(epoch)
+        self.lr_scheduler.step()
+        test_loss, test_acc = evaluate(self.forward, self.data, self.eval_batch_size, self.autocast_dtype,
+                                       self.channels_last, module=self.model)
+        rec = {
+            "type": "epoch", "epoch": epoch, "step": state.step,
+            "train_loss": float(loss_sum) / seen, "train_acc": 100.0 * float(correct) / seen,
+            "test_loss": test_loss, "test_acc": test_acc,
+            "lr": lr,
+            "sparsity": self.masks.sparsity(), "sparsity_layer": self.masks.layer_sparsity(),
+            **self.method.epoch_stats(),
+            "time_s": time.perf_counter() - t0,
+        }
+        self._check_finite(epoch, rec["train_loss"], lr, state)
+        state.epoch = epoch
+        state.best_test_acc = max(state.best_test_acc, test_acc)
+        state.last = rec
+        log.info(
+            "epoch %d/%d | loss %.4f | train %.2f%% | test %.2f%% | sparsity %.5f | lr %.4g | %.1fs",
+            epoch, self.epochs, rec["train_loss"], rec["train_acc"], test_acc, rec["sparsity"], rec["lr"],
+            rec["time_s"],
+        )
+        self.on_epoch(rec, state)
+        self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
+        self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(x.device.type, self.autocast_dtype):
+            out = self.forward(x)
+            ce = F.cross_entropy(out, y)
+            reg = self.method.regularizer(self.model)
+            loss = ce if reg is None else ce + reg
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.method.modifies_grads:
+            # The hook sees masked gradients (FlipOut's noise scale is the masked gradient's norm) and
+            # whatever it adds to pruned entries is masked away again.
+            self.masks.apply_to_grads()
+            self.method.after_backward(self.model)
+            self.masks.apply_to_grads()
+        # Otherwise the gradients are not masked: SGD (and any element-wise optimizer) updates each entry
+        # from its own gradient, momentum and weight only, and pruned entries are zeroed right after the
+        # step, so masking them first would change no kept weight and no pruned one (it stays 0).
+        self.optimizer.step()
+        self.masks.apply_to_weights()
+        self.method.after_step(self.model)
+        return ce, out
+
+    def _check_finite(self, epoch: int, train_loss: float, lr: float, state: TrainState) -> None:
+        norms = torch._foreach_norm([p.detach() for p in self.model.parameters()])
+        weights_ok = bool(torch.isfinite(torch.stack(norms)).all())
+        if math.isfinite(train_loss) and weights_ok:
+            return
+        what = f"train loss is {train_loss}" if not math.isfinite(train_loss) else "weights are not finite"
+        kept = f"; the checkpoint of epoch {state.epoch} is kept" if state.epoch else ""
+        raise TrainingDiverged(f"training diverged in epoch {epoch}: {what} (optim.lr={lr:g}): lower"
+                               f" optim.lr, or the method's noise or regulariser{kept}")
+
+    def _apply_due_events(self, state: TrainState, at_step: int, test_acc: float | None) -> None:
+        """The schedule's events due by ``at_step``; at an epoch's end, then the method's own prune."""
+        while state.events_done < len(self.events) and self.events[state.events_done].step <= at_step:
+            ev = self.events[state.events_done]
+            self._prune(state, at_step, test_acc, ev.sparsity, self.method.scope)
+            state.events_done += 1
+        own = self.method.prune_due(state.epoch) if test_acc is not None else None
+        if own is not None:
+            self._prune(state, at_step, test_acc, *own)
+
+    def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: str) -> None:
+        """The one prune path: masks to ``sparsity``, a curve point, a prune record."""
+        before = self.masks.sparsity()
+        if test_acc is not None:
+            state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
+        removed = prune_to(self.method.scores(self.model), self.masks, sparsity, scope)
+        self.method.after_prune()
+        rec = {"type": "prune", "epoch": state.epoch, "step": at_step, "sparsity_before": before,
+               "sparsity": self.masks.sparsity(), "target": sparsity, "removed": removed,
+               "test_acc_before": test_acc}
+        log.info("prune at epoch %d (step %d): sparsity %.5f -> %.5f", state.epoch, at_step, before,
+                 rec["sparsity"])
+        self.on_prune(rec, state)
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast to ``dtype``, or nothing when ``dtype`` is None (fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(forward: Callable, data: TensorData, batch_size: int, autocast_dtype: torch.dtype | None = None,
+             channels_last: bool = False, module: nn.Module | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy %) on the test set; ``module`` (default ``forward``) is put in
+    eval mode for the duration."""
+    module = module if module is not None else forward
+    was_training = module.training
+    module.eval()
+    dev = data.test_y.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    for x, y in data.test_batches(batch_size):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev.type, autocast_dtype):
+            out = forward(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+        correct += (out.argmax(1) == y).sum()
+    module.train(was_training)
+    n = len(data.test_y)
+    return float(loss_sum) / n, 100.0 * float(correct) / n

@@ -1,0 +1,170 @@
+"""flipout-report on summaries written here: means and stds over seeds, the published value and the
+difference, failed runs left out, the int8 column, missing paper cells, the figure and its points."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from flipout_repro.reporting import reference, tables
+from flipout_repro.cli.report import main
+from flipout_repro.reporting.aggregate import make_report
+
+
+def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
+                  achieved=None, outcome=False, int8=None):
+    """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
+    cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
+           "sparsity": sparsity, "seed": seed, "epochs": epochs}
+    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs)))) % 10**8:08d}"
+    run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
+    run.mkdir(parents=True)
+    s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
+         "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
+         "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
+         "config": cfg}
+    if int8 is not None:
+        s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
+    (run / "summary.json").write_text(json.dumps(s))
+
+
+@pytest.fixture
+def results(tmp_path):
+    for seed, acc in zip((42, 43, 44), (92.0, 93.0, 94.0)):  # mean 93, sample std 1
+        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc, int8=acc - 0.5)
+    write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, 45, 10.0, status="failed")  # left out
+    for seed, acc in zip((42, 43), (93.0, 94.0)):  # sparsity ignored: dense is recorded at 0
+        write_summary(tmp_path, "vgg19", "cifar10", "dense", 0.0, seed, acc)
+    write_summary(tmp_path, "vgg19", "cifar10", "global_magnitude", 0.984375, 42, 90.0)
+    write_summary(tmp_path, "vgg19", "cifar10", "global_magnitude", 0.984375, 42, 80.0, epochs=10)  # other setting
+    write_summary(tmp_path, "vgg19", "cifar10", "hoyer_square", 0.9375, 42, 92.0, knobs={"lam": 1e-7},
+                  achieved=0.96, outcome=True)
+    for seed, acc in zip((0, 1), (90.0, 96.0)):
+        write_summary(tmp_path, "lenet300_100", "mnist5k", "random", 0.9375, seed, acc)
+    return tmp_path
+
+
+def cell(cells, **where):
+    rows = cells
+    for k, v in where.items():
+        rows = rows[rows[k] == v]
+    assert len(rows) == 1, (where, rows)
+    return rows.iloc[0]
+
+
+def test_cells_aggregate_seeds_beside_the_published_value(results):
+    runs = tables.load_runs(results / "runs")
+    assert len(runs) == 11 and (runs["status"] == "failed").sum() == 1
+    cells = reference.attach_reference(tables.aggregate(runs), reference.load_reference(tables_ref()))
+    f = cell(cells, method="flipout", target_sparsity=0.75, model="vgg19")
+    assert f["n_seeds"] == 3 and f["seeds"] == "42,43,44"
+    assert f["final_mean"] == pytest.approx(93.0) and f["final_std"] == pytest.approx(1.0)
+    assert f["best_mean"] == pytest.approx(94.0) and f["int8_mean"] == pytest.approx(92.5)
+    assert f["paper_acc"] == pytest.approx(92.77) and f["paper_std"] == pytest.approx(0.08)
+    assert f["diff"] == pytest.approx(93.0 - 92.77)
+    d = cell(cells, method="dense", model="vgg19")
+    assert d["final_mean"] == pytest.approx(93.5) and d["final_std"] == pytest.approx(math.sqrt(0.5))
+    assert d["paper_acc"] == pytest.approx(93.58)
+    gm = cells[(cells["method"] == "global_magnitude") & (cells["target_sparsity"] == 0.984375)]
+    assert sorted(gm["epochs"]) == [10, 350] and set(gm["n_seeds"]) == {1} and gm["final_std"].isna().all()
+    assert set(gm["paper_acc"]) == {93.21}  # both settings are shown beside the paper
+    hs = cell(cells, method="hoyer_square", model="vgg19", n_seeds=1)
+    assert hs["variant"] == "lam=1e-07" and hs["achieved_mean"] == pytest.approx(0.96)
+    assert hs["paper_acc"] == pytest.approx(93.13) and hs["paper_sparsity"] == pytest.approx(0.9608)
+    assert hs["diff"] == pytest.approx(92.0 - 93.13)
+    # published cells that no run covers are rows with n_seeds 0 (only for pairs that have runs)
+    miss = cell(cells, method="flipout", target_sparsity=0.999, model="vgg19")
+    assert miss["n_seeds"] == 0 and miss["paper_acc"] == pytest.approx(87.40)
+    assert not (cells["model"] == "resnet18").any()
+    r = cell(cells, model="lenet300_100")
+    assert r["final_mean"] == pytest.approx(93.0) and r["final_std"] == pytest.approx(math.sqrt(18))
+    assert pd.isna(r["paper_acc"])
+
+
+def tables_ref():
+    from flipout_repro.paths import reference_dir
+
+    return reference_dir()
+
+
+def test_report_writes_tables_and_a_figure(results, capsys):
+    main(["--results-dir", str(results), "--no-sweeps"])
+    assert "11 runs" in capsys.readouterr().out
+    md = (results / "tables" / "vgg19-cifar10.md").read_text()
+    row = "| flipout |  | 75.00 % | 3 | 93.00 ± 1.00 | 94.00 ± 1.00 | 92.50 ± 1.00 | 92.77 ± 0.08 | +0.23 | 350 |"
+    assert row in md
+    assert "| int8 |" in md and "**missing**" in md and "at 96.08 %" in md
+    assert "| int8 |" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
+    csv = pd.read_csv(results / "tables" / "vgg19-cifar10.csv")
+    assert {"final_mean", "final_std", "n_seeds", "paper_acc", "diff", "int8_mean"} <= set(csv.columns)
+    assert len(pd.read_csv(results / "tables" / "runs.csv")) == 11
+    png = results / "curves" / "vgg19-cifar10.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    points = pd.read_csv(results / "curves" / "vgg19-cifar10.csv")
+    ours = points[(points["method"] == "flipout") & (points["kind"] == "target")]
+    assert list(ours["sparsity"]) == [0.75] and list(ours["acc_mean"]) == [93.0] and list(ours["acc_std"]) == [1.0]
+    assert {"dense", "published", "outcome"} <= set(points["kind"])
+    assert (points[points["kind"] == "published"]["sparsity"] == 0.999).any()
+    assert (results / "curves" / "lenet300_100-mnist5k.png").stat().st_size > 10_000
+
+
+def test_report_lists_missing_sweep_runs_with_their_command(results):
+    r = make_report(results, sweeps=["paper_resnet18_dense"])
+    assert r["missing"] == 3
+    text = (results / "tables" / "missing.md").read_text()
+    assert "## paper_resnet18_dense: 0 of 3 runs done" in text
+    assert f"flipout-train -m +sweep=paper_resnet18_dense results_dir={results}" in text
+
+
+def test_report_without_runs_says_what_to_do(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--results-dir", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1  # one line, the shared failure style
+    assert err.startswith("flipout-report: error: --results-dir=")
+    assert "has no runs/ folder: run a sweep first (e.g. flipout-train -m +sweep=tiny)" in err
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["--results-dir", str(tmp_path), "--sweeps", "nope"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("flipout-report: error: sweep='nope' is not a sweep preset: use one of")
+
+
+def test_a_preset_that_cannot_be_composed_is_reported_not_fatal(results, monkeypatch):
+    from flipout_repro.reporting import sweep_status as coverage
+
+    (results / "sweeps").mkdir()
+    (results / "sweeps" / "broken.yaml").write_text("hydra:\n  sweeper:\n    params:\n      method: nope\n")
+    monkeypatch.setattr(coverage, "sweep_dir", lambda: results / "sweeps")
+    r = make_report(results)
+    assert set(r["problems"]) == {"broken"} and "MissingConfigException" in r["problems"]["broken"]
+    text = (results / "tables" / "missing.md").read_text()
+    assert "## broken: cannot be composed here (MissingConfigException" in text
+    assert (results / "tables" / "vgg19-cifar10.md").exists()
+
+
+def test_setting_labels_tell_every_setting_apart_and_variants_skip_mirrored_defaults():
+    import pandas as pd
+
+    from flipout_repro.reporting.tables import _variant, setting_labels
+
+    periodic = {"schedule._target_": "flipout_repro.schedule.Periodic", "schedule.rate": "0.5", "epochs": "40"}
+    cubic = {"schedule._target_": "flipout_repro.schedule.Cubic", "schedule.end": "0.5", "schedule.epoch": "None",
+             "epochs": "40"}
+    cells = pd.DataFrame([
+        dict(model="m", dataset="d", method="flipout", variant="", setting="A", flat=periodic),
+        dict(model="m", dataset="d", method="flipout", variant="", setting="B", flat={**cubic, "schedule.every_steps": "10"}),
+        dict(model="m", dataset="d", method="flipout", variant="", setting="C", flat={**cubic, "schedule.every_steps": "100"}),
+    ])
+    assert list(setting_labels(cells)) == ["schedule=Periodic", "schedule=Cubic, schedule.every_steps=10",
+                                           "schedule=Cubic, schedule.every_steps=100"]
+    # defaults that refer to other keys are resolved against the run's own config
+    knobs = {"scope": "global", "s_init": -5.0, "s_weight_decay": None, "optim_weight_decay": 0.0005}
+    run_cfg = {"optim": {"weight_decay": 0.0005}, "dataset": {"name": "cifar100"}}
+    assert _variant("str", knobs, run_cfg) == ""  # ${optim.weight_decay}
+    assert _variant("str", {**knobs, "optim_weight_decay": 0.0}, run_cfg) == "optim_weight_decay=0.0"
+    assert _variant("str", {**knobs, "s_init": -3.0}, run_cfg) == "s_init=-3.0"
+    force = {"scope": "global", "steps": 300, "mode": "exp", "batches": 10, "loss": "cross_entropy"}
+    assert _variant("force", force, run_cfg) == ""  # ${paper_batches:${dataset.name}} = 10 on CIFAR-100
+    assert _variant("force", {**force, "batches": 1}, run_cfg) == "batches=1"
+    assert _variant("str", {**knobs, "optim_weight_decay": 0.0}) == ""  # no config to resolve against

@@ -1,0 +1,153 @@
+"""Sweep presets end to end on the bundled subset: a 2-job sweep that skips finished runs and resumes an
+interrupted one, the missing runs' commands, the submitit launcher's local executor, the paper presets'
+grids, and the per-job GPU claim."""
+import fcntl
+import json
+import os
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO, run_cli
+from flipout_repro import launch
+from flipout_repro.paths import config_dir
+from flipout_repro.config import SPARSITY_HINTS, validate
+from flipout_repro.reporting.sweep_status import sweep_jobs, sweep_overrides
+from flipout_repro.reporting.aggregate import make_report
+
+# one thread per job: the two jobs of a parallel launcher must not fight over the cores
+ENV = {"OMP_NUM_THREADS": "1"}
+TWO_JOBS = ["+sweep=tiny", "method=random", "sparsity=0.75", "seed=0,1", "device=cpu"]
+
+
+def summaries(root):
+    return sorted(root.glob("runs/**/summary.json"))
+
+
+@pytest.mark.slow
+def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp_path):
+    r = run_cli("-m", *TWO_JOBS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    paths = summaries(tmp_path)
+    assert [p.parent.name for p in paths] == ["seed_0", "seed_1"]
+    for p in paths:
+        s = json.loads(p.read_text())
+        assert (s["method"], s["target_sparsity"], s["epochs"], s["status"]) == ("random", 0.75, 8, "completed")
+        assert s["device"] == "cpu" and s["config"]["progress"] is False
+
+    # the preset's other 10 jobs are missing, each with the command that runs it alone (the same folder
+    # lookup found the two runs above, so the hash the report computes is the one the runner used)
+    jobs = {(j.method, j.sparsity, j.seed): j for j in sweep_jobs("tiny", tmp_path)}
+    assert len(jobs) == 12 and {j.state for k, j in jobs.items() if k[0] == "random" and k[1] == 0.75} == {"done"}
+    make_report(tmp_path, sweeps=["tiny"])
+    text = (tmp_path / "tables" / "missing.md").read_text()
+    assert "## tiny: 2 of 12 runs done" in text
+    todo = jobs[("global_magnitude", 0.9375, 1)]
+    assert todo.command(tmp_path) == ("flipout-train +sweep=tiny experiment=quickstart method=global_magnitude"
+                                      f" sparsity=0.9375 seed=1 epochs=8 results_dir={tmp_path}")
+    assert f"- missing: `{todo.command(tmp_path)}`" in text
+
+    # a finished run is skipped; one with a checkpoint but no summary (interrupted) resumes and finishes
+    done, interrupted = paths
+    mtime = done.stat().st_mtime_ns
+    interrupted.unlink()
+    states = {(j.method, j.sparsity, j.seed): j.state for j in sweep_jobs("tiny", tmp_path)}
+    assert states[("random", 0.75, 0)] == "done" and states[("random", 0.75, 1)] == "interrupted"
+    r = run_cli("-m", *TWO_JOBS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = r.stderr + r.stdout
+    assert "already finished, skipped" in log and "resuming" in log and "at epoch 8" in log
+    assert done.stat().st_mtime_ns == mtime and interrupted.exists()
+    assert len(summaries(tmp_path)) == 2
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_two_jobs(tmp_path):
+    r = subprocess_cli("-m", *TWO_JOBS, "epochs=4", "hydra/launcher=submitit_local",
+                       "hydra.launcher.timeout_min=10", f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.parent.name for p in summaries(tmp_path)] == ["seed_0", "seed_1"]
+    logs = list(tmp_path.glob("hydra/multirun/*/*/.submitit/*/*_log.out"))
+    assert len(logs) == 2  # each job ran in its own process, through submitit
+    assert all("Job completed successfully" in p.read_text() for p in logs)
+
+
+def subprocess_cli(*args):
+    import subprocess
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **ENV)
+    return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("model", ["vgg19", "resnet18", "densenet121"])
+def test_paper_presets_expand_to_the_papers_grid_and_validate(model):
+    main = sweep_overrides(f"paper_{model}")
+    assert len(main) == 5 * 5 * 3
+    values = lambda jobs, key: {o.split("=", 1)[1] for j in jobs for o in j if o.startswith(key + "=")}  # noqa
+    assert {float(v) for v in values(main, "sparsity")} == set(SPARSITY_HINTS)
+    assert values(main, "seed") == {"42", "43", "44"}
+    assert values(main, "method") == {"flipout", "global_magnitude", "random", "flipout_no_noise",
+                                      "noisy_global_magnitude"}
+    assert len(sweep_overrides(f"paper_{model}_snip")) == 15 and len(sweep_overrides(f"paper_{model}_dense")) == 3
+    hoyer = sweep_overrides(f"paper_{model}_hoyer")
+    assert len(hoyer) == {"vgg19": 13, "resnet18": 1, "densenet121": 1}[model]
+    # one job per method composes and passes validation (knob names, schedule fit, image size)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for name, jobs in ((f"paper_{model}", main), (f"paper_{model}_snip", None),
+                           (f"paper_{model}_dense", None), (f"paper_{model}_hoyer", hoyer)):
+            firsts = {}
+            for job in jobs or sweep_overrides(name):
+                firsts.setdefault(next(o for o in job if o.startswith("method=")), job)
+            for job in firsts.values():
+                cfg = compose(config_name="config", overrides=[f"+sweep={name}", *job])
+                validate(cfg)
+                assert cfg.epochs == (500 if name.endswith("hoyer") else 350) and cfg.device == "auto"
+                assert cfg.batch_size == 128 and cfg.optim.lr == 0.1 and list(cfg.optim.milestones) == [150, 250]
+                # each method keeps its own schedule: SNIP prunes once before training, Hoyer-Square's
+                # sparsity comes from its threshold alone, the others follow the paper's periodic one
+                expected = {"snip": "one_shot", "hoyer_square": "none", "dense": "periodic"}
+                assert cfg.schedule.name == expected.get(cfg.method.name, "periodic"), (name, job)
+
+
+@pytest.mark.parametrize("experiment", ["vgg19_cifar10", "resnet18_cifar10", "densenet121_imagenette", "quickstart"])
+def test_experiment_presets_leave_each_method_its_own_schedule(experiment):
+    methods = sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml"))
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for method in methods:
+            alone = compose(config_name="config", overrides=[f"method={method}"]).schedule
+            preset = compose(config_name="config", overrides=[f"experiment={experiment}", f"method={method}"]).schedule
+            assert preset == alone, (experiment, method)
+
+
+def test_densenet_preset_is_the_papers_imagenette_setting():
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=densenet121_imagenette"])
+    ds = OmegaConf.to_container(cfg.dataset)
+    assert ds["name"] == "imagenette" and ds["image_size"] == 224 and ds["crop_padding"] == 28 and ds["flip"]
+    assert ds["mean"] == [0.4625, 0.4580, 0.4295] and ds["std"] == [0.3901, 0.3880, 0.4042]
+    assert cfg.model.name == "densenet121" and cfg.model.stem == "imagenet"
+
+
+def test_each_worker_process_claims_its_own_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(launch, "_claim", None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    other = open(tmp_path / "gpu0.lock", "a+")  # another worker holds GPU 0
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert launch.claim_gpu(3, tmp_path) == 1
+    assert launch.claim_gpu(3, tmp_path) == 1  # kept for the life of the process
+    assert (tmp_path / "gpu1.lock").read_text().startswith(f"pid {os.getpid()}")
+    launch._claim[1].close()  # the worker process ends: its lock goes with it
+    monkeypatch.setattr(launch, "_claim", None)
+    assert launch.claim_gpu(1, tmp_path) is None  # every GPU is held
+    monkeypatch.setattr(launch, "_claim", None)
+    monkeypatch.setattr(launch, "gpu_count", lambda: 1)
+    assert launch.job_device() == "auto" and launch.local_jobs() == 1
+    monkeypatch.setattr(launch, "gpu_count", lambda: 0)
+    assert launch.job_device() == "auto" and launch.local_jobs() == 2
+    monkeypatch.setattr(launch, "gpu_count", lambda: 4)
+    monkeypatch.setattr(launch, "lock_dir", lambda: tmp_path)
+    assert launch.job_device() == "cuda:1"
+    other.close()

@@ -1,0 +1,55 @@
+"""Every kind of method state survives a mid-epoch stop: the resumed run ends with exactly the weights,
+masks and accuracy of an uninterrupted one (in-process, CPU)."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from flipout_repro.run import run
+from flipout_repro.training.trainer import Trainer, TrainingInterrupted
+
+STOP_AT = 80  # optimizer steps: the middle of epoch 3 (32 steps an epoch on the bundled subset)
+
+
+def final_state(summary):
+    folder = Path(summary["run_dir"])
+    ck = torch.load(folder / "checkpoint.pt", weights_only=True)
+    masks = torch.load(folder / "masks.pt", weights_only=True)["masks"]
+    return ck["model"], masks, json.loads((folder / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("random", []),  # scores drawn from the global RNG at each event
+    ("weightmom", []),  # moving averages, cubic schedule
+    ("hoyer_square", ["method.lam=1e-4", "method.mode=target"]),  # regulariser, prunes itself at epoch 4
+    ("str", []),  # learnt thresholds inside the model
+    ("snip", []),  # scores computed once at initialisation
+])
+def test_stop_mid_epoch_and_resume_equals_uninterrupted(quick_cfg, tmp_path, monkeypatch, method, extra):
+    args = ["epochs=6", "sparsity=0.75", f"method={method}", *extra]
+    reference = final_state(run(quick_cfg(*args)))
+
+    original_step = Trainer.step
+    calls = {"n": 0}
+
+    def step_then_stop(self, x, y):
+        out = original_step(self, x, y)
+        calls["n"] += 1
+        if calls["n"] == STOP_AT:
+            self.stop_requested = True  # what the SIGTERM handler does
+        return out
+
+    other = tmp_path / "interrupted"
+    cfg = quick_cfg(*args, f"results_dir={other}")
+    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    with pytest.raises(TrainingInterrupted):
+        run(cfg)
+    monkeypatch.setattr(Trainer, "step", original_step)
+    resumed = final_state(run(cfg))
+
+    for k, v in reference[0].items():
+        assert torch.equal(resumed[0][k], v), k
+    assert all(torch.equal(a, b) for a, b in zip(resumed[1], reference[1]))
+    assert resumed[2]["final_test_acc"] == reference[2]["final_test_acc"]
+    assert resumed[2]["achieved_sparsity"] == reference[2]["achieved_sparsity"]
