@@ -56,3 +56,15 @@ def test_a_run_folder_written_before_the_move_is_found_skipped_and_reported(tmp_
     assert not (old.parent / "checkpoint.pt").exists()  # nothing was trained
     report = make_report(tmp_path, tmp_path / "out", sweeps=[])
     assert report["runs"] == 1 and report["cells"] >= 1
+
+
+def test_run_folders_of_the_root_defaults_keep_their_hashes():
+    """The run folder of every method at the root defaults, as version 0.1.0 computed it: knobs added
+    since (HASH_NEUTRAL) leave the hash alone while they hold their neutral value."""
+    from flipout_repro.config import prepare
+
+    expected = json.loads((Path(__file__).parent / "fixtures" / "run_paths_v0_1_0.json").read_text())
+    for overrides, path in expected.items():
+        cfg, target = prepare(make_cfg(*overrides.split()))
+        run_dir = RunDir.for_config(cfg, target).path
+        assert run_dir.relative_to(Path(cfg.results_dir) / "runs").as_posix() == path, overrides

@@ -153,6 +153,11 @@ def validate(cfg: DictConfig) -> None:
                           "e.g. optim.milestones=[150,250]")
 
     ds = cfg.dataset
+    if ds.resize is not None:
+        _number(cfg, "dataset.resize", int, 1, None, fix="give the side in pixels, e.g. dataset.resize=32, or null")
+        if ds.resize != ds.image_size:
+            raise ConfigError("dataset.resize", ds.resize, f"differs from dataset.image_size={ds.image_size}",
+                              f"set dataset.image_size={ds.resize} too (the side the model sees)")
     model_cls = import_target(cfg.model._target_, "model._target_")
     need = getattr(model_cls, "min_input_size", 1)
     if ds.image_size < need:

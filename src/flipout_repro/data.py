@@ -102,12 +102,29 @@ def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, generator: torch
     ]
 
 
+def resize_images(x: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) -> (N, C, side, side), bilinear (half-pixel centres, as PIL's bilinear
+    resize when enlarging, which the FlipOut code's ``transforms.Resize`` does per image), rounded back
+    to uint8. Done once at load, in chunks."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    out = torch.empty((*x.shape[:2], side, side), dtype=torch.uint8)
+    for i in range(0, len(x), 4096):
+        y = F.interpolate(x[i:i + 4096].float(), size=(side, side), mode="bilinear", align_corners=False,
+                          antialias=side < x.shape[-1])
+        out[i:i + 4096] = y.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
 def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],
-         std: list[float], crop_padding: int = 0, flip: bool = False) -> TensorData:
-    """Load data set ``name`` onto ``device`` (``root``/``download`` apply to torchvision sets)."""
+         std: list[float], crop_padding: int = 0, flip: bool = False, resize: int | None = None) -> TensorData:
+    """Load data set ``name`` onto ``device`` (``root``/``download`` apply to torchvision sets), resized
+    once to ``resize`` x ``resize`` when given."""
     if name not in LOADERS:
         raise DataError(f"dataset.name={name!r} is not known: use one of {sorted(LOADERS)}")
     train_x, train_y, test_x, test_y = LOADERS[name](Path(root), download)
+    if resize:
+        train_x, test_x = resize_images(train_x, resize), resize_images(test_x, resize)
     channels = train_x.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"dataset.mean/std have {len(mean)}/{len(std)} values for {channels}-channel images")

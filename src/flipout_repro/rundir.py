@@ -25,20 +25,31 @@ NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "r
               "dataset.root", "dataset.download")
 
 
+#: Knobs added after runs were written, left out of the hash while they hold their neutral value (the
+#: behaviour from before they existed), so existing run folders keep their hash and are still found.
+#: A knob added later with a neutral default goes here.
+HASH_NEUTRAL: dict[str, Any] = {
+    "dataset.resize": None,
+    "schedule.rounding": "exact",
+}
+
+
 def format_sparsity(s: float) -> str:
     """0.99609375 -> '0.99609375', 0.996 -> '0.996', 0 -> '0'."""
     return format(float(s), ".10g")
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """First 8 hex digits of the SHA-256 of the resolved config without the NOT_HASHED keys."""
+    """First 8 hex digits of the SHA-256 of the resolved config without the NOT_HASHED keys and the
+    HASH_NEUTRAL keys that hold their neutral value."""
     d = OmegaConf.to_container(cfg, resolve=True)
-    for key in NOT_HASHED:
+    for key in (*NOT_HASHED, *HASH_NEUTRAL):
         *parents, leaf = key.split(".")
         node = d
         for p in parents:
             node = node.get(p, {})
-        node.pop(leaf, None)
+        if leaf in node and (key in NOT_HASHED or node[leaf] == HASH_NEUTRAL[key]):
+            del node[leaf]
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 

@@ -14,7 +14,7 @@ momentum 0.9, weight decay 5e-4, batch 128, 350 epochs, lr /10 at epochs 150 and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -54,6 +54,9 @@ class DatasetConfig:
     crop_padding: int = MISSING
     #: random horizontal flip
     flip: bool = MISSING
+    #: resize every image once at load to resize x resize (bilinear), e.g. 32 for MNIST as the FlipOut
+    #: code; null keeps the files' size. ``image_size`` is then the resized side.
+    resize: Optional[int] = None
 
 
 @dataclass
