@@ -45,11 +45,17 @@ def config_hash(cfg: DictConfig) -> str:
     d = OmegaConf.to_container(cfg, resolve=True)
     for key in (*NOT_HASHED, *HASH_NEUTRAL):
         *parents, leaf = key.split(".")
-        node = d
+        chain = [d]
         for p in parents:
-            node = node.get(p, {})
-        if leaf in node and (key in NOT_HASHED or node[leaf] == HASH_NEUTRAL[key]):
+            chain.append(chain[-1].get(p, {}) if isinstance(chain[-1], dict) else {})
+        node = chain[-1]
+        if isinstance(node, dict) and leaf in node and (key in NOT_HASHED or node[leaf] == HASH_NEUTRAL[key]):
             del node[leaf]
+            # a group that only holds neutral knobs (e.g. a new ``loss`` group at its defaults) is left out
+            # too; a group that existed before (e.g. ``dataset``) never becomes empty
+            for parent, name, child in zip(reversed(chain[:-1]), reversed(parents), reversed(chain[1:])):
+                if child == {} and key not in NOT_HASHED:
+                    del parent[name]
     blob = json.dumps(d, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:8]
 
