@@ -13,6 +13,7 @@ from flipout_repro.run import run
 
 PACKAGE = Path(flipout_repro.__file__).parent
 FIXTURE = Path(__file__).parent / "fixtures" / "runs_v0_1_0"
+OLD_QUICKSTART = ("optim.lr=0.05", "optim.milestones=[325]", "optim.milestones_of=350", "schedule.rounding=exact")
 
 
 def test_no_import_of_the_package_inside_a_function_outside_cli():
@@ -46,7 +47,10 @@ def test_a_run_folder_written_before_the_move_is_found_skipped_and_reported(tmp_
     shutil.copytree(FIXTURE, tmp_path / "runs")
     [old] = (tmp_path / "runs").glob("**/summary.json")
     cfg = make_cfg("experiment=quickstart", "method=global_magnitude", "schedule=one_shot", "sparsity=0.75",
-                   "epochs=1", "seed=3", "progress=false", "device=cpu", f"results_dir={tmp_path}")
+                   "epochs=1", "seed=3", "progress=false", "device=cpu", f"results_dir={tmp_path}",
+                   # the bundled subset's settings of version 0.1.0 (since: the FlipOut code's 32x32, 0.1307/0.3081)
+                   "dataset.mean=[0.5]", "dataset.std=[0.5]", "dataset.resize=null", "dataset.image_size=28",
+                   *OLD_QUICKSTART)
     assert RunDir.for_config(cfg, 0.75).summary == old
     before = old.read_bytes()
     with caplog.at_level("INFO", logger="flipout_repro"):

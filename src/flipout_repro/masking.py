@@ -34,6 +34,23 @@ def target_zeros(total: int, sparsity: float) -> int:
     return int(math.floor(sparsity * total + 0.5))
 
 
+COUNTS = ("exact", "remove_floor", "keep_floor")
+
+
+def event_zeros(total: int, kept: int, sparsity: float, count: str = "exact", fraction: float | None = None) -> int:
+    """Zeros among ``total`` weights (``kept`` of them surviving) after a prune event:
+
+    - ``exact``: the nearest count to ``sparsity`` (:func:`target_zeros`);
+    - ``remove_floor``: ``floor(fraction * kept)`` more (the FlipOut code's ``int(rate * num_unpruned)``);
+    - ``keep_floor``: ``floor((1 - sparsity) * total)`` kept (the SNIP and FORCE codes' ``int(n * keep)``).
+    """
+    if count == "remove_floor":
+        return total - kept + int(math.floor(fraction * kept))
+    if count == "keep_floor":
+        return total - int(math.floor((1 - sparsity) * total))
+    return target_zeros(total, sparsity)
+
+
 @dataclass
 class Masks:
     """Masks aligned with the prunable weights of one model.
@@ -111,8 +128,12 @@ class Masks:
 
 
 @torch.no_grad()
-def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: str = "global") -> int:
+def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: str = "global",
+             count: str = "exact", fraction: float | None = None) -> int:
     """Set ``masks`` so that exactly ``sparsity`` of the weights are pruned, removing the lowest scores.
+
+    ``count`` and ``fraction`` round the number of zeros as the reference codes do (:func:`event_zeros`,
+    ``schedule.rounding=reference``), per unit of ``scope``: all layers together, or each layer.
 
     Higher score = keep. Already-pruned weights rank below every surviving one, so pruning only ever
     removes (a mask entry never goes from 0 back to 1) and the count is hit exactly: the
@@ -130,9 +151,13 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
         torch.where(m.bool(), s.detach().float(), torch.tensor(float("-inf"), device=s.device))
         for s, m in zip(scores, masks.values)
     ]
+    def zeros(n: int, mask_values: list[torch.Tensor]) -> int:
+        kept = n if count != "remove_floor" else sum(int(m.count_nonzero()) for m in mask_values)
+        return event_zeros(n, kept, sparsity, count, fraction)
+
     if scope == "global":
         flat = torch.cat([r.flatten() for r in ranked])
-        _zero_lowest(flat, target_zeros(flat.numel(), sparsity))
+        _zero_lowest(flat, zeros(flat.numel(), masks.values))
         offset = 0
         for r, m in zip(ranked, masks.values):
             n = m.numel()
@@ -141,7 +166,7 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
     else:
         for r, m in zip(ranked, masks.values):
             flat = r.flatten()
-            _zero_lowest(flat, target_zeros(flat.numel(), sparsity))
+            _zero_lowest(flat, zeros(flat.numel(), [m]))
             m.copy_(flat.view_as(m) != float("-inf"))
     masks.active = True
     masks.apply_to_weights()

@@ -3,11 +3,25 @@
 A schedule never looks at the model. ``PruneEvent.step`` counts optimizer steps already taken when the
 event fires: 0 is before training, ``e * steps_per_epoch`` is the end of epoch ``e`` (after that epoch's
 evaluation, so the accuracy just before each event is on record).
+
+Every schedule takes ``rounding``, the count an event removes:
+
+- ``exact`` (our extension, the default): the event lands on its sparsity to within one weight
+  (``masking.target_zeros``: the nearest count), so the last event lands on the target.
+- ``reference`` (the reference codes' rules): a periodic event removes ``floor(rate * surviving)``
+  weights (the FlipOut code's ``int(rate * num_unpruned)``), so the final sparsity is what those
+  events reach (recorded as achieved): 1 - 2^-10 = 0.9990234375 keeps 19,555 of VGG19's 20,024,000
+  weights. A one-shot event keeps ``floor((1 - s) * n)`` weights (the FlipOut code's SNIP, like
+  FORCE's code: ``int(n * keep_ratio)``). Cubic, which no reference code of ours prunes with, removes
+  ``floor(f * surviving)`` with f the fraction between consecutive levels,
+  ``1 - (1 - s_i) / (1 - s_(i-1))`` (our analogue).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+ROUNDINGS = ("exact", "reference")
 
 
 class ScheduleError(ValueError):
@@ -16,15 +30,45 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class PruneEvent:
-    """Prune to ``sparsity`` once ``step`` optimizer steps have been taken."""
+    """Prune to ``sparsity`` once ``step`` optimizer steps have been taken. ``count`` says how the number
+    of zeros is rounded (masking.event_zeros): ``exact`` (nearest to ``sparsity``), ``remove_floor``
+    (``floor(fraction * surviving)`` more) or ``keep_floor`` (``floor((1 - sparsity) * n)`` kept)."""
 
     step: int
     sparsity: float
+    count: str = "exact"
+    fraction: float | None = None
+
+
+def check_rounding(rounding: str) -> None:
+    """ScheduleError unless ``rounding`` is exact or reference."""
+    if rounding not in ROUNDINGS:
+        raise ScheduleError(f"schedule.rounding={rounding!r} must be 'exact' (land on each event's sparsity)"
+                            " or 'reference' (remove floor(fraction x surviving) weights, the FlipOut code's)")
+
+
+def with_rounding(events: list[PruneEvent], rounding: str) -> list[PruneEvent]:
+    """``events`` for ``rounding``: unchanged for exact; for reference each event without a count of its
+    own removes ``floor(f * surviving)``, f = 1 - (1 - s_i) / (1 - s_(i-1)) (s_0 = 0)."""
+    if rounding == "exact":
+        return events
+    out, previous = [], 0.0
+    for ev in events:
+        if ev.count == "exact":
+            ev = replace(ev, count="remove_floor", fraction=max(0.0, 1 - (1 - ev.sparsity) / (1 - previous)))
+        out.append(ev)
+        previous = ev.sparsity
+    return out
 
 
 @dataclass(frozen=True)
 class NoPruning:
     """No events: dense training, or methods whose sparsity comes from training itself."""
+
+    rounding: str = "exact"
+
+    def __post_init__(self) -> None:
+        check_rounding(self.rounding)
 
     def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
         """Always empty."""
@@ -38,7 +82,9 @@ class Periodic:
     Each event removes ``rate`` of the surviving weights; ``k = ceil(log(1-s)/log(1-rate))`` events reach
     the target ``s`` and fire every ``f = round(epochs/(k+1))`` epochs, at the end of epochs
     f, 2f, ..., kf (never on the last epoch, so the network is always fine-tuned after the last prune).
-    Event ``i`` prunes to ``1-(1-rate)^i``; the last event prunes exactly to the target.
+    Event ``i`` prunes to ``1-(1-rate)^i``; the last event prunes exactly to the target (``rounding=exact``),
+    or every event removes ``floor(rate * surviving)`` weights (``rounding=reference``, the FlipOut code's
+    ``int(rate * surviving)``; a target between two levels makes the last event remove less).
     ``frequency`` overrides ``f`` (0 = derive it, as the paper does).
 
     Our choice for short runs: when rounding up would put the k-th event on or after the last epoch
@@ -48,6 +94,10 @@ class Periodic:
 
     rate: float = 0.5
     frequency: int = 0
+    rounding: str = "exact"
+
+    def __post_init__(self) -> None:
+        check_rounding(self.rounding)
 
     def num_events(self, target: float) -> int:
         """k: the number of events that reach ``target`` at ``rate`` per event."""
@@ -82,8 +132,11 @@ class Periodic:
         out = []
         for i in range(1, k + 1):
             s = target if i == k else 1 - (1 - self.rate) ** i
-            out.append(PruneEvent(step=i * f * steps_per_epoch, sparsity=min(s, target)))
-        return out
+            ev = PruneEvent(step=i * f * steps_per_epoch, sparsity=min(s, target))
+            if self.rounding == "reference" and math.isclose(1 - s, (1 - self.rate) ** i, rel_tol=1e-9):
+                ev = replace(ev, count="remove_floor", fraction=self.rate)  # a full step: int(rate * surviving)
+            out.append(ev)
+        return with_rounding(out, self.rounding)
 
 
 @dataclass(frozen=True)
@@ -101,6 +154,10 @@ class OneShot:
     """
 
     epoch: float = 0.0
+    rounding: str = "exact"
+
+    def __post_init__(self) -> None:
+        check_rounding(self.rounding)
 
     def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
         """A single event to ``target`` (none when the target is 0)."""
@@ -109,7 +166,8 @@ class OneShot:
                                 " initialisation, e prunes after e epochs of training")
         if target <= 0:
             return []
-        return [PruneEvent(step=int(math.floor(self.epoch * steps_per_epoch + 0.5)), sparsity=target)]
+        count = "keep_floor" if self.rounding == "reference" else "exact"  # SNIP's int(n * keep_ratio)
+        return [PruneEvent(step=int(math.floor(self.epoch * steps_per_epoch + 0.5)), sparsity=target, count=count)]
 
 
 @dataclass(frozen=True)
@@ -136,6 +194,10 @@ class Cubic:
     end: float = 0.5
     every_epochs: int = 1
     every_steps: int = 0
+    rounding: str = "exact"
+
+    def __post_init__(self) -> None:
+        check_rounding(self.rounding)
 
     def _check(self, target: float) -> None:
         if not 0 <= self.start < self.end <= 1:
@@ -172,4 +234,4 @@ class Cubic:
         if n == 0:  # the span is shorter than one interval: a single step from s_i to s_f
             n, dt = 1, t_end - t0
         out = [PruneEvent(step=t0 + j * dt, sparsity=self.sparsity_at(j, n, target)) for j in range(n + 1)]
-        return [e for e in out if e.sparsity > 0]
+        return with_rounding([e for e in out if e.sparsity > 0], self.rounding)

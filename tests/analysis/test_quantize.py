@@ -15,12 +15,12 @@ from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
 from flipout_repro.cli.finished_run import quantize_main
 
-PRUNABLE = 784 * 300 + 300 * 100 + 100 * 10  # 266,200
+PRUNABLE = 1024 * 300 + 300 * 100 + 100 * 10  # 338,200: the bundled subset at 32x32
 
 
 def quick(results_dir, *overrides):
     return make_cfg("experiment=quickstart", f"results_dir={results_dir}", "progress=false", "device=cpu",
-                    "epochs=6", "sparsity=0.9", *overrides)
+                    "epochs=6", "sparsity=0.9", "schedule.rounding=exact", *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +31,9 @@ def trained(tmp_path_factory):
 
 def test_quantized_lenet_keeps_its_zeros_and_its_accuracy(trained):
     q = trained["quantization"]
-    assert trained["nonzero"] == PRUNABLE - 239_580  # 90 % of 266,200 pruned, exactly
+    assert trained["nonzero"] == PRUNABLE - 304_380  # 90 % of 338,200 pruned, exactly
     assert q["zeros_preserved"] and q["pruned_nonzero"] == 0 and q["not_quantized"] == []
-    assert q["pruned_weights"] == 239_580
+    assert q["pruned_weights"] == 304_380
     # the fp32 reference is the same CPU fp32 model the trainer evaluated last
     assert q["fp32_test_acc"] == pytest.approx(trained["final_test_acc"])
     assert trained["final_test_acc"] > 80

@@ -12,11 +12,11 @@ from flipout_repro.reporting.aggregate import make_report
 
 
 def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None):
+                  achieved=None, outcome=False, int8=None, precision=None):
     """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
     cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
            "sparsity": sparsity, "seed": seed, "epochs": epochs}
-    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs)))) % 10**8:08d}"
+    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision))) % 10**8:08d}"
     run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
     run.mkdir(parents=True)
     s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
@@ -25,6 +25,8 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
          "config": cfg}
     if int8 is not None:
         s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
+    if precision is not None:
+        s["precision"] = precision
     (run / "summary.json").write_text(json.dumps(s))
 
 
@@ -73,8 +75,10 @@ def test_cells_aggregate_seeds_beside_the_published_value(results):
     assert hs["paper_acc"] == pytest.approx(93.13) and hs["paper_sparsity"] == pytest.approx(0.9608)
     assert hs["diff"] == pytest.approx(92.0 - 93.13)
     # published cells that no run covers are rows with n_seeds 0 (only for pairs that have runs)
-    miss = cell(cells, method="flipout", target_sparsity=0.999, model="vgg19")
+    # the "99.9 %" column: 0.9990234375 for the periodic methods, 0.999 for SNIP (results/reference)
+    miss = cell(cells, method="flipout", target_sparsity=0.9990234375, model="vgg19")
     assert miss["n_seeds"] == 0 and miss["paper_acc"] == pytest.approx(87.40)
+    assert cell(cells, method="snip", target_sparsity=0.999, model="vgg19")["paper_acc"] == pytest.approx(10.0)
     assert not (cells["model"] == "resnet18").any()
     r = cell(cells, model="lenet300_100")
     assert r["final_mean"] == pytest.approx(93.0) and r["final_std"] == pytest.approx(math.sqrt(18))
@@ -91,7 +95,7 @@ def test_report_writes_tables_and_a_figure(results, capsys):
     main(["--results-dir", str(results), "--no-sweeps"])
     assert "11 runs" in capsys.readouterr().out
     md = (results / "tables" / "vgg19-cifar10.md").read_text()
-    row = "| flipout |  | 75.00 % | 3 | 93.00 ± 1.00 | 94.00 ± 1.00 | 92.50 ± 1.00 | 92.77 ± 0.08 | +0.23 | 350 |"
+    row = "| flipout |  | 75.00 % |  | 3 | 93.00 ± 1.00 | 94.00 ± 1.00 | 92.50 ± 1.00 | 92.77 ± 0.08 | +0.23 | 350 |"
     assert row in md
     assert "| int8 |" in md and "**missing**" in md and "at 96.08 %" in md
     assert "| int8 |" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
@@ -104,7 +108,7 @@ def test_report_writes_tables_and_a_figure(results, capsys):
     ours = points[(points["method"] == "flipout") & (points["kind"] == "target")]
     assert list(ours["sparsity"]) == [0.75] and list(ours["acc_mean"]) == [93.0] and list(ours["acc_std"]) == [1.0]
     assert {"dense", "published", "outcome"} <= set(points["kind"])
-    assert (points[points["kind"] == "published"]["sparsity"] == 0.999).any()
+    assert ((points[points["kind"] == "published"]["sparsity"] - 0.9990234375).abs() < 1e-6).any()
     assert (results / "curves" / "lenet300_100-mnist5k.png").stat().st_size > 10_000
 
 
@@ -168,3 +172,13 @@ def test_setting_labels_tell_every_setting_apart_and_variants_skip_mirrored_defa
     assert _variant("force", force, run_cfg) == ""  # ${paper_batches:${dataset.name}} = 10 on CIFAR-100
     assert _variant("force", {**force, "batches": 1}, run_cfg) == "batches=1"
     assert _variant("str", {**knobs, "optim_weight_decay": 0.0}) == ""  # no config to resolve against
+
+
+def test_bf16_and_fp32_runs_never_average(tmp_path):
+    for seed, acc in zip((42, 43), (92.0, 94.0)):
+        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc, precision="fp32")
+        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc - 10, precision="bf16")
+    cells = tables.aggregate(tables.load_runs(tmp_path / "runs"))
+    assert cell(cells, precision="fp32")["final_mean"] == 93.0 and cell(cells, precision="bf16")["final_mean"] == 83.0
+    table = tables.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
+    assert "| precision |" in table and "| fp32 |" in table and "| bf16 |" in table

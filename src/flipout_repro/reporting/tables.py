@@ -27,7 +27,8 @@ log = logging.getLogger("flipout_repro")
 #: Row order of methods in tables and legends (others follow alphabetically).
 METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipout_no_noise",
                 "noisy_global_magnitude", "hoyer_square")
-CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity"]
+#: A cell: one setting at one target sparsity and one precision (bf16 and fp32 runs never average).
+CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
               "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs", "flat",
               "setting_label"]
@@ -42,7 +43,7 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             rows.append(_run_row(s, path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("skipped %s: %s", path, exc)
-    cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "seed", "status",
+    cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
             "epochs", "hash", "knobs", "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
@@ -55,7 +56,8 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "model": s["model"], "dataset": s["dataset"], "method": s["method"],
         "variant": _variant(s["method"], knobs, cfg), "setting": _setting(cfg),
-        "target_sparsity": float(s["target_sparsity"]), "seed": s["seed"], "status": s.get("status", "completed"),
+        "target_sparsity": float(s["target_sparsity"]), "precision": s.get("precision") or "",
+        "seed": s["seed"], "status": s.get("status", "completed"),
         "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
@@ -212,7 +214,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
     """One Markdown table of a model and data set's cells (int8 column only when some run has it)."""
     int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
     pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
-    head = ["method", "knobs / setting", "sparsity", "seeds", "test acc (final)", "best",
+    head = ["method", "knobs / setting", "sparsity", "precision", "seeds", "test acc (final)", "best",
             *(["int8"] if int8 else []), *(["paper", "Δ final − paper"] if pub else []), "epochs", "run hash"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, c in cells.iterrows():
@@ -224,7 +226,8 @@ def markdown_table(cells: pd.DataFrame) -> str:
             paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
         diff = "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00")
         knobs = "; ".join(x for x in (c["variant"], c.get("setting_label")) if isinstance(x, str) and x)
-        row = [c["method"], knobs, sp, str(n) if n else "**missing**",
+        row = [c["method"], knobs, sp, c.get("precision") if isinstance(c.get("precision"), str) else "",
+               str(n) if n else "**missing**",
                fmt_pm(c.get("final_mean"), c.get("final_std")), fmt_pm(c.get("best_mean"), c.get("best_std")),
                *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), *([paper, diff] if pub else []),
                "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])), c.get("hash") or ""]
@@ -232,7 +235,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "sparsity_is_outcome", "n_seeds",
+CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "precision", "sparsity_is_outcome", "n_seeds",
                "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", "best_mean", "best_std",
                "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff", "epochs", "hash",
                "setting", "setting_label"]

@@ -196,18 +196,20 @@ class Trainer:
         """The schedule's events due by ``at_step``; at an epoch's end, then the method's own prune."""
         while state.events_done < len(self.events) and self.events[state.events_done].step <= at_step:
             ev = self.events[state.events_done]
-            self._prune(state, at_step, test_acc, ev.sparsity, self.method.scope)
+            self._prune(state, at_step, test_acc, ev.sparsity, self.method.scope, ev.count, ev.fraction)
             state.events_done += 1
         own = self.method.prune_due(state.epoch) if test_acc is not None else None
         if own is not None:
             self._prune(state, at_step, test_acc, *own)
 
-    def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: str) -> None:
-        """The one prune path: masks to ``sparsity``, a curve point, a prune record."""
+    def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: str,
+               count: str = "exact", fraction: float | None = None) -> None:
+        """The one prune path: masks to ``sparsity`` (the count rounded as ``count`` says: see
+        masking.event_zeros), a curve point, a prune record."""
         before = self.masks.sparsity()
         if test_acc is not None:
             state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
-        removed = prune_to(self.method.scores(self.model), self.masks, sparsity, scope)
+        removed = prune_to(self.method.scores(self.model), self.masks, sparsity, scope, count, fraction)
         self.method.after_prune()
         rec = {"type": "prune", "epoch": state.epoch, "step": at_step, "sparsity_before": before,
                "sparsity": self.masks.sparsity(), "target": sparsity, "removed": removed,
