@@ -81,7 +81,7 @@ class Trainer:
     #: bf16 autocast (fp32 master weights) when set; None trains in fp32
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
-    #: label smoothing of the training cross-entropy (``loss.label_smoothing``); evaluation stays plain CE
+    #: label smoothing of the training loss (``loss.label_smoothing``); evaluation stays plain CE
     label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
@@ -160,11 +160,8 @@ class Trainer:
         self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device.
-
-        The cross-entropy is the training loss, label-smoothed when ``label_smoothing`` > 0 (torch's
-        definition: targets (1 - eps) one-hot + eps / C, the same as STR's LabelSmoothing,
-        utils/net_utils.py:41-63); ``train_loss`` in the records is that loss."""
+        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device. The
+        cross-entropy is label-smoothed by ``label_smoothing`` (= STR's LabelSmoothing, net_utils.py:41-63)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(x.device.type, self.autocast_dtype):
