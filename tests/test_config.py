@@ -40,6 +40,13 @@ MORE_CASES = [
     (["quantization.observer=l2"], "quantization.observer='l2' is not a valid observer: use one of minmax"),
     (["quantization.calibration_batches=0"], "quantization.calibration_batches=0 must be a positive integer"),
     (["channels_last=yes"], "channels_last='yes' is not a valid choice: use one of auto, true, false"),
+    (["optim.schedule=linear"], "optim.schedule='linear' is not a valid choice: use one of step, cosine"),
+    (["optim.warmup_epochs=-1"], "optim.warmup_epochs=-1 must be in [0, inf): e.g. optim.warmup_epochs=5"),
+    (["optim.warmup_epochs=350"], "optim.warmup_epochs=350 must be below epochs=350: e.g. optim.warmup_epochs=17"),
+    (["loss.label_smoothing=1.0"], "loss.label_smoothing=1.0 must be in [0, 1): e.g. loss.label_smoothing=0.1"),
+    (["loss.label_smoothing=-0.1"], "loss.label_smoothing=-0.1 must be in [0, 1)"),
+    (["+loss.smoothing=0.1"], "loss.smoothing=0.1 is not a config key: did you mean loss.label_smoothing?"),
+    (["model.init=xavier"], "model.init='xavier' is not a valid choice: use one of default, kaiming_normal"),
 ]
 
 
@@ -57,6 +64,8 @@ SCHEMA_CASES = [
     (["epochs=abc"], "Value 'abc' of type 'str' could not be converted to Integer"),
     (["deterministic=maybe"], "Value 'maybe' is not a valid bool"),
     (["dataset.mean=red"], "mean"),
+    (["optim.warmup_epochs=2.5"], "Value '2.5' of type 'float' could not be converted to Integer"),
+    (["loss.label_smoothing=lots"], "Value 'lots' of type 'str' could not be converted to Float"),
 ]
 
 

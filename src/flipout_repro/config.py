@@ -94,7 +94,7 @@ def _number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: 
 
 
 def _choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
-    value = cfg[key]
+    value = OmegaConf.select(cfg, key)
     if not any(value is a if isinstance(a, bool) else value == a for a in allowed):
         spelled = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]  # as typed on the CLI
         raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(spelled)}")
@@ -153,6 +153,14 @@ def validate(cfg: DictConfig) -> None:
     if any(isinstance(m, bool) or not isinstance(m, Integral) or m < 1 for m in ms) or ms != sorted(ms):
         raise ConfigError("optim.milestones", ms, "must be increasing positive epochs",
                           "e.g. optim.milestones=[150,250]")
+    _choice(cfg, f"{o}.schedule", schema.LR_SCHEDULES)
+    warmup = _number(cfg, f"{o}.warmup_epochs", int, 0, None, fix="e.g. optim.warmup_epochs=5")
+    if warmup >= cfg.epochs:
+        raise ConfigError(f"{o}.warmup_epochs", warmup, f"must be below epochs={cfg.epochs}",
+                          f"e.g. optim.warmup_epochs={cfg.epochs // 20}, or more epochs")
+    _number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
+    if "init" in cfg.model:  # absent in run folders written before it existed: default
+        _choice(cfg, "model.init", schema.MODEL_INITS)
 
     ds = cfg.dataset
     if ds.resize is not None:

@@ -118,7 +118,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     trainer = Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
                       target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
                       on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
-                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs), **b.speed)
+                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
+                      label_smoothing=float(cfg.loss.label_smoothing), **b.speed)
     try:
         with stop_on_signals(trainer) as preempted:
             state = trainer.run(state)

@@ -31,6 +31,10 @@ NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "r
 HASH_NEUTRAL: dict[str, Any] = {
     "dataset.resize": None,
     "schedule.rounding": "exact",
+    "optim.schedule": "step",
+    "optim.warmup_epochs": 0,
+    "loss.label_smoothing": 0.0,
+    "model.init": "default",
 }
 
 

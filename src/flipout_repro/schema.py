@@ -21,11 +21,15 @@ from omegaconf import MISSING
 #: int8 observers and quantized-kernel backends (analysis/quantize.py implements them).
 OBSERVERS = ("minmax", "per_channel", "histogram")
 BACKENDS = ("x86", "fbgemm", "qnnpack")
+#: ``optim.schedule`` values (training/lr_schedule.py implements them)
+LR_SCHEDULES = ("step", "cosine")
+#: ``model.init`` values (models/weight_init.py implements them)
+MODEL_INITS = ("default", "kaiming_normal")
 
 
 @dataclass
 class OptimConfig:
-    """SGD with momentum and coupled weight decay; lr x gamma at the milestones (conf/optim/)."""
+    """SGD with momentum and coupled weight decay; the lr schedule, set once per epoch (conf/optim/)."""
 
     name: str = MISSING
     lr: float = MISSING
@@ -36,6 +40,19 @@ class OptimConfig:
     milestones: List[int] = MISSING
     milestones_of: int = MISSING
     gamma: float = MISSING
+    #: ``step`` (lr x gamma at the milestones) or ``cosine`` (STR's cosine_lr: 0.5 (1 + cos(pi e / E)) lr
+    #: over the epochs after the warm-up, set once per epoch)
+    schedule: str = "step"
+    #: epochs of linear warm-up before the schedule, lr (e + 1) / W in epoch e (STR's _warmup_lr); 0: none
+    warmup_epochs: int = 0
+
+
+@dataclass
+class LossConfig:
+    """The training loss: cross-entropy, with optional label smoothing (evaluation stays plain CE)."""
+
+    #: weight of the uniform distribution in the targets (torch's ``label_smoothing``; STR's recipe: 0.1)
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -80,6 +97,7 @@ class RunConfig:
     schedule: Any = MISSING
     method: Any = MISSING
     optim: OptimConfig = MISSING
+    loss: LossConfig = field(default_factory=LossConfig)
     #: exact fraction of prunable weights (Conv2d/Linear weights) removed at the end of training
     sparsity: float = 0.9375
     epochs: int = 350

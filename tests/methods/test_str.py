@@ -103,3 +103,27 @@ def test_str_runs_and_reports_its_sparsity_as_an_outcome(quick_cfg):
     loaded = load_run(summary["run_dir"], with_data=False)  # the saved model is a plain, thresholded one
     assert loaded.masks.sparsity() == pytest.approx(summary["achieved_sparsity"])
     assert all(int((w != 0).sum()) == int(m.sum()) for w, m in zip(loaded.masks.params, loaded.masks.values))
+
+
+def test_default_s_init_starts_dense_and_weight_decay_alone_moves_s():
+    """s_init = -3200 (STR's resnet50-str.yaml:30): sigmoid(s) is exactly 0 in fp32, W_hat = W bit for bit,
+    sigmoid'(s) = 0, so one SGD step moves s by the coupled weight decay only: s (1 - lr wd)."""
+    assert STR().s_init == -3200.0
+    net, masks, method = bound(s_init=STR().s_init)
+    assert torch.equal(net[0].weight, torch.tensor(W))  # dense: nothing under the threshold
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    net(torch.tensor([[1.0, 2.0]])).sum().backward()
+    assert method.parts[0].s.grad.item() == 0.0
+    opt.step()
+    assert method.parts[0].s.item() == pytest.approx(-3200 * (1 - 0.1 * 5e-4), rel=1e-7)
+    method.on_epoch_end(1)
+    assert masks.values[0].all()
+
+
+def test_the_new_default_is_a_new_protocol_and_the_old_one_keeps_its_folder():
+    from conftest import make_cfg
+    from flipout_repro.rundir import config_hash
+
+    old = make_cfg("method=str", "method.s_init=-5.0", "epochs=400", "sparsity=0.75")
+    assert config_hash(old) == "5536f6f9"  # the folder of version 0.1.0's default STR run
+    assert config_hash(make_cfg("method=str", "epochs=400", "sparsity=0.75")) != "5536f6f9"

@@ -163,11 +163,11 @@ def test_setting_labels_tell_every_setting_apart_and_variants_skip_mirrored_defa
     assert list(setting_labels(cells)) == ["schedule=Periodic", "schedule=Cubic, schedule.every_steps=10",
                                            "schedule=Cubic, schedule.every_steps=100"]
     # defaults that refer to other keys are resolved against the run's own config
-    knobs = {"scope": "global", "s_init": -5.0, "s_weight_decay": None, "optim_weight_decay": 0.0005}
+    knobs = {"scope": "global", "s_init": -3200.0, "s_weight_decay": None, "optim_weight_decay": 0.0005}
     run_cfg = {"optim": {"weight_decay": 0.0005}, "dataset": {"name": "cifar100"}}
     assert _variant("str", knobs, run_cfg) == ""  # ${optim.weight_decay}
     assert _variant("str", {**knobs, "optim_weight_decay": 0.0}, run_cfg) == "optim_weight_decay=0.0"
-    assert _variant("str", {**knobs, "s_init": -3.0}, run_cfg) == "s_init=-3.0"
+    assert _variant("str", {**knobs, "s_init": -5.0}, run_cfg) == "s_init=-5.0"  # the old default: a variant now
     force = {"scope": "global", "steps": 300, "mode": "exp", "batches": 10, "loss": "cross_entropy"}
     assert _variant("force", force, run_cfg) == ""  # ${paper_batches:${dataset.name}} = 10 on CIFAR-100
     assert _variant("force", {**force, "batches": 1}, run_cfg) == "batches=1"

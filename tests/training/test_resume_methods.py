@@ -23,8 +23,12 @@ def final_state(summary):
     ("random", []),  # scores drawn from the global RNG at each event
     ("weightmom", []),  # moving averages, cubic schedule
     ("hoyer_square", ["method.lam=1e-4", "method.mode=target"]),  # regulariser, prunes itself at epoch 4
-    ("str", []),  # learnt thresholds inside the model
+    ("str", ["method.s_init=-4"]),  # learnt thresholds inside the model (the default -3200 stays dense here)
     ("snip", []),  # scores computed once at initialisation
+    # STR's recipe: the rate changes every epoch (warm-up 2, then cosine), smoothed loss, kaiming init
+    ("str", ["method.s_init=-4", "optim.schedule=cosine", "optim.warmup_epochs=2", "loss.label_smoothing=0.1",
+             "model.init=kaiming_normal"]),
+    ("global_magnitude", ["optim.schedule=step", "optim.warmup_epochs=3"]),  # warm-up before the milestones
 ])
 def test_stop_mid_epoch_and_resume_equals_uninterrupted(quick_cfg, tmp_path, monkeypatch, method, extra):
     args = ["epochs=6", "sparsity=0.75", f"method={method}", *extra]
@@ -53,3 +57,9 @@ def test_stop_mid_epoch_and_resume_equals_uninterrupted(quick_cfg, tmp_path, mon
     assert all(torch.equal(a, b) for a, b in zip(resumed[1], reference[1]))
     assert resumed[2]["final_test_acc"] == reference[2]["final_test_acc"]
     assert resumed[2]["achieved_sparsity"] == reference[2]["achieved_sparsity"]
+    assert lrs(resumed[2]) == lrs(reference[2])  # the same rate in every epoch
+
+
+def lrs(summary):
+    records = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    return [r["lr"] for r in map(json.loads, records) if r["type"] == "epoch"]

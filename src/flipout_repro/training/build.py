@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from flipout_repro import data as data_mod
 from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
+from flipout_repro.models.weight_init import initialize
+from flipout_repro.training.lr_schedule import make_scheduler
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,16 +61,16 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.TensorData:
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD with momentum and coupled weight decay; LR x gamma at milestones scaled to ``epochs``.
+    """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
 
-    ``optim.milestones`` are epochs of a ``optim.milestones_of``-epoch run (the paper: 150 and 250 of
-    350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
+    ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
+    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
     """
     o = cfg.optim
     opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov)
     milestones = [max(1, int(m * cfg.epochs / o.milestones_of + 0.5)) for m in o.milestones]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=o.gamma)
+    sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
     return opt, sched
 
 
@@ -117,9 +119,16 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
 
 def build_model(model_cfg: DictConfig, in_channels: int, num_classes: int, input_size: int,
                 device: torch.device | str = "cpu", channels_last: bool = False) -> torch.nn.Module:
-    """The model a ``model`` config group describes, on ``device`` (in channels_last layout if asked)."""
-    model = instantiate(model_cfg, "model", in_channels=int(in_channels), num_classes=int(num_classes),
-                        input_size=int(input_size))
+    """The model a ``model`` config group describes, on ``device`` (in channels_last layout if asked).
+
+    ``model.init`` (models/weight_init.py) is applied here, not by each model, so every model has it; it
+    is not a constructor argument. A run folder written before the key existed has none: ``default``.
+    """
+    keys = OmegaConf.to_container(model_cfg, resolve=True)
+    init = keys.pop("init", "default")
+    model = instantiate(OmegaConf.create(keys), "model", in_channels=int(in_channels),
+                        num_classes=int(num_classes), input_size=int(input_size))
+    initialize(model, init)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=fmt)  # before the masks are made, so they share the layout
 

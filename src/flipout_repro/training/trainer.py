@@ -81,6 +81,8 @@ class Trainer:
     #: bf16 autocast (fp32 master weights) when set; None trains in fp32
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
+    #: label smoothing of the training loss (``loss.label_smoothing``); evaluation stays plain CE
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         self.forward = self.compiled if self.compiled is not None else self.model
@@ -158,12 +160,13 @@ class Trainer:
         self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device."""
+        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device. The
+        cross-entropy is label-smoothed by ``label_smoothing`` (= STR's LabelSmoothing, net_utils.py:41-63)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(x.device.type, self.autocast_dtype):
             out = self.forward(x)
-            ce = F.cross_entropy(out, y)
+            ce = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
             reg = self.method.regularizer(self.model)
             loss = ce if reg is None else ce + reg
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,54 @@
+"""The learning-rate schedule: a pure factor of the epoch, and the torch scheduler that applies it.
+
+The rate is set once per epoch, before the epoch trains, as in STR (RAIVNLab/STR main.py:131-133 calls
+the policy with the epoch only; ``iteration`` is unused by every policy in utils/schedulers.py), and as
+this project's loop always did (``lr_scheduler.step()`` after each epoch, trainer.py). Epochs here are
+counted from 0, as in STR.
+
+- ``step``: lr x gamma at each milestone (torch's MultiStepLR, today's behaviour).
+- ``cosine``: STR's ``cosine_lr`` (utils/schedulers.py:39-52): 0.5 (1 + cos(pi (e - W) / (E - W))) lr
+  for epoch e >= W, with E = ``epochs``; the last epoch trains at a small positive rate (the cosine
+  reaches 0 only at e = E, which is never trained).
+- warm-up of W = ``warmup_epochs`` epochs before either: lr (e + 1) / W in epoch e < W, STR's
+  ``_warmup_lr`` (utils/schedulers.py:82-83; the first epoch trains at lr / W, not at 0). STR has no
+  warm-up before ``multistep_lr`` (schedulers.py:69-79): warm-up followed by ``step`` is our extension,
+  with the milestones still counted from epoch 0.
+"""
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from typing import Sequence
+
+import torch
+
+
+def lr_factor(epoch: int, schedule: str, warmup_epochs: int, epochs: int, milestones: Sequence[int],
+              gamma: float) -> float:
+    """The multiple of the base rate that epoch ``epoch`` (from 0) trains with."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    if schedule == "step":
+        return gamma ** bisect_right(sorted(milestones), epoch)  # as MultiStepLR: x gamma from a milestone on
+    raise ValueError(f"optim.schedule={schedule!r} is not a schedule: use step or cosine")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_epochs: int, epochs: int,
+                   milestones: Sequence[int], gamma: float) -> torch.optim.lr_scheduler.LRScheduler:
+    """The scheduler whose ``step()`` after each epoch sets the next epoch's rate.
+
+    ``step`` without warm-up stays torch's MultiStepLR, bit for bit the rates of runs made before these
+    knobs existed. Everything else is a LambdaLR of :func:`lr_factor`, a pure function of the epoch, so
+    a resumed run (the scheduler's ``last_epoch`` and the optimizer's rate come from the checkpoint) sets
+    exactly the rates of an uninterrupted one.
+    """
+    if schedule == "step" and warmup_epochs == 0:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    milestones = list(milestones)
+
+    def factor(epoch: int) -> float:
+        return lr_factor(epoch, schedule, warmup_epochs, epochs, milestones, gamma)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
