@@ -137,7 +137,7 @@ def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
     from conftest import make_cfg
     from flipout_repro.config import effective_sparsity
 
-    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     cfg = make_cfg(*args)
     run = RunDir.for_config(cfg, effective_sparsity(cfg))
     with RunLock(run):
@@ -154,7 +154,7 @@ def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
 
 
 def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
-    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     r = run_cli(*args, "optim.lr=1e6")
     assert r.returncode == 3 and "training diverged in epoch 1" in r.stderr
     [path] = list(tmp_path.glob("runs/**/summary.json"))
@@ -171,7 +171,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
-    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", f"results_dir={tmp_path}"]
+    args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     assert run_cli(*args).returncode == 0
     [summary] = list(tmp_path.glob("runs/**/summary.json"))
     ck = summary.parent / "checkpoint.pt"

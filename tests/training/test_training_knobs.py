@@ -99,7 +99,7 @@ def test_strs_recipe_end_to_end_through_the_cli(tmp_path):
     [summary] = tmp_path.glob("runs/**/summary.json")
     records = [json.loads(x) for x in (summary.parent / "metrics.jsonl").read_text().splitlines()]
     lrs = [rec["lr"] for rec in records if rec["type"] == "epoch"]
-    assert lrs == pytest.approx([0.025, 0.05, 0.05, 0.025])  # quickstart lr 0.05: warm-up 1/2, 2/2, cosine 1, 1/2
+    assert lrs == pytest.approx([0.05, 0.1, 0.1, 0.05])  # quickstart lr 0.1: warm-up 1/2, 2/2, cosine 1, 1/2
     cfg = json.loads(Path(summary).read_text())["config"]
     assert cfg["loss"]["label_smoothing"] == 0.1 and cfg["model"]["init"] == "kaiming_normal"
     assert cfg["method"]["s_init"] == -3200.0
