@@ -63,7 +63,7 @@ class DatasetConfig:
     #: streamed sets (imagenet): evaluation resizes the shorter side to this, then center-crops
     #: image_size (torchvision's Resize(256) + CenterCrop(224)); null for the in-memory sets
     eval_resize: Optional[int] = None
-    #: streamed sets: DataLoader worker processes that decode and augment (null: min(8, CPUs)); does not
+    #: streamed sets: DataLoader worker processes that decode and augment (null: CPUs - 1, 1 to 16); does not
     #: change results (each image's augmentation is seeded by the run, the epoch and the image)
     workers: Optional[int] = None
 
