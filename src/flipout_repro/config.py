@@ -185,8 +185,8 @@ def check_dataset(cfg: DictConfig) -> None:
             fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")
     for key, value in (("crop_padding", 0), ("resize", None)):
         if ds[key] != value:  # a streamed set: RandomResizedCrop crops and resizes
-            raise ConfigError(f"dataset.{key}", ds[key], f"does not apply with dataset.eval_resize={ds.eval_resize}"
-                              " (a streamed set: RandomResizedCrop crops and resizes each image)",
+            raise ConfigError(f"dataset.{key}", ds[key], "does not apply with dataset.eval_resize="
+                              f"{ds.eval_resize} (a streamed set: RandomResizedCrop crops and resizes each image)",
                               f"set dataset.{key}={'null' if value is None else 0}")
 
 

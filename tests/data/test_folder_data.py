@@ -186,3 +186,13 @@ def test_default_workers_leave_one_cpu_to_training(monkeypatch, cpus, workers):
 
     monkeypatch.setattr(folder_mod.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
     assert folder_mod.default_workers() == workers
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_broken_image_is_named(tmp_path, workers):
+    root = write_image_folder(tmp_path)
+    bad = root / "val" / CLASSES[0] / f"{CLASSES[0]}_0.JPEG"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=rf"^{bad} cannot be read as an image \(UnidentifiedImageError") as err:
+        list(folder(root, workers=workers).test_batches(6))
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)

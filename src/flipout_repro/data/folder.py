@@ -70,8 +70,12 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        with Image.open(self.files[i]) as im:
-            img = im.convert("RGB")  # torchvision's default loader (grey and CMYK JPEGs exist in ImageNet)
+        try:
+            with Image.open(self.files[i]) as im:
+                img = im.convert("RGB")  # torchvision's default loader (grey and CMYK JPEGs exist in ImageNet)
+        except OSError as exc:  # a truncated or foreign file: name it (the worker hands the error on)
+            raise DataError(f"{self.files[i]} cannot be read as an image ({type(exc).__name__}: {exc}): "
+                            "replace or remove it") from exc
         if self.key is None:
             return TF.pil_to_tensor(TF.center_crop(TF.resize(img, self.eval_resize), self.size))
         with torch.random.fork_rng(devices=[]):  # leaves the process's own stream alone (workers=0)
@@ -184,9 +188,12 @@ class FolderData:
         dev = self.train_y.device
         loader = DataLoader(images, batch_sampler=_Slices(indices, batch_size, start), num_workers=self.workers,
                             pin_memory=dev.type == "cuda", prefetch_factor=PREFETCH if self.workers else None)
-        for i, x in enumerate(loader, start=start):
-            b = i * batch_size
-            yield (b, min(b + batch_size, len(indices))), self.normalize(x.to(dev, non_blocking=True))
+        try:
+            for i, x in enumerate(loader, start=start):
+                b = i * batch_size
+                yield (b, min(b + batch_size, len(indices))), self.normalize(x.to(dev, non_blocking=True))
+        except DataError as exc:  # from a worker, the message carries its traceback: keep the last line
+            raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
 
 def _scan(folder: Path, name: str) -> tuple[list[str], list[int], list[str]]:

@@ -232,14 +232,16 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.Abstract
 
 @torch.no_grad()
 def evaluate(forward: Callable, data: DataSet, batch_size: int, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False, module: nn.Module | None = None, split: str = "test") -> tuple[float, float]:
+             channels_last: bool = False, module: nn.Module | None = None,
+             split: str = "test") -> tuple[float, float]:
     """(mean cross-entropy, accuracy %) on the test set (``split="val"``: the held-out part of the
     training set); ``module`` (default ``forward``) is put in eval mode for the duration."""
     module = module if module is not None else forward
     was_training = module.training
     module.eval()
-    labels = data.val_y if split == "val" else data.test_y
-    batches = data.val_batches(batch_size) if split == "val" else data.test_batches(batch_size)
+    val = split == "val"
+    labels = data.val_y if val else data.test_y
+    batches = data.val_batches(batch_size) if val else data.test_batches(batch_size)
     dev = labels.device
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
