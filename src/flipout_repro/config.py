@@ -162,12 +162,8 @@ def validate(cfg: DictConfig) -> None:
     if "init" in cfg.model:  # absent in run folders written before it existed: default
         _choice(cfg, "model.init", schema.MODEL_INITS)
 
+    check_dataset(cfg)
     ds = cfg.dataset
-    if ds.resize is not None:
-        _number(cfg, "dataset.resize", int, 1, None, fix="give the side in pixels, e.g. dataset.resize=32, or null")
-        if ds.resize != ds.image_size:
-            raise ConfigError("dataset.resize", ds.resize, f"differs from dataset.image_size={ds.image_size}",
-                              f"set dataset.image_size={ds.resize} too (the side the model sees)")
     model_cls = import_target(cfg.model._target_, "model._target_")
     need = getattr(model_cls, "min_input_size", 1)
     if ds.image_size < need:
@@ -178,6 +174,30 @@ def validate(cfg: DictConfig) -> None:
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
     check_quantization(cfg)
+
+
+def check_dataset(cfg: DictConfig) -> None:
+    """``dataset.*``: resize, train_fraction, workers, and the keys a streamed set (eval_resize set) excludes;
+    which data sets stream, and which cannot be downloaded, data.load checks."""
+    ds = cfg.dataset
+    if ds.resize is not None:
+        _number(cfg, "dataset.resize", int, 1, None, fix="give the side in pixels, e.g. dataset.resize=32, or null")
+        if ds.resize != ds.image_size:
+            raise ConfigError("dataset.resize", ds.resize, f"differs from dataset.image_size={ds.image_size}",
+                              f"set dataset.image_size={ds.resize} too (the side the model sees)")
+    _number(cfg, "dataset.train_fraction", float, 0, 1, lo_open=True, hi_open=False,
+            fix="the fraction of the training set to train on, e.g. 0.9 (FORCE's), or 1.0 for all of it")
+    if ds.workers is not None:
+        _number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
+    if ds.eval_resize is None:  # an in-memory set (data.load refuses a streamed one without it)
+        return
+    _number(cfg, "dataset.eval_resize", int, ds.image_size, None,
+            fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")
+    for key, value in (("crop_padding", 0), ("resize", None)):
+        if ds[key] != value:  # a streamed set: RandomResizedCrop crops and resizes
+            raise ConfigError(f"dataset.{key}", ds[key], "does not apply with dataset.eval_resize="
+                              f"{ds.eval_resize} (a streamed set: RandomResizedCrop crops and resizes each image)",
+                              f"set dataset.{key}={'null' if value is None else 0}")
 
 
 def check_schedule(cfg: DictConfig) -> None:

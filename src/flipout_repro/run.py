@@ -168,6 +168,8 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "status": "completed",
         "final_test_acc": state.last.get("test_acc"), "best_test_acc": state.best_test_acc,
         "final_train_acc": state.last.get("train_acc"), "final_test_loss": state.last.get("test_loss"),
+        **({"final_val_acc": state.last.get("val_acc"), "best_val_acc": state.best_val_acc}
+           if state.best_val_acc is not None else {}),  # dataset.train_fraction < 1 only
         "wall_time_s": wall, "device": str(device),
         "precision": "bf16" if speed_settings(cfg, device)["autocast_dtype"] else "fp32",
         "versions": {"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,

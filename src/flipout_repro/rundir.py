@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 #: Keys that do not change what a run computes (left out of the hash).
 NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
               "channels_last", "deterministic", "quantize", "quantization",
-              "dataset.root", "dataset.download")
+              "dataset.root", "dataset.download", "dataset.workers")
 
 
 #: Knobs added after runs were written, left out of the hash while they hold their neutral value (the
@@ -30,6 +30,8 @@ NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "r
 #: A knob added later with a neutral default goes here.
 HASH_NEUTRAL: dict[str, Any] = {
     "dataset.resize": None,
+    "dataset.train_fraction": 1.0,
+    "dataset.eval_resize": None,
     "schedule.rounding": "exact",
     "optim.schedule": "step",
     "optim.warmup_epochs": 0,

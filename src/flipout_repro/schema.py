@@ -57,7 +57,7 @@ class LossConfig:
 
 @dataclass
 class DatasetConfig:
-    """A data set held on the device as uint8 tensors (conf/dataset/)."""
+    """A data set held on the device as uint8 tensors, or streamed from files (``imagenet``) (conf/dataset/)."""
 
     name: str = MISSING
     root: str = MISSING
@@ -74,6 +74,15 @@ class DatasetConfig:
     #: resize every image once at load to resize x resize (bilinear), e.g. 32 for MNIST as the FlipOut
     #: code; null keeps the files' size. ``image_size`` is then the resized side.
     resize: Optional[int] = None
+    #: fraction of the training set trained on; the rest (a fixed split, the same for every seed, as
+    #: FORCE's CIFAR protocol: 0.9) is held out and evaluated each epoch as val_loss/val_acc
+    train_fraction: float = 1.0
+    #: streamed sets (imagenet): evaluation resizes the shorter side to this, then center-crops
+    #: image_size (torchvision's Resize(256) + CenterCrop(224)); null for the in-memory sets
+    eval_resize: Optional[int] = None
+    #: streamed sets: DataLoader worker processes that decode and augment (null: CPUs - 1, 1 to 16); does not
+    #: change results (each image's augmentation is seeded by the run, the epoch and the image)
+    workers: Optional[int] = None
 
 
 @dataclass

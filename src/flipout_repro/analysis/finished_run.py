@@ -36,7 +36,7 @@ class LoadedRun:
     summary: dict[str, Any]
     model: torch.nn.Module
     masks: Masks
-    data: Any  # data.TensorData, loaded lazily by :func:`load_run` when asked
+    data: Any  # data.DataSet (in memory or streamed), loaded by :func:`load_run` when asked
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

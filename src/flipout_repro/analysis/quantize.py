@@ -94,9 +94,8 @@ def calibration_batches(data: Any, settings: QuantSettings) -> Iterator[torch.Te
     gen = torch.Generator().manual_seed(settings.seed)
     n = len(data.train_y)
     order = torch.randperm(n, generator=gen)[:calibration_images(n, settings)]
-    for start in range(0, len(order), settings.batch_size):
-        idx = order[start:start + settings.batch_size].to(data.train_x.device)
-        yield data.normalize(data.train_x[idx]).cpu()
+    for x in data.eval_train_batches(order, settings.batch_size):
+        yield x.cpu()
 
 
 @contextlib.contextmanager
@@ -152,11 +151,8 @@ def check_zeros(qmodel: nn.Module, masks: Masks) -> dict[str, Any]:
 
 
 def cpu_data(data: Any) -> Any:
-    """The same data set on CPU (a no-op when it is there already)."""
-    if data.train_x.device.type == "cpu":
-        return data
-    return dataclasses.replace(data, **{f: getattr(data, f).cpu() for f in
-                                        ("train_x", "train_y", "test_x", "test_y", "mean", "std")})
+    """The same data set on CPU (a no-op when it is there already; a streamed set moves its labels)."""
+    return data.to(torch.device("cpu"))
 
 
 def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: QuantSettings,

@@ -48,11 +48,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(cfg: DictConfig, device: torch.device) -> data_mod.TensorData:
-    """The configured data set on ``device``, checked against the config's image shape."""
+def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
+    """The configured data set for ``device``, checked against the config's image shape."""
     ds = cfg.dataset
     data = data_mod.load(ds.name, ds.root, ds.download, device, list(ds.mean), list(ds.std),
-                         ds.crop_padding, ds.flip, ds.resize)
+                         ds.crop_padding, ds.flip, ds.resize, train_fraction=ds.train_fraction,
+                         image_size=ds.image_size, eval_resize=ds.eval_resize, workers=ds.workers,
+                         num_classes=ds.num_classes)
     if data.in_channels != ds.in_channels or data.image_size != ds.image_size:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
@@ -78,7 +80,7 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
 class Built:
     """A run's objects, freshly built from its config (also used to reload a finished run)."""
 
-    data: data_mod.TensorData
+    data: data_mod.DataSet
     model: torch.nn.Module
     masks: Masks
     method: Method

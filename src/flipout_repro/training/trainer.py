@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from flipout_repro.data import TensorData
+from flipout_repro.data import DataSet
 from flipout_repro.masking import Masks, prune_to
 from flipout_repro.methods.base import Method
 from flipout_repro.schedule import PruneEvent
@@ -46,6 +46,7 @@ class TrainState:
     step: int = 0
     events_done: int = 0
     best_test_acc: float = 0.0
+    best_val_acc: float | None = None  # None: nothing is held out (dataset.train_fraction=1)
     last: dict = field(default_factory=dict)  # the last epoch record
     curve: list = field(default_factory=list)  # (epoch, sparsity, test_acc) before each event and at the end
     batch: int = 0
@@ -59,7 +60,7 @@ class Trainer:
     ``checkpoint`` is called at the end of every epoch and when a stop is requested."""
 
     model: nn.Module
-    data: TensorData
+    data: DataSet
     method: Method
     masks: Masks
     optimizer: torch.optim.Optimizer
@@ -137,10 +138,15 @@ class Trainer:
         self.lr_scheduler.step()
         test_loss, test_acc = evaluate(self.forward, self.data, self.eval_batch_size, self.autocast_dtype,
                                        self.channels_last, module=self.model)
+        val = {}
+        if self.data.val_y is not None:  # the held-out part of the training set (dataset.train_fraction)
+            val["val_loss"], val["val_acc"] = evaluate(self.forward, self.data, self.eval_batch_size,
+                                                       self.autocast_dtype, self.channels_last, self.model, "val")
+            state.best_val_acc = max(state.best_val_acc or 0.0, val["val_acc"])
         rec = {
             "type": "epoch", "epoch": epoch, "step": state.step,
             "train_loss": float(loss_sum) / seen, "train_acc": 100.0 * float(correct) / seen,
-            "test_loss": test_loss, "test_acc": test_acc,
+            "test_loss": test_loss, "test_acc": test_acc, **val,
             "lr": lr,
             "sparsity": self.masks.sparsity(), "sparsity_layer": self.masks.layer_sparsity(),
             **self.method.epoch_stats(),
@@ -151,9 +157,9 @@ class Trainer:
         state.best_test_acc = max(state.best_test_acc, test_acc)
         state.last = rec
         log.info(
-            "epoch %d/%d | loss %.4f | train %.2f%% | test %.2f%% | sparsity %.5f | lr %.4g | %.1fs",
-            epoch, self.epochs, rec["train_loss"], rec["train_acc"], test_acc, rec["sparsity"], rec["lr"],
-            rec["time_s"],
+            "epoch %d/%d | loss %.4f | train %.2f%% | test %.2f%%%s | sparsity %.5f | lr %.4g | %.1fs",
+            epoch, self.epochs, rec["train_loss"], rec["train_acc"], test_acc,
+            f" | val {val['val_acc']:.2f}%" if val else "", rec["sparsity"], rec["lr"], rec["time_s"],
         )
         self.on_epoch(rec, state)
         self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
@@ -230,17 +236,21 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.Abstract
 
 
 @torch.no_grad()
-def evaluate(forward: Callable, data: TensorData, batch_size: int, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False, module: nn.Module | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy %) on the test set; ``module`` (default ``forward``) is put in
-    eval mode for the duration."""
+def evaluate(forward: Callable, data: DataSet, batch_size: int, autocast_dtype: torch.dtype | None = None,
+             channels_last: bool = False, module: nn.Module | None = None,
+             split: str = "test") -> tuple[float, float]:
+    """(mean cross-entropy, accuracy %) on the test set (``split="val"``: the held-out part of the
+    training set); ``module`` (default ``forward``) is put in eval mode for the duration."""
     module = module if module is not None else forward
     was_training = module.training
     module.eval()
-    dev = data.test_y.device
+    val = split == "val"
+    labels = data.val_y if val else data.test_y
+    batches = data.val_batches(batch_size) if val else data.test_batches(batch_size)
+    dev = labels.device
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
-    for x, y in data.test_batches(batch_size):
+    for x, y in batches:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(dev.type, autocast_dtype):
@@ -248,5 +258,5 @@ def evaluate(forward: Callable, data: TensorData, batch_size: int, autocast_dtyp
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
     module.train(was_training)
-    n = len(data.test_y)
+    n = len(labels)
     return float(loss_sum) / n, 100.0 * float(correct) / n

@@ -1,0 +1,68 @@
+"""Data sets behind one interface (``steps_per_epoch``, ``epoch_order``, ``train_batches``, ``test_batches``,
+``val_batches``, ``in_channels``, ``image_size``, ``train_y``/``test_y``/``val_y``, ``to``):
+
+- :class:`TensorData` (data/tensor.py): the whole set as uint8 tensors on the training device, batched
+  augmentation; CIFAR, MNIST, the bundled ``mnist5k``, Imagenette, Tiny-ImageNet (data/loaders.py).
+- :class:`FolderData` (data/folder.py): ImageNet-scale sets streamed from JPEG files through DataLoader
+  workers.
+
+:func:`load` picks one by ``dataset.name`` and holds out ``dataset.train_fraction`` (data/split.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from flipout_repro.data.errors import DataError
+from flipout_repro.data.folder import STREAMING, FolderData, default_workers, load_folder
+from flipout_repro.data.loaders import LOADERS
+from flipout_repro.data.split import holdout_split
+from flipout_repro.data.tensor import TensorData, random_crop_flip, resize_images
+
+#: what :func:`load` returns
+DataSet = Union[TensorData, FolderData]
+__all__ = ["DataError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TensorData",
+           "default_workers", "holdout_split", "load", "random_crop_flip", "resize_images"]
+
+
+def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],
+         std: list[float], crop_padding: int = 0, flip: bool = False, resize: int | None = None, *,
+         train_fraction: float = 1.0, image_size: int | None = None, eval_resize: int | None = None,
+         workers: int | None = None, num_classes: int | None = None) -> DataSet:
+    """Load data set ``name`` for training on ``device`` (``root``/``download`` apply to file-based sets),
+    resized once to ``resize`` x ``resize`` when given, with ``1 - train_fraction`` of the training set
+    held out. Streamed sets (:data:`STREAMING`) crop to ``image_size`` and, for evaluation, resize to
+    ``eval_resize`` first; ``workers`` decode them (None: :func:`default_workers`)."""
+    if name in STREAMING:
+        if download:
+            raise DataError(f"dataset.download=true cannot fetch {name}: set dataset.download=false and"
+                            " dataset.root to the folder that holds it")
+        if eval_resize is None or image_size is None:
+            raise DataError(f"dataset={name} is streamed from files: set dataset.image_size (the crop, e.g. 224) and"
+                            " dataset.eval_resize (the side resized to before the evaluation crop, e.g. 256)")
+        return load_folder(name, root, device, mean, std, image_size, eval_resize, flip, workers, train_fraction,
+                           num_classes)
+    if name not in LOADERS:
+        raise DataError(f"dataset.name={name!r} is not known: use one of {sorted([*LOADERS, *STREAMING])}")
+    if eval_resize is not None:
+        raise DataError(f"dataset.eval_resize={eval_resize} applies to streamed data sets only"
+                        f" ({', '.join(STREAMING)}), not {name}: set it to null")
+    train_x, train_y, test_x, test_y = LOADERS[name](Path(root), download)
+    if resize:
+        train_x, test_x = resize_images(train_x, resize), resize_images(test_x, resize)
+    channels = train_x.shape[1]
+    if len(mean) != channels or len(std) != channels:
+        raise DataError(f"dataset.mean/std have {len(mean)}/{len(std)} values for {channels}-channel images")
+    val = {}
+    split = holdout_split(len(train_y), train_fraction)
+    if split is not None:
+        keep, held = (torch.from_numpy(i) for i in split)
+        val = {"val_x": train_x[held].to(device), "val_y": train_y[held].to(device)}
+        train_x, train_y = train_x[keep], train_y[keep]
+    as_t = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
+    return TensorData(
+        train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
+        as_t(mean), as_t(std), crop_padding, flip, **val,
+    )
