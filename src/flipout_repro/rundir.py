@@ -31,6 +31,8 @@ NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "r
 HASH_NEUTRAL: dict[str, Any] = {
     "dataset.resize": None,
     "schedule.rounding": "exact",
+    "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
+    "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
 }
 
 

@@ -13,14 +13,16 @@ real masks are set by the run's schedule (``one_shot`` at step 0 by default) fro
 scores, in which the weights outside the final mask score -1: ``prune_to`` to the target then yields
 exactly the final mask of the iterations.
 
-Defaults: ``steps=300``, ``mode=exp`` (the paper's), ``batches=1`` (the paper's CIFAR-10 value; 10 for
-CIFAR-100). The FORCE reference code defaults to 10 steps and its README uses 60. ``loss``: the
-training loss, cross-entropy (the paper's); the reference code applies ``nll_loss`` to its networks' raw
-logits, which ``loss=nll_raw_logits`` reproduces. Our choices: when the steps need more batches than an
-epoch holds, the epoch's batches are reused in order (the reference draws a fresh shuffled batch); each
-iteration keeps exactly its count of weights, ties broken by position, where the reference keeps every
-weight tied with the k-th score (so, while the cut falls on the many exactly-zero saliencies of dead
-units, it prunes fewer than scheduled). With the same masking rule both give identical masks.
+Defaults (ours; the reference code's values are set by the FORCE presets, docs/fidelity/force.md):
+``steps=300`` (not checked against the paper's text; the reference README runs 60, its code defaults to
+10), ``mode=exp`` (both), ``batches=1`` (1 for CIFAR-10, 10 for CIFAR-100: the reference README),
+``loss=cross_entropy`` (the reference scores with ``nll_loss`` on raw logits: ``loss=nll_raw_logits``),
+``init=model`` (the reference re-draws every Conv2d/Linear weight kaiming-normal fan_in before scoring
+and trains those weights: ``init=kaiming_normal``, applied here to the run's model itself). Our
+choices: when the steps need more batches than an epoch holds, the epoch's batches are reused in order
+(the reference draws a fresh shuffled batch each time); each iteration keeps exactly its count of
+weights, ties broken by position, where the reference keeps every weight tied with the k-th score (so,
+when the cut falls on the exactly-zero saliencies of dead units, it keeps all of them).
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ import torch
 from torch import nn
 
 from flipout_repro.masking import Masks, prunable_weights, prune_to
-from flipout_repro.methods.saliency import BatchSource, ScoredAtInit, average_gradients, check_loss
+from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_gradients, check_init, check_loss,
+                                             reinitialise)
 
 MODES = ("exp", "linear")
 
@@ -80,21 +83,25 @@ class FORCE(ScoredAtInit):
     revive = True
 
     def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
-                 batches: int = 1, loss: str = "cross_entropy") -> None:
+                 batches: int = 1, loss: str = "cross_entropy", init: str = "model") -> None:
         super().__init__(name, scope)
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"method.steps={steps!r} must be an integer >= 1 (the paper uses 300)")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"method.steps={steps!r} must be an integer >= 1: e.g. method.steps=60")
         if mode not in MODES:
-            raise ValueError(f"method.mode={mode!r} must be one of {list(MODES)} (the paper uses exp)")
-        if not isinstance(batches, int) or batches < 1:
+            raise ValueError(f"method.mode={mode!r} must be one of {list(MODES)}: e.g. method.mode=exp")
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
             raise ValueError(f"method.batches={batches!r} must be an integer >= 1 (1 for CIFAR-10, 10 for CIFAR-100)")
         self.steps, self.mode, self.batches = steps, mode, batches
         self.loss = check_loss(loss)
+        self.init = check_init(init)
         self._scores: list[torch.Tensor] | None = None
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
                        epochs: int, steps_per_epoch: int) -> None:
-        """The T iterations, on a copy of the initial model; keeps the final scores."""
+        """Re-initialise the model if ``init`` asks (the weights then trained), then the T iterations on a
+        copy of it; keeps the final scores."""
+        # the reference re-draws before pruning whatever the sparsity (train_cifar_tiny_imagenet.py:126-145)
+        reinitialise(self.model, self.init)
         if target <= 0:
             self._scores = [torch.ones_like(p) for p in self.masks.params]
             return
