@@ -9,7 +9,7 @@ from torch import nn
 from conftest import make_cfg
 from flipout_repro.config import ConfigError, validate
 from flipout_repro.masking import Masks
-from flipout_repro.methods.force import FORCE, progressive_scores
+from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, step_sparsity
 from flipout_repro.methods.iter_snip import IterSNIP
 from flipout_repro.methods.saliency import BatchSource, reinitialise
 from flipout_repro.rundir import config_hash
@@ -97,3 +97,35 @@ def test_force_reinit_end_to_end(quick_cfg):
     assert summary["achieved_sparsity"] == pytest.approx(0.99, abs=1 / summary["prunable"])
     assert summary["config"]["method"]["init"] == "kaiming_normal"
     assert summary["final_test_acc"] > 10.0
+
+
+def test_floor_rounding_keeps_the_references_counts():
+    # 0.1 ** (1/3) etc. as the reference computes them: exp(-(t * -ln 0.1) / 3) = 0.46416, 0.21544, 0.1
+    fr = keep_fractions(0.1, 3, "exp", "floor")
+    assert fr == pytest.approx([0.1 ** (1 / 3), 0.1 ** (2 / 3), 0.1], rel=1e-12)
+    # N = 6: exact prunes round(6 * (1 - 0.464)) = 3 and keeps 3 (as floor: int(2.78) = 2 kept)
+    assert step_sparsity(6, fr[0], "exact") == pytest.approx(1 - fr[0])
+    assert step_sparsity(6, fr[0], "floor") == 4 / 6
+    # called with 1 - 0.9 (as our runs do), the reference's k_T is 0.09999999999999998 and it keeps
+    # int(20,024,000 k_T) = 2,002,399 weights of VGG19 (measured on naver/force's code), one below exact
+    assert int(20_024_000 * keep_fractions(1 - 0.9, 3, "exp", "floor")[-1]) == 2_002_399
+
+
+def test_floor_rounding_changes_the_intermediate_mask_by_the_rounded_weight():
+    """Six weights, keep 0.5 after 2 exp steps: step 1 keeps sqrt(0.5) = 0.707: exact keeps 6 - round(1.76)
+    = 4, floor keeps int(4.24) = 4; with keep 0.3 after 2 steps (0.548): exact keeps 6 - round(2.71) = 3,
+    floor int(3.29) = 3. With 7 weights and keep 0.5: exact 7 - round(2.05) = 5, floor int(4.95) = 4."""
+    def first_step_kept(n, keep, rounding):
+        fr = keep_fractions(keep, 2, "exp", rounding)
+        return n - round(n * step_sparsity(n, fr[0], rounding))
+    assert first_step_kept(6, 0.5, "exact") == first_step_kept(6, 0.5, "floor") == 4
+    assert first_step_kept(7, 0.5, "exact") == 5 and first_step_kept(7, 0.5, "floor") == 4
+
+
+def test_bad_rounding():
+    with pytest.raises(ValueError, match="method.rounding"):
+        IterSNIP(rounding="round")
+    with pytest.raises(ValueError, match="method.scope=global"):
+        FORCE(rounding="floor", scope="layer")
+    assert config_hash(make_cfg("method=force", "method.rounding=exact")) == config_hash(make_cfg("method=force"))
+    assert config_hash(make_cfg("method=force", "method.rounding=floor")) != config_hash(make_cfg("method=force"))

@@ -20,15 +20,18 @@ Defaults (ours; the reference code's values are set by the FORCE presets, docs/f
 ``init=model`` (the reference re-draws every Conv2d/Linear weight kaiming-normal fan_in before scoring
 and trains those weights: ``init=kaiming_normal``, applied here to the run's model itself). Our
 choices: when the steps need more batches than an epoch holds, the epoch's batches are reused in order
-(the reference draws a fresh shuffled batch each time); each iteration keeps exactly its count of
-weights, ties broken by position, where the reference keeps every weight tied with the k-th score (so,
-when the cut falls on the exactly-zero saliencies of dead units, it keeps all of them).
+(the reference draws a fresh shuffled batch each time); iteration t prunes ``round(N (1 - k_t))`` weights
+where the reference keeps ``int(N k_t)`` (``rounding=floor`` does as the reference: one weight apart, but
+with BatchNorm one weight can revive a channel, so the later masks diverge as with another seed); ties
+break by position, where the reference keeps every weight tied with the k-th score (so, when the cut
+falls on the exactly-zero saliencies of dead units, it keeps all of them).
 """
 from __future__ import annotations
 
 import copy
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,18 +40,31 @@ from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_g
                                              reinitialise)
 
 MODES = ("exp", "linear")
+#: ``exact``: iteration t prunes ``round(N (1 - k_t))`` weights (ours). ``floor``: it keeps ``int(N k_t)``
+#: with k_t computed as the reference does (naver/force pruning/pruning_algos.py:164-168, 118), so that the
+#: same weights and batches give the reference's masks. The last iteration prunes to the run's target.
+ROUNDINGS = ("exact", "floor")
 
 
-def keep_fractions(keep: float, steps: int, mode: str) -> list[float]:
+def keep_fractions(keep: float, steps: int, mode: str, rounding: str = "exact") -> list[float]:
     """k_1..k_T: the fraction of weights kept after each iteration (k_T = ``keep``)."""
+    if mode == "exp" and rounding == "floor":  # the reference's float64 expression, to the last bit
+        return [float(np.exp(0 - (t * (0 - np.log(keep)) / steps))) for t in range(1, steps + 1)]
     if mode == "exp":
         return [keep ** (t / steps) for t in range(1, steps + 1)]
     return [1 - (1 - keep) * t / steps for t in range(1, steps + 1)]
 
 
+def step_sparsity(total: int, kept: float, rounding: str) -> float:
+    """The sparsity ``prune_to`` is given after an iteration that keeps the fraction ``kept``."""
+    if rounding == "floor":
+        return (total - int(total * kept)) / total  # prune_to's nearest integer is then exactly int(N k_t)
+    return 1.0 - kept
+
+
 def progressive_scores(model: nn.Module, source: BatchSource, target: float, steps: int, mode: str,
                        batches: int, revive: bool, scope: str = "global",
-                       loss: str = "cross_entropy") -> list[torch.Tensor]:
+                       loss: str = "cross_entropy", rounding: str = "exact") -> list[torch.Tensor]:
     """Run the iterations on a copy of ``model``; return final scores (-1 outside the final mask).
 
     ``revive=True`` is FORCE (dense theta0 each iteration, score ``|theta0 * g|``, fresh masks);
@@ -60,7 +76,8 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
     params = [p for _, p in named]
     theta0 = [p.detach().clone() for p in params]
     masks = Masks([n for n, _ in named], params, [torch.ones_like(p) for p in params])
-    fractions = keep_fractions(1.0 - target, steps, mode)
+    fractions = keep_fractions(1.0 - target, steps, mode, rounding)
+    total = sum(p.numel() for p in params)
     scores: list[torch.Tensor] = [torch.ones_like(p) for p in params]
     for t, kept in enumerate(fractions, start=1):
         with torch.no_grad():
@@ -73,7 +90,7 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
         else:
             scores = [(w0 * m * g).abs() for w0, m, g in zip(theta0, masks.values, grads)]
         # the last iteration prunes exactly to the target (1 - (1 - s) may differ from s in floating point)
-        prune_to(scores, masks, target if t == steps else 1.0 - kept, scope)
+        prune_to(scores, masks, target if t == steps else step_sparsity(total, kept, rounding), scope)
     return [torch.where(m.bool(), s, torch.full_like(s, -1.0)) for s, m in zip(scores, masks.values)]
 
 
@@ -83,7 +100,8 @@ class FORCE(ScoredAtInit):
     revive = True
 
     def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
-                 batches: int = 1, loss: str = "cross_entropy", init: str = "model") -> None:
+                 batches: int = 1, loss: str = "cross_entropy", init: str = "model",
+                 rounding: str = "exact") -> None:
         super().__init__(name, scope)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"method.steps={steps!r} must be an integer >= 1: e.g. method.steps=60")
@@ -94,6 +112,12 @@ class FORCE(ScoredAtInit):
         self.steps, self.mode, self.batches = steps, mode, batches
         self.loss = check_loss(loss)
         self.init = check_init(init)
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"method.rounding={rounding!r} must be one of {list(ROUNDINGS)}: "
+                             "e.g. method.rounding=floor")
+        if rounding == "floor" and scope != "global":
+            raise ValueError("method.rounding='floor' is the reference's global count: use method.scope=global")
+        self.rounding = rounding
         self._scores: list[torch.Tensor] | None = None
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
@@ -108,4 +132,4 @@ class FORCE(ScoredAtInit):
         need = self.steps * self.batches
         source = BatchSource(batches, need, steps_per_epoch)
         self._scores = progressive_scores(self.model, source, target, self.steps, self.mode, self.batches,
-                                          self.revive, self.scope, self.loss)
+                                          self.revive, self.scope, self.loss, self.rounding)
