@@ -33,7 +33,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "schedule.rounding": "exact",
     "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
     "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
-    "method.rounding": "exact",  # FORCE / Iterative SNIP: each iteration prunes round(N (1 - k_t))
+    "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
 }
 
 

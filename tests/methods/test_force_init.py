@@ -9,7 +9,7 @@ from torch import nn
 from conftest import make_cfg
 from flipout_repro.config import ConfigError, validate
 from flipout_repro.masking import Masks
-from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, step_sparsity
+from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, reference_cut
 from flipout_repro.methods.iter_snip import IterSNIP
 from flipout_repro.methods.saliency import BatchSource, reinitialise
 from flipout_repro.rundir import config_hash
@@ -99,33 +99,65 @@ def test_force_reinit_end_to_end(quick_cfg):
     assert summary["final_test_acc"] > 10.0
 
 
-def test_floor_rounding_keeps_the_references_counts():
-    # 0.1 ** (1/3) etc. as the reference computes them: exp(-(t * -ln 0.1) / 3) = 0.46416, 0.21544, 0.1
-    fr = keep_fractions(0.1, 3, "exp", "floor")
+def test_reference_cut_counts_use_the_references_expression():
+    # the reference's k_t = exp(-(t * -ln k) / T): for k = 0.1, T = 3: 0.46416, 0.21544, 0.1
+    fr = keep_fractions(0.1, 3, "exp", "reference")
     assert fr == pytest.approx([0.1 ** (1 / 3), 0.1 ** (2 / 3), 0.1], rel=1e-12)
-    # N = 6: exact prunes round(6 * (1 - 0.464)) = 3 and keeps 3 (as floor: int(2.78) = 2 kept)
-    assert step_sparsity(6, fr[0], "exact") == pytest.approx(1 - fr[0])
-    assert step_sparsity(6, fr[0], "floor") == 4 / 6
     # called with 1 - 0.9 (as our runs do), the reference's k_T is 0.09999999999999998 and it keeps
     # int(20,024,000 k_T) = 2,002,399 weights of VGG19 (measured on naver/force's code), one below exact
-    assert int(20_024_000 * keep_fractions(1 - 0.9, 3, "exp", "floor")[-1]) == 2_002_399
+    assert int(20_024_000 * keep_fractions(1 - 0.9, 3, "exp", "reference")[-1]) == 2_002_399
 
 
-def test_floor_rounding_changes_the_intermediate_mask_by_the_rounded_weight():
-    """Six weights, keep 0.5 after 2 exp steps: step 1 keeps sqrt(0.5) = 0.707: exact keeps 6 - round(1.76)
-    = 4, floor keeps int(4.24) = 4; with keep 0.3 after 2 steps (0.548): exact keeps 6 - round(2.71) = 3,
-    floor int(3.29) = 3. With 7 weights and keep 0.5: exact 7 - round(2.05) = 5, floor int(4.95) = 4."""
-    def first_step_kept(n, keep, rounding):
-        fr = keep_fractions(keep, 2, "exp", rounding)
-        return n - round(n * step_sparsity(n, fr[0], rounding))
-    assert first_step_kept(6, 0.5, "exact") == first_step_kept(6, 0.5, "floor") == 4
-    assert first_step_kept(7, 0.5, "exact") == 5 and first_step_kept(7, 0.5, "floor") == 4
+def test_reference_cut_keeps_every_weight_tied_with_the_cut():
+    # FORCE: scores A = [4, 2], B = [2, 1, 0], keep 0.5 of 5: int(2.5) = 2, the 2nd largest is 2, so both 2s
+    # stay: 3 kept (exact would keep 5 - round(2.5) = 2)
+    keep = [torch.ones(2), torch.ones(3)]
+    reference_cut([torch.tensor([4.0, 2.0]), torch.tensor([2.0, 1.0, 0.0])], keep, 0.5, revive=True)
+    assert [k.tolist() for k in keep] == [[1, 1], [1, 0, 0]]
 
 
-def test_bad_rounding():
-    with pytest.raises(ValueError, match="method.rounding"):
-        IterSNIP(rounding="round")
+def test_reference_cut_for_iterative_snip_and_a_cut_at_the_minimum():
+    scores = [torch.tensor([4.0, 0.0]), torch.tensor([2.0, 0.0, 0.0])]  # B_2 was pruned (scores 0)
+    keep = [torch.ones(2), torch.tensor([1.0, 1.0, 0.0])]
+    reference_cut(scores, keep, 0.2, revive=False)  # int(1.0) = 1: the cut is 4
+    assert [k.tolist() for k in keep] == [[1, 0], [0, 0, 0]]
+    keep = [torch.ones(2), torch.tensor([1.0, 1.0, 0.0])]
+    ranked = reference_cut(scores, keep, 0.8, revive=False)  # int(4.0) = 4: the 4th largest is 0 = the min
+    assert [k.tolist() for k in keep] == [[1, 1], [1, 1, 1]]  # all kept, the pruned B_2 re-admitted
+    assert ranked[1].tolist() == [2.0, 0.0, 0.0]
+
+
+def final_scores(revive, cut):
+    """The two-layer network of test_force.py, 2 exp steps to 50 %: int(6 * 0.707) = 4 = 6 - round(1.76)
+    weights kept after step 1 either way, then 3 of 6."""
+    from test_force import BATCH, two_layer
+
+    s = progressive_scores(two_layer(), BatchSource(iter([BATCH]), 2, 1), 0.5, 2, "exp", 1, revive, cut=cut)
+    return [x.flatten().tolist() for x in s]
+
+
+def test_reference_cut_equals_exact_for_force_when_nothing_ties():
+    assert final_scores(True, "reference") == final_scores(True, "exact")
+
+
+def test_reference_cut_keeps_everything_when_iterative_snip_cuts_at_zero():
+    """Step 1 prunes a_2 and B_00 (the two lowest, see test_force.py). Step 2 runs a = [1, 0],
+    B = [[0, 5], [1, 5.5]]: h = [1, 0], z = [0, 1], dL/dz = p1 [-1, 1] with p1 = e / (1 + e), so only a_1
+    (|1 * p1 * (B_10 - B_00)| = p1, B_00 being 0 now) and B_10 (|1 * p1 * h_1| = p1) score above 0 (h_2 = 0,
+    a_2 and B_00 pruned): the 3rd largest score is 0, the minimum, and the reference keeps all six weights;
+    exact keeps 3 (a zero-scored one by position)."""
+    p1 = math.e / (1 + math.e)
+    ref = final_scores(False, "reference")
+    assert ref == [pytest.approx([p1, 0.0]), pytest.approx([0.0, 0.0, p1, 0.0])]  # nothing at -1: all kept
+    exact = final_scores(False, "exact")
+    assert sum(v > -1 for layer in exact for v in layer) == 3
+    assert exact[0][0] == pytest.approx(p1) and exact[1][2] == pytest.approx(p1)
+
+
+def test_bad_cut():
+    with pytest.raises(ValueError, match="method.cut"):
+        IterSNIP(cut="floor")
     with pytest.raises(ValueError, match="method.scope=global"):
-        FORCE(rounding="floor", scope="layer")
-    assert config_hash(make_cfg("method=force", "method.rounding=exact")) == config_hash(make_cfg("method=force"))
-    assert config_hash(make_cfg("method=force", "method.rounding=floor")) != config_hash(make_cfg("method=force"))
+        FORCE(cut="reference", scope="layer")
+    assert config_hash(make_cfg("method=force", "method.cut=exact")) == config_hash(make_cfg("method=force"))
+    assert config_hash(make_cfg("method=force", "method.cut=reference")) != config_hash(make_cfg("method=force"))

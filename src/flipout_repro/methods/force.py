@@ -20,11 +20,11 @@ Defaults (ours; the reference code's values are set by the FORCE presets, docs/f
 ``init=model`` (the reference re-draws every Conv2d/Linear weight kaiming-normal fan_in before scoring
 and trains those weights: ``init=kaiming_normal``, applied here to the run's model itself). Our
 choices: when the steps need more batches than an epoch holds, the epoch's batches are reused in order
-(the reference draws a fresh shuffled batch each time); iteration t prunes ``round(N (1 - k_t))`` weights
-where the reference keeps ``int(N k_t)`` (``rounding=floor`` does as the reference: one weight apart, but
-with BatchNorm one weight can revive a channel, so the later masks diverge as with another seed); ties
-break by position, where the reference keeps every weight tied with the k-th score (so, when the cut
-falls on the exactly-zero saliencies of dead units, it keeps all of them).
+(the reference draws a fresh shuffled batch each time); ``cut=exact``: iteration t prunes exactly
+``round(N (1 - k_t))`` weights, ties broken by position, where the reference keeps ``int(N k_t)`` plus
+every weight tied with the cut (all of them when the cut falls on the zero saliencies of dead units).
+One weight apart suffices for the later iterations to diverge as with other batches; ``cut=reference``
+follows the reference's rule.
 """
 from __future__ import annotations
 
@@ -40,57 +40,81 @@ from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_g
                                              reinitialise)
 
 MODES = ("exp", "linear")
-#: ``exact``: iteration t prunes ``round(N (1 - k_t))`` weights (ours). ``floor``: it keeps ``int(N k_t)``
-#: with k_t computed as the reference does (naver/force pruning/pruning_algos.py:164-168, 118), so that the
-#: same weights and batches give the reference's masks. The last iteration prunes to the run's target.
-ROUNDINGS = ("exact", "floor")
+#: How an iteration turns its scores into the iterations' own mask. ``exact`` (ours): prune exactly
+#: ``round(N (1 - k_t))`` weights with ``prune_to``, ties broken by position, the last iteration to the run's
+#: target. ``reference``: the FORCE reference's rule (naver/force pruning/pruning_algos.py:110-125,
+#: 164-168, 181-201), see :func:`reference_cut`; with the same weights and batches it gives the
+#: reference's masks. Either way the run's masks are set by ``prune_to`` at the schedule's event.
+CUTS = ("exact", "reference")
 
 
-def keep_fractions(keep: float, steps: int, mode: str, rounding: str = "exact") -> list[float]:
+def keep_fractions(keep: float, steps: int, mode: str, cut: str = "exact") -> list[float]:
     """k_1..k_T: the fraction of weights kept after each iteration (k_T = ``keep``)."""
-    if mode == "exp" and rounding == "floor":  # the reference's float64 expression, to the last bit
+    if mode == "exp" and cut == "reference":  # the reference's float64 expression, to the last bit
         return [float(np.exp(0 - (t * (0 - np.log(keep)) / steps))) for t in range(1, steps + 1)]
     if mode == "exp":
         return [keep ** (t / steps) for t in range(1, steps + 1)]
     return [1 - (1 - keep) * t / steps for t in range(1, steps + 1)]
 
 
-def step_sparsity(total: int, kept: float, rounding: str) -> float:
-    """The sparsity ``prune_to`` is given after an iteration that keeps the fraction ``kept``."""
-    if rounding == "floor":
-        return (total - int(total * kept)) / total  # prune_to's nearest integer is then exactly int(N k_t)
-    return 1.0 - kept
+@torch.no_grad()
+def reference_cut(scores: list[torch.Tensor], keep: list[torch.Tensor], kept: float,
+                  revive: bool) -> list[torch.Tensor]:
+    """Set ``keep`` (in place) as the reference does; return the scores it ranked.
+
+    For Iterative SNIP the weights outside the current ``keep`` first score the global minimum
+    (pruning_algos.py:183-186). Then the ``int(N * kept)``-th largest score is the cut and every weight
+    scoring at least the cut is kept (pruning_algos.py:116-124): more than ``int(N * kept)`` when scores
+    tie with it, and all of them when the cut is the minimum (for Iterative SNIP that re-admits pruned
+    weights, as the reference does).
+    """
+    if not revive:
+        low = torch.stack([s.min() for s in scores]).min()
+        scores = [torch.where(k.bool(), s, low) for s, k in zip(scores, keep)]
+    flat = torch.cat([s.flatten() for s in scores])
+    count = max(1, int(flat.numel() * kept))  # the reference fails on 0; keep one weight instead
+    cut = torch.topk(flat, count, sorted=False).values.min()
+    for s, k in zip(scores, keep):
+        k.copy_(s >= cut)
+    return scores
 
 
 def progressive_scores(model: nn.Module, source: BatchSource, target: float, steps: int, mode: str,
                        batches: int, revive: bool, scope: str = "global",
-                       loss: str = "cross_entropy", rounding: str = "exact") -> list[torch.Tensor]:
+                       loss: str = "cross_entropy", cut: str = "exact") -> list[torch.Tensor]:
     """Run the iterations on a copy of ``model``; return final scores (-1 outside the final mask).
 
     ``revive=True`` is FORCE (dense theta0 each iteration, score ``|theta0 * g|``, fresh masks);
-    ``revive=False`` is Iterative SNIP (score ``|theta0 * m * g|``, masks only shrink). ``scope`` ranks
-    over all layers (the papers') or within each layer.
+    ``revive=False`` is Iterative SNIP (score ``|theta0 * a * g|`` on the network ``theta0 * a``, where
+    ``a`` marks the weights never pruned so far: the mask itself with ``cut=exact``, where masks only
+    shrink). ``scope`` ranks over all layers (the papers') or within each layer (``cut=exact`` only).
     """
     net = copy.deepcopy(model)
     named = prunable_weights(net)
     params = [p for _, p in named]
     theta0 = [p.detach().clone() for p in params]
+    # the iterations' own masks (of the copy): prune_to with cut=exact, reference_cut with cut=reference
     masks = Masks([n for n, _ in named], params, [torch.ones_like(p) for p in params])
-    fractions = keep_fractions(1.0 - target, steps, mode, rounding)
-    total = sum(p.numel() for p in params)
+    alive = [torch.ones_like(p) for p in params]
     scores: list[torch.Tensor] = [torch.ones_like(p) for p in params]
-    for t, kept in enumerate(fractions, start=1):
+    for t, kept in enumerate(keep_fractions(1.0 - target, steps, mode, cut), start=1):
         with torch.no_grad():
-            torch._foreach_copy_(params, torch._foreach_mul(theta0, masks.values))
+            torch._foreach_copy_(params, torch._foreach_mul(theta0, masks.values if revive else alive))
         grads = average_gradients(net, params, source.take(batches), loss)
         if revive:
             scores = [(w0 * g).abs() for w0, g in zip(theta0, grads)]
-            for m in masks.values:
-                m.fill_(1.0)
         else:
-            scores = [(w0 * m * g).abs() for w0, m, g in zip(theta0, masks.values, grads)]
-        # the last iteration prunes exactly to the target (1 - (1 - s) may differ from s in floating point)
-        prune_to(scores, masks, target if t == steps else step_sparsity(total, kept, rounding), scope)
+            scores = [(w0 * a * g).abs() for w0, a, g in zip(theta0, alive, grads)]
+        if cut == "reference":
+            scores = reference_cut(scores, masks.values, kept, revive)
+        else:
+            if revive:
+                for m in masks.values:
+                    m.fill_(1.0)
+            # the last iteration prunes exactly to the target (1 - (1 - s) may differ from s in floating point)
+            prune_to(scores, masks, target if t == steps else 1.0 - kept, scope)
+        if not revive:
+            torch._foreach_mul_(alive, masks.values)
     return [torch.where(m.bool(), s, torch.full_like(s, -1.0)) for s, m in zip(scores, masks.values)]
 
 
@@ -101,7 +125,7 @@ class FORCE(ScoredAtInit):
 
     def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
                  batches: int = 1, loss: str = "cross_entropy", init: str = "model",
-                 rounding: str = "exact") -> None:
+                 cut: str = "exact") -> None:
         super().__init__(name, scope)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"method.steps={steps!r} must be an integer >= 1: e.g. method.steps=60")
@@ -112,12 +136,11 @@ class FORCE(ScoredAtInit):
         self.steps, self.mode, self.batches = steps, mode, batches
         self.loss = check_loss(loss)
         self.init = check_init(init)
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"method.rounding={rounding!r} must be one of {list(ROUNDINGS)}: "
-                             "e.g. method.rounding=floor")
-        if rounding == "floor" and scope != "global":
-            raise ValueError("method.rounding='floor' is the reference's global count: use method.scope=global")
-        self.rounding = rounding
+        if cut not in CUTS:
+            raise ValueError(f"method.cut={cut!r} must be one of {list(CUTS)}: e.g. method.cut=reference")
+        if cut == "reference" and scope != "global":
+            raise ValueError("method.cut='reference' ranks globally, as the reference: use method.scope=global")
+        self.cut = cut
         self._scores: list[torch.Tensor] | None = None
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
@@ -132,4 +155,4 @@ class FORCE(ScoredAtInit):
         need = self.steps * self.batches
         source = BatchSource(batches, need, steps_per_epoch)
         self._scores = progressive_scores(self.model, source, target, self.steps, self.mode, self.batches,
-                                          self.revive, self.scope, self.loss, self.rounding)
+                                          self.revive, self.scope, self.loss, self.cut)

@@ -16,5 +16,5 @@ class IterSNIP(FORCE):
 
     def __init__(self, name: str = "iter_snip", scope: str = "global", steps: int = 300, mode: str = "exp",
                  batches: int = 1, loss: str = "cross_entropy", init: str = "model",
-                 rounding: str = "exact") -> None:
-        super().__init__(name, scope, steps, mode, batches, loss, init, rounding)
+                 cut: str = "exact") -> None:
+        super().__init__(name, scope, steps, mode, batches, loss, init, cut)
