@@ -37,6 +37,9 @@ HASH_NEUTRAL: dict[str, Any] = {
     "optim.warmup_epochs": 0,
     "loss.label_smoothing": 0.0,
     "model.init": "default",
+    "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
+    "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
+    "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
 }
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from flipout_repro.masking import prunable_weights
 from flipout_repro.methods.base import Method
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -23,6 +24,10 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     # The FlipOut repository's SNIP: nll_loss on raw logits, i.e. -mean(logit of the true class).
     "nll_raw_logits": F.nll_loss,
 }
+#: ``method.init``: ``model`` keeps the model's own initialisation; the others re-draw every Conv2d and
+#: Linear weight (biases and BatchNorm untouched) with kaiming_normal_(nonlinearity="relu"), fan_in or
+#: fan_out, as the FORCE reference's ``--init normal_kaiming`` (its default) and ``normal_kaiming_fout``.
+INITS: dict[str, str | None] = {"model": None, "kaiming_normal": "fan_in", "kaiming_normal_fan_out": "fan_out"}
 
 
 class BatchSource:
@@ -73,6 +78,27 @@ def check_loss(loss: str) -> str:
     if loss not in LOSSES:
         raise ValueError(f"method.loss={loss!r} must be one of {sorted(LOSSES)}")
     return loss
+
+
+def check_init(init: str) -> str:
+    """``init`` if it names a known re-initialisation, else a ValueError naming the choices."""
+    if init not in INITS:
+        raise ValueError(f"method.init={init!r} must be one of {list(INITS)}: e.g. method.init=kaiming_normal")
+    return init
+
+
+@torch.no_grad()
+def reinitialise(model: nn.Module, init: str) -> None:
+    """Re-draw ``model``'s Conv2d/Linear weights in place, in module order, from torch's global generator.
+
+    The FORCE reference (naver/force train_cifar_tiny_imagenet.py:126-138) does this to the network it
+    then prunes and trains, before scoring; ``init="model"`` leaves the weights alone.
+    """
+    mode = INITS[check_init(init)]
+    if mode is None:
+        return
+    for _, w in prunable_weights(model):
+        nn.init.kaiming_normal_(w, mode=mode, nonlinearity="relu")
 
 
 class ScoredAtInit(Method):
