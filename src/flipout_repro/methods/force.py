@@ -13,7 +13,7 @@ real masks are set by the run's schedule (``one_shot`` at step 0 by default) fro
 scores, in which the weights outside the final mask score -1: ``prune_to`` to the target then yields
 exactly the final mask of the iterations.
 
-Defaults (ours; the reference code's values are set by the FORCE presets, docs/fidelity/force.md):
+Defaults (ours; the reference code's values are set by the FORCE presets, docs/fidelity.md (FORCE)):
 ``steps=300`` (not checked against the paper's text; the reference README runs 60, its code defaults to
 10), ``mode=exp`` (both), ``batches=1`` (1 for CIFAR-10, 10 for CIFAR-100: the reference README),
 ``loss=cross_entropy`` (the reference scores with ``nll_loss`` on raw logits: ``loss=nll_raw_logits``),
