@@ -106,6 +106,8 @@ def test_paper_presets_expand_to_the_papers_grid_and_validate(model):
                 validate(cfg)
                 assert cfg.epochs == (500 if name.endswith("hoyer") else 350) and cfg.device == "auto"
                 assert cfg.batch_size == 128 and cfg.optim.lr == 0.1 and list(cfg.optim.milestones) == [150, 250]
+                # the original's protocol: fp32, its counts at every prune event
+                assert cfg.precision == "fp32" and cfg.schedule.rounding == "reference", (name, job)
                 # each method keeps its own schedule: SNIP prunes once before training, Hoyer-Square's
                 # sparsity comes from its threshold alone, the others follow the paper's periodic one
                 expected = {"snip": "one_shot", "hoyer_square": "none", "dense": "periodic"}
