@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from flipout_repro.reporting import reference, tables
+from flipout_repro.reporting import markdown, reference, tables
 from flipout_repro.cli.report import main
 from flipout_repro.reporting.aggregate import make_report
 
@@ -95,9 +95,12 @@ def test_report_writes_tables_and_a_figure(results, capsys):
     main(["--results-dir", str(results), "--no-sweeps"])
     assert "11 runs" in capsys.readouterr().out
     md = (results / "tables" / "vgg19-cifar10.md").read_text()
-    row = "| flipout |  | 75.00 % |  | 3 | 93.00 ± 1.00 | 94.00 ± 1.00 | 92.50 ± 1.00 | 92.77 ± 0.08 | +0.23 | 350 |"
+    # final accuracy, its 95 % interval (93 ± 4.302653 / sqrt(3)), no baseline at 75 %, best apart, int8, paper
+    row = ("| flipout |  | 75.00 % |  | 3 | 93.00 ± 1.00 | [90.52, 95.48] |  | 94.00 ± 1.00 | 92.50 ± 1.00 |"
+           " 92.77 ± 0.08 | reproduced | 350 |")
     assert row in md
     assert "| int8 |" in md and "**missing**" in md and "at 96.08 %" in md
+    assert "| dense |  | 0 % |  | 2 ⚠ | 93.50 ± 0.71 |" in md  # fewer than 3 seeds: flagged
     assert "| int8 |" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
     csv = pd.read_csv(results / "tables" / "vgg19-cifar10.csv")
     assert {"final_mean", "final_std", "n_seeds", "paper_acc", "diff", "int8_mean"} <= set(csv.columns)
@@ -180,5 +183,5 @@ def test_bf16_and_fp32_runs_never_average(tmp_path):
         write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc - 10, precision="bf16")
     cells = tables.aggregate(tables.load_runs(tmp_path / "runs"))
     assert cell(cells, precision="fp32")["final_mean"] == 93.0 and cell(cells, precision="bf16")["final_mean"] == 83.0
-    table = tables.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
+    table = markdown.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
     assert "| precision |" in table and "| fp32 |" in table and "| bf16 |" in table
