@@ -12,7 +12,7 @@ from flipout_repro.reporting.aggregate import make_report
 
 
 def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None, precision=None):
+                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None):
     """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
     cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
            "sparsity": sparsity, "seed": seed, "epochs": epochs}
@@ -27,6 +27,8 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
         s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
     if precision is not None:
         s["precision"] = precision
+    if train_fraction is not None:
+        s["train_macs_fraction"] = train_fraction
     (run / "summary.json").write_text(json.dumps(s))
 
 

@@ -32,6 +32,11 @@ def fmt_interval(lo: float, hi: float) -> str:
     return "—" if lo is None or pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
 
 
+def fmt_fraction(f: float) -> str:
+    """0.4183 -> '0.418', '' when not recorded."""
+    return "" if f is None or pd.isna(f) else f"{f:.3g}"
+
+
 def fmt_seeds(n: int) -> str:
     """'3', '2 ⚠' (fewer than FEW_SEEDS), '**missing**' (none)."""
     return "**missing**" if not n else f"{n} ⚠" if n < FEW_SEEDS else str(n)
@@ -44,9 +49,11 @@ def markdown_table(cells: pd.DataFrame) -> str:
     pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
     base = cells["baseline"].replace("", None).dropna() if "baseline" in cells else pd.Series([], dtype=object)
     base_head = [f"Δ vs {base.iloc[0]} [95 % CI]"] if len(base) else []
+    compute = cells["train_macs_fraction"].notna().any() if "train_macs_fraction" in cells else False
     head = ["method", "knobs / setting", "sparsity", "precision", "seeds", "test acc (final)", "95 % CI",
             *base_head, "best (own column)", *(["int8"] if int8 else []),
-            *(["paper", "vs paper"] if pub else []), "epochs", "run hash"]
+            *(["paper", "vs paper"] if pub else []), *(["train compute (× dense)"] if compute else []),
+            "epochs", "run hash"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, c in cells.iterrows():
         outcome = bool(c["sparsity_is_outcome"])
@@ -62,6 +69,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
                *([fmt_diff(c)] if base_head else []), fmt_pm(c.get("best_mean"), c.get("best_std")),
                *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []),
                *([paper, fmt_published(c)] if pub else []),
+               *([fmt_fraction(c.get("train_macs_fraction"))] if compute else []),
                "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])),
                c.get("hash") if isinstance(c.get("hash"), str) else ""]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
@@ -70,7 +78,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
 
 CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "precision", "sparsity_is_outcome", "n_seeds",
                "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", *COMPARISON_COLUMNS,
-               "best_mean", "best_std", "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff",
+               "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction", "paper_acc", "paper_std", "paper_sparsity", "diff",
                "epochs", "hash", "setting", "setting_label"]
 
 ABOUT = ("Test accuracy (%) at the final epoch (as the paper), mean ± sample std over seeds; 95 % CI: the"
@@ -80,6 +88,8 @@ ABOUT_BASE = ("Δ vs {b}: our final mean minus {b}'s at the same sparsity, with 
               " seed, else Welch); ✱ and better/worse when the interval excludes zero, else within noise.")
 ABOUT_PAPER = ("Paper: the published value (mean ± std over seeds 42, 43, 44); vs paper: reproduced when the"
                " published mean lies in our 95 % CI widened by the published std, else our mean minus the paper's.")
+ABOUT_COMPUTE = ("Train compute: the multiply-adds of all training steps (3x the masked network's forward per"
+                 " sample, summed as the masks changed) as a fraction of the dense run's, mean over seeds.")
 
 
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
@@ -96,6 +106,8 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
             about.append(ABOUT_BASE.format(b=base.iloc[0]))
         if part["paper_acc"].notna().any():
             about.append(ABOUT_PAPER)
+        if part["train_macs_fraction"].notna().any():
+            about.append(ABOUT_COMPUTE)
         summary = published_summary(part)
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + markdown_table(part) + missing_md.get((model, dataset), ""))
