@@ -18,7 +18,7 @@ def runs(tmp_path):
         write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.75, seed, fo, train_fraction=0.4 + seed / 1000)
         write_summary(tmp_path, "lenet300_100", "mnist5k", "global_magnitude", 0.75, seed, gm, train_fraction=0.5)
         write_summary(tmp_path, "lenet300_100", "mnist5k", "random", 0.75, seed + 10, rnd)  # other seeds: Welch
-    write_summary(tmp_path, "lenet300_100", "mnist5k", "snip", 0.75, 42, 91.0)  # one seed: no interval
+    write_summary(tmp_path, "lenet300_100", "mnist5k", "snip", 0.75, 42, 91.0, speedups=(0.5, 1.25))  # one seed
     write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.9375, 42, 80.0)  # no baseline there
     return tmp_path
 
@@ -77,8 +77,8 @@ def test_report_shows_verdicts_intervals_and_a_forest_plot(runs, capsys):
     assert "| snip |  | 75.00 % |  | 1 ⚠ | 91.00 | — | +0.33 (1 seed: no interval) |" in md
     assert "Published cells" not in md  # the paper has no LeNet table
     # training compute as a fraction of dense: flipout's mean of 0.442, 0.443, 0.444; runs without it: blank
-    assert "| train compute (× dense) |" in md and "| 0.443 | 350 |" in md and "| 0.5 | 350 |" in md
-    assert "|  | 350 |" in md
+    assert "| train compute (× dense) |" in md and "| 0.443 | – / – | 350 |" in md and "| 0.5 | – / – | 350 |" in md
+    assert "|  | 0.50x / 1.25x | 350 |" in md and "| CPU speed-up b1 / b64 |" in md  # flipout-bench --inference
     png = runs / "curves" / "lenet300_100-mnist5k-vs-global_magnitude.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     rows = pd.read_csv(png.with_suffix(".csv"))

@@ -12,7 +12,8 @@ from flipout_repro.reporting.aggregate import make_report
 
 
 def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None):
+                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
+                  speedups=None):
     """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
     cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
            "sparsity": sparsity, "seed": seed, "epochs": epochs}
@@ -29,6 +30,8 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
         s["precision"] = precision
     if train_fraction is not None:
         s["train_macs_fraction"] = train_fraction
+    if speedups is not None:
+        s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
     (run / "summary.json").write_text(json.dumps(s))
 
 

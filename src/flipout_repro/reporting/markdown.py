@@ -37,6 +37,11 @@ def fmt_fraction(f: float) -> str:
     return "" if f is None or pd.isna(f) else f"{f:.3g}"
 
 
+def fmt_speedup(x: float) -> str:
+    """1.734 -> '1.73x' (dense latency / sparse latency), '–' when not measured."""
+    return "–" if x is None or pd.isna(x) else f"{x:.2f}x"
+
+
 def fmt_seeds(n: int) -> str:
     """'3', '2 ⚠' (fewer than FEW_SEEDS), '**missing**' (none)."""
     return "**missing**" if not n else f"{n} ⚠" if n < FEW_SEEDS else str(n)
@@ -50,10 +55,11 @@ def markdown_table(cells: pd.DataFrame) -> str:
     base = cells["baseline"].replace("", None).dropna() if "baseline" in cells else pd.Series([], dtype=object)
     base_head = [f"Δ vs {base.iloc[0]} [95 % CI]"] if len(base) else []
     compute = cells["train_macs_fraction"].notna().any() if "train_macs_fraction" in cells else False
+    speed = any(cells[c].notna().any() for c in ("speedup_b1", "speedup_b64") if c in cells)
     head = ["method", "knobs / setting", "sparsity", "precision", "seeds", "test acc (final)", "95 % CI",
             *base_head, "best (own column)", *(["int8"] if int8 else []),
             *(["paper", "vs paper"] if pub else []), *(["train compute (× dense)"] if compute else []),
-            "epochs", "run hash"]
+            *(["CPU speed-up b1 / b64"] if speed else []), "epochs", "run hash"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, c in cells.iterrows():
         outcome = bool(c["sparsity_is_outcome"])
@@ -70,6 +76,7 @@ def markdown_table(cells: pd.DataFrame) -> str:
                *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []),
                *([paper, fmt_published(c)] if pub else []),
                *([fmt_fraction(c.get("train_macs_fraction"))] if compute else []),
+               *([" / ".join(fmt_speedup(c.get(k)) for k in ("speedup_b1", "speedup_b64"))] if speed else []),
                "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])),
                c.get("hash") if isinstance(c.get("hash"), str) else ""]
         lines.append("| " + " | ".join(str(x) for x in row) + " |")
@@ -78,7 +85,8 @@ def markdown_table(cells: pd.DataFrame) -> str:
 
 CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "precision", "sparsity_is_outcome", "n_seeds",
                "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", *COMPARISON_COLUMNS,
-               "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction", "paper_acc", "paper_std", "paper_sparsity", "diff",
+               "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction", "speedup_b1", "speedup_b64",
+               "paper_acc", "paper_std", "paper_sparsity", "diff",
                "epochs", "hash", "setting", "setting_label"]
 
 ABOUT = ("Test accuracy (%) at the final epoch (as the paper), mean ± sample std over seeds; 95 % CI: the"
@@ -90,6 +98,8 @@ ABOUT_PAPER = ("Paper: the published value (mean ± std over seeds 42, 43, 44); 
                " published mean lies in our 95 % CI widened by the published std, else our mean minus the paper's.")
 ABOUT_COMPUTE = ("Train compute: the multiply-adds of all training steps (3x the masked network's forward per"
                  " sample, summed as the masks changed) as a fraction of the dense run's, mean over seeds.")
+ABOUT_SPEED = ("CPU speed-up: dense latency / latency with the pruned Linear layers as sparse CSR, at batch 1 and"
+               " 64 (flipout-bench --inference on the run; below 1x: slower), mean over the seeds measured.")
 
 
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
@@ -108,6 +118,8 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
             about.append(ABOUT_PAPER)
         if part["train_macs_fraction"].notna().any():
             about.append(ABOUT_COMPUTE)
+        if part[["speedup_b1", "speedup_b64"]].notna().any().any():
+            about.append(ABOUT_SPEED)
         summary = published_summary(part)
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + markdown_table(part) + missing_md.get((model, dataset), ""))

@@ -30,7 +30,7 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
               "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction",
-              "knobs", "flat", "setting_label", "finals"]
+              "speedup_b1", "speedup_b64", "knobs", "flat", "setting_label", "finals"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             log.warning("skipped %s: %s", path, exc)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "train_macs_fraction", "epochs", "hash", "knobs", "flat", "run_dir"]
+            "train_macs_fraction", "speedup_b1", "speedup_b64", "epochs", "hash", "knobs", "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -61,6 +61,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
         "train_macs_fraction": s.get("train_macs_fraction"),  # None for runs from before it was counted
+        **{f"speedup_b{b}": (s.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
         "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
         "flat": _flatten({k: v for k, v in cfg.items() if k not in ("sparsity", "seed", "method")}),
         "run_dir": str(path.parent),
@@ -182,6 +183,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
         int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
         train_macs_fraction=("train_macs_fraction", "mean"),
+        speedup_b1=("speedup_b1", "mean"), speedup_b64=("speedup_b64", "mean"),
         knobs=("knobs", "first"), flat=("flat", "first"),
     ).reset_index()
     # seed -> final accuracy, for the intervals and the comparisons paired by seed (compare.py)
