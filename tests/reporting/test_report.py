@@ -23,7 +23,7 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
     s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
          "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
          "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
-         "config": cfg}
+         "config": cfg, "wall_time_s": 360.0 if status == "completed" else 36.0, "device": "cuda:0"}
     if int8 is not None:
         s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
     if precision is not None:
@@ -107,6 +107,8 @@ def test_report_writes_tables_and_a_figure(results, capsys):
     assert "| int8 |" in md and "**missing**" in md and "at 96.08 %" in md
     assert "| dense |  | 0 % |  | 2 ⚠ | 93.50 ± 0.71 |" in md  # fewer than 3 seeds: flagged
     assert "| int8 |" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
+    # 9 runs of VGG19 (one failed, 36 s): 8 x 360 s + 36 s = 0.81 device-hours
+    assert "Cost: 9 runs, 0.81 device-hours (cuda 0.81; sum of the runs' wall time)." in md
     csv = pd.read_csv(results / "tables" / "vgg19-cifar10.csv")
     assert {"final_mean", "final_std", "n_seeds", "paper_acc", "diff", "int8_mean"} <= set(csv.columns)
     assert len(pd.read_csv(results / "tables" / "runs.csv")) == 11

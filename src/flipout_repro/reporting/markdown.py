@@ -102,6 +102,17 @@ ABOUT_SPEED = ("CPU speed-up: dense latency / latency with the pruned Linear lay
                " 64 (flipout-bench --inference on the run; below 1x: slower), mean over the seeds measured.")
 
 
+def cost_line(runs: pd.DataFrame) -> str:
+    """'Cost: 12 runs, 0.05 device-hours (cpu 0.05)': the summed wall time of a table's runs, failed ones
+    included (they cost too), per device type; '' when no run recorded it."""
+    timed = runs.dropna(subset=["wall_time_s"]) if "wall_time_s" in runs else runs.iloc[0:0]
+    if timed.empty:
+        return ""
+    per = timed.groupby(timed["device"].replace("", "unknown"))["wall_time_s"].sum() / 3600
+    parts = ", ".join(f"{d} {h:.3g}" for d, h in per.items())
+    return f"Cost: {len(runs)} runs, {per.sum():.3g} device-hours ({parts}; sum of the runs' wall time)."
+
+
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
     """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +132,9 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         if part[["speedup_b1", "speedup_b64"]].notna().any().any():
             about.append(ABOUT_SPEED)
         summary = published_summary(part)
+        cost = cost_line(runs[(runs["model"] == model) & (runs["dataset"] == dataset)])
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
+                + (f"{cost}\n\n" if cost else "")
                 + markdown_table(part) + missing_md.get((model, dataset), ""))
         stem.with_suffix(".md").write_text(text)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]

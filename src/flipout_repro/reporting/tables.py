@@ -44,7 +44,7 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             log.warning("skipped %s: %s", path, exc)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "train_macs_fraction", "speedup_b1", "speedup_b64", "epochs", "hash", "knobs", "flat", "run_dir"]
+            "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs", "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -62,6 +62,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
         "train_macs_fraction": s.get("train_macs_fraction"),  # None for runs from before it was counted
         **{f"speedup_b{b}": (s.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
+        "wall_time_s": s.get("wall_time_s"), "device": str(s.get("device") or "").split(":")[0],
         "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
         "flat": _flatten({k: v for k, v in cfg.items() if k not in ("sparsity", "seed", "method")}),
         "run_dir": str(path.parent),
