@@ -89,6 +89,9 @@ def test_report_shows_verdicts_intervals_and_a_forest_plot(runs, capsys):
     main(["--results-dir", str(runs), "--no-sweeps", "--baseline", "random"])
     assert (runs / "curves" / "lenet300_100-mnist5k-vs-random.png").exists()
     assert "Δ vs random" in (runs / "tables" / "lenet300_100-mnist5k.md").read_text()
+    main(["--results-dir", str(runs), "--no-sweeps", "--baseline", "hoyer_square"])
+    md = (runs / "tables" / "lenet300_100-mnist5k.md").read_text()
+    assert "No comparison: no hoyer_square runs at the sparsities of this table" in md and "Δ vs" not in md
 
 
 def test_published_summary_line(tmp_path):

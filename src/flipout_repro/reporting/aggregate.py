@@ -25,7 +25,7 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     cells = compare.attach_comparisons(cells, baseline)
     jobs, problems = sweep_status.coverage(results_dir, sweeps)
     missing_text, sections = sweep_status.missing_markdown(jobs, results_dir, problems)
-    written = markdown.write_tables(cells, runs, tables_dir(out_dir), sections)
+    written = markdown.write_tables(cells, runs, tables_dir(out_dir), sections, baseline)
     (tables_dir(out_dir) / "missing.md").write_text(missing_text)
     written.append(tables_dir(out_dir) / "missing.md")
     for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):

@@ -113,7 +113,8 @@ def cost_line(runs: pd.DataFrame) -> str:
     return f"Cost: {len(runs)} runs, {per.sum():.3g} device-hours ({parts}; sum of the runs' wall time)."
 
 
-def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
+def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str],
+                 baseline: str = "global_magnitude") -> list[Path]:
     """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -125,6 +126,9 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         base = part["baseline"].replace("", None).dropna()
         if len(base):
             about.append(ABOUT_BASE.format(b=base.iloc[0]))
+        elif (part["n_seeds"].fillna(0) > 0).any():
+            about.append(f"No comparison: no {baseline} runs at the sparsities of this table (flipout-report"
+                         " --baseline METHOD compares with another method).")
         if part["paper_acc"].notna().any():
             about.append(ABOUT_PAPER)
         if part["train_macs_fraction"].notna().any():
