@@ -69,7 +69,8 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
     ax.plot([], [], "o", color="gray", label="interval excludes 0")
     ax.plot([], [], "o", color="gray", mfc="white", label="within noise")
     ax.plot([], [], "x", color="gray", label="< 2 seeds: no interval")
-    ax.legend(fontsize=7, loc="upper right", ncol=3, frameon=False, borderaxespad=0.1)
+    ax.legend(fontsize=7, loc="upper right", ncol=3, frameon=True, facecolor="white", edgecolor="none",
+              framealpha=1.0, borderaxespad=0.1)  # opaque: the zero line may run under it
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
