@@ -16,7 +16,8 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     """Aggregate every summary under <results_dir>/runs into <out_dir>/tables and <out_dir>/curves.
 
     ``out_dir`` defaults to ``results_dir``; ``sweeps`` picks the presets checked for missing runs (all by
-    default, [] for none); ``baseline`` is the method every other is compared with. Returns the files written and the counts of runs, cells and missing jobs.
+    default, [] for none); ``baseline`` is the method every other is compared with. Returns the files
+    written and the counts of runs, cells and missing jobs.
     """
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir

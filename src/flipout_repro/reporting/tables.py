@@ -44,7 +44,8 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             log.warning("skipped %s: %s", path, exc)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs", "flat", "run_dir"]
+            "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs",
+            "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
 
