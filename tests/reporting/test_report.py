@@ -6,13 +6,14 @@ import math
 import pandas as pd
 import pytest
 
-from flipout_repro.reporting import reference, tables
+from flipout_repro.reporting import markdown, reference, tables
 from flipout_repro.cli.report import main
 from flipout_repro.reporting.aggregate import make_report
 
 
 def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None, precision=None):
+                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
+                  speedups=None):
     """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
     cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
            "sparsity": sparsity, "seed": seed, "epochs": epochs}
@@ -22,11 +23,15 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
     s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
          "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
          "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
-         "config": cfg}
+         "config": cfg, "wall_time_s": 360.0 if status == "completed" else 36.0, "device": "cuda:0"}
     if int8 is not None:
         s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
     if precision is not None:
         s["precision"] = precision
+    if train_fraction is not None:
+        s["train_macs_fraction"] = train_fraction
+    if speedups is not None:
+        s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
     (run / "summary.json").write_text(json.dumps(s))
 
 
@@ -95,10 +100,15 @@ def test_report_writes_tables_and_a_figure(results, capsys):
     main(["--results-dir", str(results), "--no-sweeps"])
     assert "11 runs" in capsys.readouterr().out
     md = (results / "tables" / "vgg19-cifar10.md").read_text()
-    row = "| flipout |  | 75.00 % |  | 3 | 93.00 ± 1.00 | 94.00 ± 1.00 | 92.50 ± 1.00 | 92.77 ± 0.08 | +0.23 | 350 |"
+    # final accuracy, its 95 % interval (93 ± 4.302653 / sqrt(3)), no baseline at 75 %, best apart, int8, paper
+    row = ("| flipout |  | 75.00 % |  | 3 | 93.00 ± 1.00 | [90.52, 95.48] |  | 94.00 ± 1.00 | 92.50 ± 1.00 |"
+           " 92.77 ± 0.08 | reproduced | 350 |")
     assert row in md
     assert "| int8 |" in md and "**missing**" in md and "at 96.08 %" in md
+    assert "| dense |  | 0 % |  | 2 ⚠ | 93.50 ± 0.71 |" in md  # fewer than 3 seeds: flagged
     assert "| int8 |" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
+    # 9 runs of VGG19 (one failed, 36 s): 8 x 360 s + 36 s = 0.81 device-hours
+    assert "Cost: 9 runs, 0.81 device-hours (cuda 0.81; sum of the runs' wall time)." in md
     csv = pd.read_csv(results / "tables" / "vgg19-cifar10.csv")
     assert {"final_mean", "final_std", "n_seeds", "paper_acc", "diff", "int8_mean"} <= set(csv.columns)
     assert len(pd.read_csv(results / "tables" / "runs.csv")) == 11
@@ -180,5 +190,5 @@ def test_bf16_and_fp32_runs_never_average(tmp_path):
         write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc - 10, precision="bf16")
     cells = tables.aggregate(tables.load_runs(tmp_path / "runs"))
     assert cell(cells, precision="fp32")["final_mean"] == 93.0 and cell(cells, precision="bf16")["final_mean"] == 83.0
-    table = tables.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
+    table = markdown.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
     assert "| precision |" in table and "| fp32 |" in table and "| bf16 |" in table

@@ -1,6 +1,7 @@
-"""What happens after a run's last epoch: per-layer accounting, multiply-adds, size, collapsed layers, the
-layer figure, TensorBoard scalars and (``quantize=true``) int8 quantization; :func:`at_run_end` returns
-the entries run.py adds to summary.json. A failure here is logged and recorded, never lost training.
+"""What happens after a run's last epoch: per-layer accounting, multiply-adds (inference, and training:
+compute.py), size, collapsed layers, the layer figure, TensorBoard scalars and (``quantize=true``) int8
+quantization; :func:`at_run_end` returns the entries run.py adds to summary.json. A failure here is
+logged and recorded, never lost training.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 
+from flipout_repro.analysis.compute import run_training_macs
 from flipout_repro.analysis.layers import layer_report
 from flipout_repro.analysis.plots import FIGURE_FILE, plot_layer_sparsity, run_title
 from flipout_repro.analysis.quantize import log_quantization, merge_quantization, quantize_and_evaluate, \
@@ -58,6 +60,11 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
     """
     input_shape = (data.in_channels, data.image_size, data.image_size)
     entries = analyse(model, masks, input_shape)
+    try:
+        entries |= run_training_macs(entries["layers"], run.metrics, int(cfg.epochs) * data.steps_per_epoch(
+            int(cfg.batch_size)), len(data.train_y), int(cfg.batch_size))
+    except Exception as exc:  # an accounting gap must never cost a finished run
+        log.warning("training multiply-adds not counted: %s: %s", type(exc).__name__, exc)
     try:
         plot_layer_sparsity(entries["layers"], run.path / FIGURE_FILE, title=run_title(cfg))
         entries["layer_figure"] = FIGURE_FILE

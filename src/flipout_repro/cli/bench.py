@@ -1,5 +1,7 @@
 """Console entry point ``flipout-bench``: steady-state training throughput of every method against dense,
-measured by the real training step (training/bench.py); appends to results/bench/<device>.json."""
+measured by the real training step (training/bench.py); appends to results/bench/<device>.json.
+``flipout-bench --inference RUN``: CPU inference latency of a finished run's pruned network against dense
+(analysis/inference.py); writes <RUN>/inference.json and the speed-ups into its summary.json."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +10,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    """flipout-bench [--model vgg19] [--methods dense flipout ...] [--device auto] ..."""
+    """flipout-bench [--model vgg19] [--methods dense flipout ...] [--device auto] ...
+    | flipout-bench --inference RUN [--batches 1 64] [--repeats 30] [--warmup N]"""
     from flipout_repro.cli.failures import guard
     from flipout_repro.training.bench import DEFAULT_METHODS, bench, format_table, resolve_device
 
@@ -29,7 +32,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--out", default="results/bench", help="folder for <device>.json")
+    p.add_argument("--inference", default=None, metavar="RUN", help="a finished run folder: time its pruned"
+                   " network against dense on the CPU (Linear layers as sparse CSR) instead of training steps")
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 64], help="--inference: batch sizes (1 64)")
+    p.add_argument("--repeats", type=int, default=30, help="--inference: timed forward passes per case")
     a = p.parse_args(argv)
+    if a.inference is not None:
+        guard("flipout-bench", lambda: _inference(a.inference, tuple(a.batches), max(a.warmup, 1), a.repeats))
+        return
     if a.methods[0] != "dense":
         a.methods = ["dense"] + [m for m in a.methods if m != "dense"]
     shape = tuple(a.input_shape) if a.input_shape else ((1, 28, 28) if a.model.startswith("lenet") else (3, 32, 32))
@@ -45,3 +55,22 @@ def main(argv: list[str] | None = None) -> None:
     history.append(result)
     path.write_text(json.dumps(history, indent=2) + "\n")
     print(f"\nappended to {path}")
+
+
+def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) -> None:
+    from flipout_repro.analysis.finished_run import load_run
+    from flipout_repro.analysis.inference import bench_inference, format_inference
+    from flipout_repro.rundir import write_json
+
+    if min(batches) < 1 or repeats < 1:
+        raise ValueError(f"--batches={list(batches)} and --repeats={repeats} must be >= 1: e.g. --batches 1 64"
+                         " --repeats 30")
+    loaded = load_run(run, "cpu", with_data=False)
+    result = {"run": str(loaded.run.path), "model": loaded.cfg.model.name, "method": loaded.cfg.method.name,
+              **bench_inference(loaded.model, loaded.masks, loaded.input_shape, batches, warmup, repeats)}
+    print(format_inference(result))
+    write_json(loaded.run.path / "inference.json", result)
+    summary = loaded.summary | {"inference": {"cpu_threads": result["threads"], **{
+        f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}}
+    write_json(loaded.run.summary, summary)
+    print(f"\nwritten: {loaded.run.path / 'inference.json'}; speed-ups in {loaded.run.summary}")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps]: tables and figures."""
+    """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps] [--baseline METHOD]: tables
+    and figures."""
     from flipout_repro.cli.failures import BAD_INPUT, fail, guard
     from flipout_repro.reporting.aggregate import make_report
 
@@ -20,12 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweeps", default=None, help="comma-separated sweep presets to check for missing runs"
                    " (default: all of conf/sweep)")
     p.add_argument("--no-sweeps", action="store_true", help="do not check the sweep presets")
+    p.add_argument("--baseline", default="global_magnitude", help="the method every other is compared with at"
+                   " each sparsity: difference, 95 %% interval, verdict, forest plot (default: global_magnitude)")
     a = p.parse_args(argv)
     if not (Path(a.results_dir) / "runs").is_dir():
         fail("flipout-report", f"--results-dir={a.results_dir} has no runs/ folder: run a sweep first (e.g."
              " flipout-train -m +sweep=tiny) or point --results-dir at the folder that holds runs/", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
-    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps))
+    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline))
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets not done"
           " (see tables/missing.md)")
     for name, why in r["problems"].items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 #: A cell: one setting at one target sparsity and one precision (bf16 and fp32 runs never average).
 CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
-              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "knobs", "flat",
-              "setting_label"]
+              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction",
+              "speedup_b1", "speedup_b64", "knobs", "flat", "setting_label", "finals"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -45,7 +44,8 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
             log.warning("skipped %s: %s", path, exc)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "epochs", "hash", "knobs", "flat", "run_dir"]
+            "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs",
+            "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -61,6 +61,9 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
         "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
+        "train_macs_fraction": s.get("train_macs_fraction"),  # None for runs from before it was counted
+        **{f"speedup_b{b}": (s.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
+        "wall_time_s": s.get("wall_time_s"), "device": str(s.get("device") or "").split(":")[0],
         "epochs": s.get("epochs", cfg.get("epochs")), "hash": s.get("hash"), "knobs": knobs,
         "flat": _flatten({k: v for k, v in cfg.items() if k not in ("sparsity", "seed", "method")}),
         "run_dir": str(path.parent),
@@ -181,8 +184,13 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
         best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
         int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
+        train_macs_fraction=("train_macs_fraction", "mean"),
+        speedup_b1=("speedup_b1", "mean"), speedup_b64=("speedup_b64", "mean"),
         knobs=("knobs", "first"), flat=("flat", "first"),
     ).reset_index()
+    # seed -> final accuracy, for the intervals and the comparisons paired by seed (compare.py)
+    cells["finals"] = [{int(r.seed): float(r.final_test_acc) for r in grp.itertuples() if not pd.isna(r.final_test_acc)}
+                       for _, grp in g]
     cells["setting_label"] = setting_labels(cells)
     return cells
 
@@ -196,65 +204,3 @@ def sort_cells(cells: pd.DataFrame) -> pd.DataFrame:
                          _s=cells["achieved_mean"].where(outcome, cells["target_sparsity"]))
     return cells.sort_values(["model", "dataset", "_k", "_v", "_s"]).drop(columns=["_k", "_v", "_s"]) \
         .reset_index(drop=True)
-
-
-def fmt_pm(mean: float, std: float) -> str:
-    """'92.77 ± 0.08', '92.77' (one seed: std undefined), '' (no value)."""
-    if mean is None or pd.isna(mean):
-        return ""
-    return f"{mean:.2f}" if std is None or pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
-
-
-def fmt_sparsity(s: float) -> str:
-    """0.99609375 -> '99.61 %'."""
-    return "" if pd.isna(s) else "0 %" if s == 0 else f"{100 * s:.2f} %"
-
-
-def markdown_table(cells: pd.DataFrame) -> str:
-    """One Markdown table of a model and data set's cells (int8 column only when some run has it)."""
-    int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
-    pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
-    head = ["method", "knobs / setting", "sparsity", "precision", "seeds", "test acc (final)", "best",
-            *(["int8"] if int8 else []), *(["paper", "Δ final − paper"] if pub else []), "epochs", "run hash"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, c in cells.iterrows():
-        outcome = bool(c["sparsity_is_outcome"])
-        sp = fmt_sparsity(c["achieved_mean"] if outcome else c["target_sparsity"]) + (" (outcome)" if outcome else "")
-        n = int(c["n_seeds"]) if not pd.isna(c["n_seeds"]) else 0
-        paper = fmt_pm(c["paper_acc"], c["paper_std"])
-        if outcome and not pd.isna(c["paper_sparsity"]) and paper:
-            paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
-        diff = "" if pd.isna(c.get("diff", math.nan)) else f"{c['diff'] + 0.0:+.2f}".replace("-0.00", "+0.00")
-        knobs = "; ".join(x for x in (c["variant"], c.get("setting_label")) if isinstance(x, str) and x)
-        row = [c["method"], knobs, sp, c.get("precision") if isinstance(c.get("precision"), str) else "",
-               str(n) if n else "**missing**",
-               fmt_pm(c.get("final_mean"), c.get("final_std")), fmt_pm(c.get("best_mean"), c.get("best_std")),
-               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []), *([paper, diff] if pub else []),
-               "" if pd.isna(c.get("epochs", math.nan)) else str(int(c["epochs"])), c.get("hash") or ""]
-        lines.append("| " + " | ".join(str(x) for x in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "precision", "sparsity_is_outcome", "n_seeds",
-               "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", "best_mean", "best_std",
-               "int8_mean", "int8_std", "paper_acc", "paper_std", "paper_sparsity", "diff", "epochs", "hash",
-               "setting", "setting_label"]
-
-
-def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str]) -> list[Path]:
-    """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
-        stem = out / f"{model}-{dataset}"
-        part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
-        part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
-        about = "Test accuracy (%) at the end of training, mean ± sample std over seeds"
-        if part["paper_acc"].notna().any():
-            about += ("; paper: the published value (mean ± std over seeds 42, 43, 44); Δ: our final mean minus"
-                      " the paper's")
-        text = f"# {model} on {dataset}\n\n{about}.\n\n" + markdown_table(part) + missing_md.get((model, dataset), "")
-        stem.with_suffix(".md").write_text(text)
-        written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
-    runs.drop(columns=["knobs", "flat"]).to_csv(out / "runs.csv", index=False, float_format="%.6g")
-    return written + [out / "runs.csv"]

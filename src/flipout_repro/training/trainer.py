@@ -222,7 +222,9 @@ class Trainer:
         self.method.after_prune()
         rec = {"type": "prune", "epoch": state.epoch, "step": at_step, "sparsity_before": before,
                "sparsity": self.masks.sparsity(), "target": sparsity, "removed": removed,
-               "test_acc_before": test_acc}
+               "test_acc_before": test_acc,
+               # per-layer kept weights: the training multiply-adds are counted from them (analysis/compute.py)
+               "kept": dict(zip(self.masks.names, self.masks.nonzero_counts()))}
         log.info("prune at epoch %d (step %d): sparsity %.5f -> %.5f", state.epoch, at_step, before,
                  rec["sparsity"])
         self.on_prune(rec, state)

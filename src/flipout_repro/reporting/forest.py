@@ -1,0 +1,79 @@
+"""The comparison figure of one table (a forest plot): for each sparsity, one row per method with its
+difference to the baseline (final test accuracy, points) and the 95 % interval of that difference; a
+filled marker when the interval excludes zero, a hollow one when it does not, a cross without interval.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from flipout_repro.reporting.figures import COLORS, color_of  # noqa: E402
+from flipout_repro.reporting.markdown import fmt_sparsity  # noqa: E402
+
+FOREST_CSV = ["sparsity", "method", "label", "diff", "lo", "hi", "kind", "verdict", "n_seeds"]
+
+
+def forest_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    """The compared cells (those with a difference to the baseline), sparsity by sparsity."""
+    rows = cells[cells["base_diff"].notna()] if "base_diff" in cells else cells.iloc[0:0]
+    out = pd.DataFrame({
+        "sparsity": rows["target_sparsity"], "method": rows["method"],
+        "label": [m + (f" ({'; '.join(x for x in (v, s) if isinstance(x, str) and x)})"
+                       if any(isinstance(x, str) and x for x in (v, s)) else "")
+                  for m, v, s in zip(rows["method"], rows["variant"], rows.get("setting_label", rows["variant"]))],
+        "diff": rows["base_diff"], "lo": rows["base_lo"], "hi": rows["base_hi"], "kind": rows["base_kind"],
+        "verdict": rows["verdict"], "n_seeds": rows["n_seeds"]}, columns=FOREST_CSV)
+    return out.sort_values(["sparsity", "label"], kind="stable").reset_index(drop=True)
+
+
+def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: Path) -> bool:
+    """Draw the forest plot of ``cells`` to ``png`` and its rows to ``csv``; False (nothing written) when no
+    cell was compared with the baseline."""
+    rows = forest_rows(cells)
+    if rows.empty:
+        return False
+    others = sorted(m for m in rows["method"].unique() if m not in COLORS)
+    groups = list(rows.groupby("sparsity", sort=True))
+    n_lines = len(rows) + len(groups)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * n_lines), dpi=130)
+    y, ticks, labels = 0, [], []
+    for sparsity, g in groups:
+        ax.text(0.0, y, f"sparsity {fmt_sparsity(sparsity)}", transform=ax.get_yaxis_transform(), ha="left",
+                va="center", fontsize=8, fontweight="bold")
+        y -= 1
+        for r in g.itertuples():
+            color = color_of(r.method, others)
+            if pd.isna(r.lo):
+                ax.plot(r.diff, y, marker="x", color=color, ms=6)
+            else:
+                filled = r.verdict in ("better", "worse")
+                ax.errorbar(r.diff, y, xerr=[[r.diff - r.lo], [r.hi - r.diff]], color=color, capsize=3, lw=1.4,
+                            marker="o", ms=6, mfc=color if filled else "white", mec=color)
+            value = f"{r.diff:+.2f}" + ("" if pd.isna(r.lo) else f" [{r.lo:+.2f}, {r.hi:+.2f}]")
+            ax.text(1.01, y, value, transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+            ticks.append(y)
+            labels.append(f"{r.label}  (n={int(r.n_seeds)}{', paired' if r.kind == 'paired' else ''})")
+            y -= 1
+        y -= 0.3
+    ax.axvline(0, color="black", lw=1, ls="--")
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.set_ylim(y + 0.5, 1.4)  # the top row holds the legend
+    ax.set_xlabel(f"final test accuracy minus {baseline}'s (points), 95 % interval")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.plot([], [], "o", color="gray", label="interval excludes 0")
+    ax.plot([], [], "o", color="gray", mfc="white", label="within noise")
+    ax.plot([], [], "x", color="gray", label="< 2 seeds: no interval")
+    ax.legend(fontsize=7, loc="upper right", ncol=3, frameon=True, facecolor="white", edgecolor="none",
+              framealpha=1.0, borderaxespad=0.1)  # opaque: the zero line may run under it
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+    plt.close(fig)
+    rows.to_csv(csv, index=False, float_format="%.6g")
+    return True

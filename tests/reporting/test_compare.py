@@ -1,0 +1,108 @@
+"""The comparison with a baseline method on fake summaries: paired by seed, Welch, the verdicts in the
+Markdown, the published-cell summary line, the forest plot and --baseline."""
+import math
+
+import pandas as pd
+import pytest
+from test_report import write_summary
+
+from flipout_repro.cli.report import main
+from flipout_repro.reporting import compare, reference, tables
+from flipout_repro.reporting.aggregate import make_report
+
+
+@pytest.fixture
+def runs(tmp_path):
+    # three summaries per cell, seeds 42-44: flipout minus global_magnitude per seed 3, 3.5, 3.5
+    for seed, fo, gm, rnd in zip((42, 43, 44), (93.0, 94.0, 95.0), (90.0, 90.5, 91.5), (90.0, 92.0, 94.0)):
+        write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.75, seed, fo, train_fraction=0.4 + seed / 1000)
+        write_summary(tmp_path, "lenet300_100", "mnist5k", "global_magnitude", 0.75, seed, gm, train_fraction=0.5)
+        write_summary(tmp_path, "lenet300_100", "mnist5k", "random", 0.75, seed + 10, rnd)  # other seeds: Welch
+    write_summary(tmp_path, "lenet300_100", "mnist5k", "snip", 0.75, 42, 91.0, speedups=(0.5, 1.25))  # one seed
+    write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.9375, 42, 80.0)  # no baseline there
+    return tmp_path
+
+
+def cells_of(root, baseline="global_magnitude"):
+    cells = reference.attach_reference(tables.aggregate(tables.load_runs(root / "runs")),
+                                       reference.load_reference(_ref()))
+    return compare.attach_comparisons(cells, baseline)
+
+
+def _ref():
+    from flipout_repro.paths import reference_dir
+
+    return reference_dir()
+
+
+def one(cells, **where):
+    for k, v in where.items():
+        cells = cells[cells[k] == v]
+    assert len(cells) == 1
+    return cells.iloc[0]
+
+
+def test_paired_welch_and_single_seed_comparisons(runs):
+    cells = cells_of(runs)
+    fo = one(cells, method="flipout", target_sparsity=0.75)
+    # differences 3, 3.5, 3.5: mean 10/3, s = sqrt(1/12), half = 4.302653 * s / sqrt(3) = 0.717109
+    assert fo["base_kind"] == "paired" and fo["base_diff"] == pytest.approx(10 / 3)
+    assert fo["base_lo"] == pytest.approx(10 / 3 - 0.717109, abs=1e-5)
+    assert fo["base_hi"] == pytest.approx(10 / 3 + 0.717109, abs=1e-5) and fo["verdict"] == "better"
+    assert fo["final_ci_lo"] == pytest.approx(94 - 2.484138, abs=1e-5)  # 93, 94, 95: s 1
+    rnd = one(cells, method="random")
+    # 90, 92, 94 (var 4) vs 90, 90.5, 91.5 (var 7/12): Welch; df = (4/3+7/36)^2 / ((4/3)^2/2 + (7/36)^2/2)
+    va, vb = 4 / 3, 7 / 36
+    assert rnd["base_kind"] == "welch" and rnd["base_diff"] == pytest.approx(92 - 272 / 3)
+    half = rnd["base_hi"] - rnd["base_diff"]
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    from flipout_repro.reporting.stats import t_quantile
+
+    assert half == pytest.approx(t_quantile(0.975, df) * math.sqrt(va + vb)) and rnd["verdict"] == "within noise"
+    snip = one(cells, method="snip")
+    assert snip["base_diff"] == pytest.approx(91 - 272 / 3) and math.isnan(snip["base_lo"]) and snip["verdict"] == ""
+    assert one(cells, method="global_magnitude")["verdict"] == "baseline"
+    assert pd.isna(one(cells, method="flipout", target_sparsity=0.9375)["base_diff"])
+    # another baseline: random; flipout's seeds differ from random's -> Welch
+    other = one(cells_of(runs, "random"), method="flipout", target_sparsity=0.75)
+    assert other["base_kind"] == "welch" and other["base_diff"] == pytest.approx(2.0)
+
+
+def test_report_shows_verdicts_intervals_and_a_forest_plot(runs, capsys):
+    main(["--results-dir", str(runs), "--no-sweeps"])
+    md = (runs / "tables" / "lenet300_100-mnist5k.md").read_text()
+    assert "| Δ vs global_magnitude [95 % CI] |" in md and "| best (own column) |" in md
+    assert "| flipout |  | 75.00 % |  | 3 | 94.00 ± 1.00 | [91.52, 96.48] | +3.33 [+2.62, +4.05] p ✱ better |" in md
+    assert "| random |  | 75.00 % |  | 3 | 92.00 ± 2.00 |" in md and "within noise" in md
+    assert "| snip |  | 75.00 % |  | 1 ⚠ | 91.00 | — | +0.33 (1 seed: no interval) |" in md
+    assert "Published cells" not in md  # the paper has no LeNet table
+    # training compute as a fraction of dense: flipout's mean of 0.442, 0.443, 0.444; runs without it: blank
+    assert "| train compute (× dense) |" in md and "| 0.443 | – / – | 350 |" in md and "| 0.5 | – / – | 350 |" in md
+    assert "|  | 0.50x / 1.25x | 350 |" in md and "| CPU speed-up b1 / b64 |" in md  # flipout-bench --inference
+    png = runs / "curves" / "lenet300_100-mnist5k-vs-global_magnitude.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    rows = pd.read_csv(png.with_suffix(".csv"))
+    assert list(rows["method"]) == ["flipout", "random", "snip"] and list(rows["kind"].fillna("")) == ["paired", "welch", ""]
+    assert rows.loc[0, "lo"] == pytest.approx(10 / 3 - 0.717109, abs=1e-5)
+    csv = pd.read_csv(runs / "tables" / "lenet300_100-mnist5k.csv")
+    assert {"final_ci_lo", "final_ci_hi", "base_diff", "base_lo", "base_hi", "verdict"} <= set(csv.columns)
+    main(["--results-dir", str(runs), "--no-sweeps", "--baseline", "random"])
+    assert (runs / "curves" / "lenet300_100-mnist5k-vs-random.png").exists()
+    assert "Δ vs random" in (runs / "tables" / "lenet300_100-mnist5k.md").read_text()
+    main(["--results-dir", str(runs), "--no-sweeps", "--baseline", "hoyer_square"])
+    md = (runs / "tables" / "lenet300_100-mnist5k.md").read_text()
+    assert "No comparison: no hoyer_square runs at the sparsities of this table" in md and "Δ vs" not in md
+
+
+def test_published_summary_line(tmp_path):
+    # VGG19 at 75 %: published flipout 92.77 ± 0.08, global magnitude 93.78 ± 0.24
+    for seed, fo, gm in zip((42, 43, 44), (92.0, 93.0, 94.0), (90.0, 90.5, 91.5)):
+        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, fo)
+        write_summary(tmp_path, "vgg19", "cifar10", "global_magnitude", 0.75, seed, gm)
+    make_report(tmp_path, sweeps=[])
+    md = (tmp_path / "tables" / "vgg19-cifar10.md").read_text()
+    n_pub = int(pd.read_csv(tmp_path / "tables" / "vgg19-cifar10.csv")["paper_acc"].notna().sum())
+    assert f"**Published cells: {n_pub}; reproduced 1, missing {n_pub - 2}, above 0, below 1.**" in md
+    assert "| 92.77 ± 0.08 | reproduced |" in md and "| 93.78 ± 0.24 | -3.11 |" in md
+    only_missing = compare.published_summary(pd.DataFrame({"paper_acc": [1.0, 2.0], "paper_status": ["missing"] * 2}))
+    assert only_missing == "Published cells: 2; reproduced 0, missing 2, above 0, below 0 (all missing: no runs of these cells here)."
