@@ -84,13 +84,13 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
                 method=b.method, generator=b.generator)
-    state = TrainState()
+    state, kept = TrainState(), None
     if cfg.resume and run_dir.checkpoint.exists():
         try:
             state = checkpoint.load(run_dir.checkpoint, **objs)
         except checkpoint.CheckpointError as exc:
             raise ConfigError("resume", True, str(exc)) from exc
-        truncate_metrics(run_dir.metrics, state.epoch)
+        kept = truncate_metrics(run_dir.metrics, state.step, state.epoch)
         log.info("resuming %s at epoch %d, step %d", run_dir.path, state.epoch, state.step)
     else:
         # A fresh start (resume=false, or an attempt that died before its first checkpoint).
@@ -108,7 +108,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
              "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile,
              cfg.deterministic)
 
-    metrics = MetricsLog(run_dir, purge_step=state.epoch + 1 if state.epoch else None)
+    metrics = MetricsLog(run_dir, replay=kept)
     t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
 
     def on_epoch(rec: dict, st: TrainState) -> None:

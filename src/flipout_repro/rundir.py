@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -139,18 +140,27 @@ def _jsonable(o: Any) -> Any:
 class MetricsLog:
     """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
 
-    def __init__(self, run: RunDir, purge_step: int | None = None) -> None:
+    def __init__(self, run: RunDir, replay: list[dict[str, Any]] | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
         self._fh = open(run.metrics, "a")
-        # purge_step drops TensorBoard events from a previous attempt past the resumed epoch
-        self._tb = SummaryWriter(log_dir=str(run.tb), purge_step=purge_step)
+        if replay is not None:
+            # A resumed run: TensorBoard is rebuilt from the records kept in metrics.jsonl, so it holds
+            # each of them once (a purge by epoch cannot tell a mid-epoch prune record of a killed attempt
+            # from one before the checkpoint, and events not yet flushed when it was killed are lost).
+            shutil.rmtree(run.tb, ignore_errors=True)
+        self._tb = SummaryWriter(log_dir=str(run.tb))
+        for record in replay or []:
+            self._scalars(record)
 
     def write(self, record: dict[str, Any]) -> None:
         """One JSON line (flushed at once) and its numbers as TensorBoard scalars."""
         self._fh.write(json.dumps(record, default=_jsonable) + "\n")
         self._fh.flush()
+        self._scalars(record)
+
+    def _scalars(self, record: dict[str, Any]) -> None:
         step = record.get("epoch", 0)
         kind = record.get("type", "epoch")
         for key, value in record.items():
@@ -169,19 +179,31 @@ class MetricsLog:
         self._tb.close()
 
 
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop records after ``last_epoch`` (used when resuming from that epoch's checkpoint)."""
+def truncate_metrics(path: Path, last_step: int, last_epoch: int) -> list[dict[str, Any]]:
+    """Drop the records written after the checkpoint a run resumes from (at optimizer step ``last_step``,
+    after epoch ``last_epoch``) and return those kept.
+
+    Records are cut by their ``step``: a prune event in the middle of an epoch carries the number of the
+    epoch before it, so cutting by epoch would keep the record of an event the resumed run replays.
+    Records without a step (none are written so) fall back to the epoch. Lines that are not JSON objects
+    (cut short by a crash, or damaged) are dropped.
+    """
     if not path.exists():
-        return
-    keep = []
+        return []
+    lines, keep = [], []
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if rec.get("epoch", 0) <= last_epoch:
-            keep.append(line)
-    atomic_write_text(path, "".join(k + "\n" for k in keep))
+            continue
+        if not isinstance(rec, dict):
+            continue
+        at, limit = (rec.get("step"), last_step) if "step" in rec else (rec.get("epoch", 0), last_epoch)
+        if isinstance(at, (int, float)) and not isinstance(at, bool) and at <= limit:
+            lines.append(line)
+            keep.append(rec)
+    atomic_write_text(path, "".join(x + "\n" for x in lines))
+    return keep
 
 
 def git_sha() -> str | None:
