@@ -5,7 +5,6 @@ loaded and the model built before the run folder is created.
 """
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import shutil
@@ -23,7 +22,8 @@ from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_c
 from flipout_repro.config import ConfigError, prepare, validate
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
-                                  config_hash, format_sparsity, git_sha, truncate_metrics, write_json)
+                                  config_hash, format_sparsity, git_sha, read_summary, truncate_metrics,
+                                  write_json)
 from flipout_repro.training import checkpoint
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.signals import stop_on_signals
@@ -52,19 +52,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
-                return json.loads(run_dir.summary.read_text())
+                return read_summary(run_dir)
             run_dir.summary.unlink()
         return _train(cfg, target, run_dir, b, device)
 
 
 def _starts_over(cfg: DictConfig, run_dir: RunDir) -> bool:
     """A finished run is trained again only if it failed (diverged) and ``resume=false`` asks for it."""
-    return not cfg.resume and json.loads(run_dir.summary.read_text()).get("status") == "failed"
+    return not cfg.resume and read_summary(run_dir).get("status") == "failed"
 
 
 def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """The summary of a finished run; with ``quantize=true`` and no int8 result yet, quantize it now."""
-    summary = json.loads(run_dir.summary.read_text())
+    summary = read_summary(run_dir)
     if summary.get("status") == "failed":
         log.info("already finished, skipped: %s failed (%s); resume=false starts it over", run_dir.path,
                  summary.get("error"))
@@ -76,7 +76,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
-        return json.loads(run_dir.summary.read_text())
+        return read_summary(run_dir)
     log.info("already finished, skipped: %s", run_dir.path)
     return summary
 

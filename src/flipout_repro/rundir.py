@@ -9,13 +9,16 @@ folder with a summary is finished, and a sweep skips it.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -107,21 +110,61 @@ class RunDir:
         return self.summary.exists()
 
 
+class DamagedRun(ValueError):
+    """A file of a run folder that cannot be used as it is; the message names it and the way out."""
+
+
+def read_summary(run: RunDir) -> dict[str, Any]:
+    """The run's summary.json as a dict; DamagedRun when it is not a readable JSON object."""
+    way_out = ("delete it and run the same command again (the run resumes from its checkpoint.pt, or"
+               " starts over without one)")
+    try:
+        summary = json.loads(run.summary.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedRun(f"{run.summary} cannot be read ({exc}): {way_out}") from exc
+    if not isinstance(summary, dict):
+        raise DamagedRun(f"{run.summary} is not a JSON object: {way_out}")
+    return summary
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str) -> Iterator[IO]:
+    """A fresh temporary file beside ``path`` (a random name, created with O_EXCL and O_NOFOLLOW, so a
+    file or symlink planted in the folder is never written through), renamed over ``path`` once written
+    and synced. On any failure the temporary file is removed; a full disk is said plainly."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any file the run writes
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (the partial file was"
+                          " removed): free some space and run the same command again") from exc
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    """Write ``text`` to a fresh temporary file beside ``path``, then rename it over ``path``."""
+    with atomic_open(Path(path), "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename (a crash never leaves half a checkpoint)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a fresh temporary file, then rename (a crash never leaves half a checkpoint)."""
+    with atomic_open(Path(path), "wb") as fh:
+        torch.save(obj, fh)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -144,7 +187,9 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
-        self._fh = open(run.metrics, "a")
+        # O_NOFOLLOW: a symlink planted at metrics.jsonl is refused, not appended through
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        self._fh = os.fdopen(os.open(run.metrics, flags, 0o666), "a")
         if replay is not None:
             # A resumed run: TensorBoard is rebuilt from the records kept in metrics.jsonl, so it holds
             # each of them once (a purge by epoch cannot tell a mid-epoch prune record of a killed attempt
@@ -235,7 +280,13 @@ class RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        try:  # O_NOFOLLOW: a symlink planted at .lock is not followed (and its target not truncated)
+            fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666), "r+")
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise OSError(errno.ELOOP, f"{self.path} is a symbolic link, not the run's lock file: remove it"
+                          " and run the same command again") from exc
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
