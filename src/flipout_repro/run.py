@@ -141,6 +141,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     if preempted and cfg.quantize:
         log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
     summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
+    atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
     atomic_torch_save(b.masks.state_dict(), run_dir.masks)
     write_json(run_dir.summary, summary)
     log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",

@@ -1,7 +1,7 @@
 """A run's folder: where everything a run writes goes, its hash, its lock, its metrics log, atomic writes.
 
     <results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>/
-        config.yaml  metrics.jsonl  tb/  checkpoint.pt  masks.pt  curve.csv  curve.png  summary.json
+        config.yaml  metrics.jsonl  tb/  checkpoint.pt  model.pt  masks.pt  curve.csv  curve.png  summary.json
 
 ``<hash8>`` hashes the resolved config minus the seed, paths, device and logging knobs, so runs that
 differ in any hyperparameter never share a folder. summary.json is written last and atomically: a run
@@ -14,6 +14,7 @@ import errno
 import hashlib
 import json
 import os
+import pickle
 import secrets
 import shutil
 import subprocess
@@ -92,6 +93,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.pt"
+        self.model = self.path / "model.pt"
         self.masks = self.path / "masks.pt"
         self.tb = self.path / "tb"
         self.curve_csv = self.path / "curve.csv"
@@ -165,6 +167,23 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save to a fresh temporary file, then rename (a crash never leaves half a checkpoint)."""
     with atomic_open(Path(path), "wb") as fh:
         torch.save(obj, fh)
+
+
+def load_tensors(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: only tensors and plain containers, never code.
+
+    A file that cannot be read raises ValueError with what is wrong, in our words: torch's own message
+    for a refused file advises loading it with ``weights_only=False``, which would run whatever it holds.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but plain data
+        raise ValueError("holds objects other than tensors and plain containers (refused: loading them could"
+                         " run code)") from exc
+    except Exception as exc:  # truncated file, not a zip/pickle
+        text = " ".join(str(exc).split())
+        text = text if "weights_only" not in text else "not a file torch.load can read"
+        raise ValueError(f"cannot be read ({type(exc).__name__}: {text[:300]})") from exc
 
 
 def write_json(path: Path, obj: Any) -> None:

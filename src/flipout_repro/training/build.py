@@ -57,6 +57,10 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.TensorData:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
                           "fix dataset.in_channels/image_size")
+    classes = 1 + int(max(data.train_y.max(), data.test_y.max()))
+    if classes > ds.num_classes:  # the loss would fail on the first such label, deep into training
+        raise ConfigError("dataset.num_classes", ds.num_classes, f"is below the labels of {ds.name} ({classes}"
+                          f" classes, 0 to {classes - 1})", f"use dataset.num_classes={classes}")
     return data
 
 
