@@ -19,7 +19,7 @@ import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
-from flipout_repro.config import ConfigError, prepare, validate
+from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
                                   config_hash, format_sparsity, git_sha, read_summary, truncate_metrics,
@@ -86,10 +86,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
                 method=b.method, generator=b.generator)
     state, kept = TrainState(), None
     if cfg.resume and run_dir.checkpoint.exists():
-        try:
-            state = checkpoint.load(run_dir.checkpoint, **objs)
-        except checkpoint.CheckpointError as exc:
-            raise ConfigError("resume", True, str(exc)) from exc
+        state = checkpoint.load(run_dir.checkpoint, **objs)  # CheckpointError: bad input, exit code 2
         kept = truncate_metrics(run_dir.metrics, state.step, state.epoch)
         log.info("resuming %s at epoch %d, step %d", run_dir.path, state.epoch, state.step)
     else:

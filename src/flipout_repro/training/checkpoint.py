@@ -25,8 +25,9 @@ FORMAT = "flipout-repro-checkpoint-1"
 log = logging.getLogger("flipout_repro")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and the way out."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (bad input, like a bad config value); the message names the file
+    and the way out."""
 
 
 def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
