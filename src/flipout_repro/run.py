@@ -19,7 +19,7 @@ import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
-from flipout_repro.config import prepare, validate
+from flipout_repro.config import pin_precision, prepare, validate
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
                                   config_hash, format_sparsity, git_sha, read_summary, truncate_metrics,
@@ -44,10 +44,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     cfg, target = prepare(cfg)
     if target != given:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, given)
+    device = resolve_device(cfg.device)
+    cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
     run_dir = RunDir.for_config(cfg, target)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
         return _already_finished(cfg, run_dir)
-    device = resolve_device(cfg.device)
     b = build(cfg, target, device)
     with RunLock(run_dir):
         if run_dir.finished():

@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -19,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from flipout_repro.config import prepare
+from flipout_repro.config import pin_precision, prepare
 from flipout_repro.paths import config_dir
 from flipout_repro.rundir import DamagedRun, RunDir, read_summary
 
@@ -89,10 +90,16 @@ def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
                     OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
             cfg.device = "auto"  # never resolve ${job_device:} here: it would claim a GPU
             cfg, target = prepare(cfg)  # as run.run(): a method that never prunes records sparsity 0
+            cfg = pin_precision(cfg, _this_machine())  # as run.run(): the folder of the precision used here
             run = RunDir.for_config(cfg, target)
             jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
                             int(cfg.seed), run.path, run_state(run)))
     return jobs
+
+
+def _this_machine() -> torch.device:
+    """The device ``device=auto`` trains on here (a sweep's job on this machine: one of its GPUs)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_state(run: RunDir) -> str:

@@ -58,6 +58,9 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
 
 def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     cfg = s.get("config") or {}
+    if cfg.get("precision") == "auto" and s.get("precision") == "bf16":
+        # a GPU run of a version that hashed precision=auto though it trained in bf16: today's bf16 setting
+        cfg = {**cfg, "precision": "bf16"}
     knobs = {k: v for k, v in (cfg.get("method") or {}).items() if k not in ("_target_", "name")}
     quant = s.get("quantization") or {}
     return {
