@@ -9,7 +9,8 @@ import torch
 
 from flipout_repro import rundir
 from flipout_repro.rundir import (DamagedRun, RunDir, RunLock, atomic_torch_save, atomic_write_text,
-                                  read_summary, truncate_metrics, write_json)
+                                  read_summary, write_json)
+from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
 
 
 @pytest.mark.parametrize("write, name", [
@@ -90,7 +91,6 @@ def test_a_damaged_summary_is_one_clear_error(tmp_path, text, problem):
 
 def test_final_names_planted_as_symlinks_are_replaced_or_refused_never_written_through(tmp_path):
     from flipout_repro.analysis.plots import write_run_curve
-    from flipout_repro.rundir import MetricsLog
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")

@@ -219,3 +219,19 @@ def check_device(device: Any) -> None:
                               f"use cuda:0 to cuda:{count - 1} (or check CUDA_VISIBLE_DEVICES)")
         return
     raise ConfigError("device", device, "is not supported", "use auto, cpu, cuda or cuda:N")
+
+
+def check_quantization(cfg: DictConfig, observers: tuple, backends: tuple) -> None:
+    """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
+    q = cfg.quantization
+    for key, allowed in (("observer", observers), ("backend", backends)):
+        if q[key] not in allowed:
+            raise ConfigError(f"quantization.{key}", q[key], f"is not a valid {key}", f"use one of {', '.join(allowed)}")
+    supported = torch.backends.quantized.supported_engines
+    if cfg.quantize and q.backend not in supported:
+        raise ConfigError("quantization.backend", q.backend, "is not supported by this torch build",
+                          f"use one of {', '.join(e for e in backends if e in supported)}")
+    n = q.calibration_batches
+    if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
+                          "e.g. quantization.calibration_batches=32, or all for one pass over the training set")

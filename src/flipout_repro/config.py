@@ -15,7 +15,6 @@ import re
 from numbers import Real
 from typing import Any
 
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,8 +22,8 @@ from torch import nn
 
 from flipout_repro import launch, paths, schema
 from flipout_repro.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
-                                  check_finite, check_optim, check_plain_name, choice, number, type_hints,
-                                  writable_folder_problem)
+                                  check_finite, check_optim, check_plain_name, check_quantization, choice, number,
+                                  type_hints, writable_folder_problem)
 from flipout_repro.schedule import ScheduleError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
@@ -182,7 +181,7 @@ def validate(cfg: DictConfig) -> None:
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
-    check_quantization(cfg)
+    check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
 
 
 def _check_resolvable(cfg: DictConfig) -> None:
@@ -213,47 +212,6 @@ def effective_sparsity(cfg: DictConfig) -> float:
     """The target the run prunes to: 0 for methods that never prune (``dense``)."""
     cls = import_target(cfg.method._target_, "method._target_")
     return float(cfg.sparsity) if getattr(cls, "prunes", True) else 0.0
-
-
-def check_quantization(cfg: DictConfig) -> None:
-    """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
-    q = cfg.quantization
-    for key, allowed in (("observer", schema.OBSERVERS), ("backend", schema.BACKENDS)):
-        if q[key] not in allowed:
-            raise ConfigError(f"quantization.{key}", q[key], f"is not a valid {key}", f"use one of {', '.join(allowed)}")
-    supported = torch.backends.quantized.supported_engines
-    if cfg.quantize and q.backend not in supported:
-        raise ConfigError("quantization.backend", q.backend, "is not supported by this torch build",
-                          f"use one of {', '.join(e for e in schema.BACKENDS if e in supported)}")
-    n = q.calibration_batches
-    if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
-                          "e.g. quantization.calibration_batches=32, or all for one pass over the training set")
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA GPUs of compute capability 8.0 (Ampere) and newer only.
-
-    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs (V100, T4), where bf16 is emulated:
-    slower than fp32, and cuDNN has no bf16 convolutions there, so ``precision=auto`` picks fp32 on them.
-    """
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
-
-
-def resolved_precision(precision: str, device: torch.device) -> str:
-    """``bf16`` or ``fp32``: what ``precision`` (auto, bf16, fp32) computes in on ``device``."""
-    return "bf16" if precision == "bf16" or (precision == "auto" and has_native_bf16(device)) else "fp32"
-
-
-def pin_precision(cfg: DictConfig, device: torch.device) -> DictConfig:
-    """``cfg`` with ``precision=auto`` replaced by ``bf16`` where it computes in bf16 on ``device``, so the
-    precision decides the run's folder (issue 13). Where auto means fp32 it is left as it is: run folders
-    of CPU runs (and of GPUs without native bf16) keep the hash ``auto`` always had."""
-    if cfg.precision != "auto" or resolved_precision("auto", device) != "bf16":
-        return cfg
-    cfg = cfg.copy()
-    cfg.precision = "bf16"
-    return cfg
 
 
 def prepare(cfg: DictConfig) -> tuple[DictConfig, float]:

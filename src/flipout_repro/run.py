@@ -19,13 +19,14 @@ import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
-from flipout_repro.config import pin_precision, prepare, validate
+from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
-from flipout_repro.rundir import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
-                                  config_hash, format_sparsity, git_sha, read_summary, truncate_metrics,
-                                  write_json)
+from flipout_repro.precision import pin_precision
+from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, config_hash,
+                                  format_sparsity, git_sha, read_summary, write_json)
 from flipout_repro.training import checkpoint
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
+from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
 from flipout_repro.training.signals import stop_on_signals
 from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState
 

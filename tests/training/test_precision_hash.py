@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import make_cfg
-from flipout_repro import config
-from flipout_repro.config import pin_precision, prepare
+from flipout_repro import precision
+from flipout_repro.config import prepare
+from flipout_repro.precision import pin_precision
 from flipout_repro.reporting import tables
 from flipout_repro.rundir import RunDir
 from flipout_repro.run import run
@@ -20,14 +21,14 @@ def test_auto_on_a_device_with_native_bf16_lands_in_the_bf16_folder(quick_cfg, m
     fp32 = run(quick_cfg(*ARGS))
     assert fp32["precision"] == "fp32"
     assert Path(fp32["run_dir"]) == RunDir.for_config(*prepare(quick_cfg(*ARGS))).path  # the hash auto had
-    monkeypatch.setattr(config, "has_native_bf16", lambda device: True)  # as on an A100 or newer
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: True)  # as on an A100 or newer
     bf16 = run(quick_cfg(*ARGS))
     assert bf16["precision"] == "bf16" and bf16["run_dir"] != fp32["run_dir"]
     assert "precision: bf16" in (Path(bf16["run_dir"]) / "config.yaml").read_text()
     assert bf16["hash"] == Path(bf16["run_dir"]).parent.name
     explicit = run(quick_cfg(*ARGS, "precision=bf16"))  # the same computation: the same (finished) run
     assert explicit["run_dir"] == bf16["run_dir"] and explicit == bf16
-    monkeypatch.setattr(config, "has_native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: False)
     assert run(quick_cfg(*ARGS))["run_dir"] == fp32["run_dir"]  # found again, skipped as finished
 
 
@@ -36,7 +37,7 @@ def test_auto_on_a_device_with_native_bf16_lands_in_the_bf16_folder(quick_cfg, m
 def test_pin_precision(monkeypatch, given, native, hashed):
     import torch
 
-    monkeypatch.setattr(config, "has_native_bf16", lambda device: native)
+    monkeypatch.setattr(precision, "has_native_bf16", lambda device: native)
     cfg = make_cfg(f"precision={given}")
     assert pin_precision(cfg, torch.device("cpu")).precision == hashed
     assert cfg.precision == given  # the caller's config is left alone

@@ -14,10 +14,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from flipout_repro import data as data_mod
-from flipout_repro.config import ConfigError, has_native_bf16, instantiate, resolved_precision
+from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
+from flipout_repro.precision import resolved_precision
 from flipout_repro.training.lr_schedule import make_scheduler
 
 
@@ -86,7 +87,7 @@ class Built:
 
 def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     """Resolve precision/channels_last "auto" for ``device``: bf16 on GPUs with native bf16
-    (config.has_native_bf16), channels_last on CUDA."""
+    (precision.has_native_bf16), channels_last on CUDA."""
     bf16 = resolved_precision(cfg.precision, device) == "bf16"
     cl = cfg.channels_last if cfg.channels_last != "auto" else device.type == "cuda"
     return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
