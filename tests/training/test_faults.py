@@ -168,6 +168,9 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert r.returncode == 5 and "1 of 2 jobs of the sweep did not finish" in r.stderr, r.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("runs/*/global_magnitude/**/summary.json"))
     assert statuses == ["completed", "failed"]
+    r = run_cli("-m", *args, "optim.lr=1e6,0.05", "method=global_magnitude")  # again: both skipped as finished
+    assert r.returncode == 5 and "1 of 2 jobs of the sweep did not finish" in r.stderr  # the diverged one
+    assert "recorded earlier" in r.stderr and "resume=false trains it again" in r.stderr
 
 
 def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):
