@@ -6,10 +6,10 @@ from flipout_repro.config import ConfigError, validate
 
 CASES = [
     (["sparsity=99.6"], "sparsity=99.6 must be in [0, 1): did you mean 0.996?"),
-    (["sparsity=1.0"], "sparsity=1.0 must be in [0, 1): did you mean 0.01?"),
+    (["sparsity=1.0"], "sparsity=1.0 must be in [0, 1): 1 would prune every weight; e.g. sparsity=0.996"),
     (["sparsity=-0.5"], "sparsity=-0.5 must be in [0, 1): e.g. sparsity=0.996"),
     (["epochs=0"], "epochs=0 must be in [1, inf)"),
-    (["seed=-1"], "seed=-1 must be in [0, inf)"),
+    (["seed=-1"], "seed=-1 must be in [0, 4294967296)"),
     (["batch_size=0"], "batch_size=0 must be in [1, inf)"),
     (["device=tpu"], "device='tpu' is not supported: use auto, cpu, cuda or cuda:N"),
     (["optim.lr=0"], "optim.lr=0.0 must be in (0, inf)"),

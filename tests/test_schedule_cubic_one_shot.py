@@ -29,12 +29,14 @@ def test_cubic_initial_sparsity_start_and_steps():
     assert Cubic().events(0.0, 8, 10) == []
 
 
-@pytest.mark.parametrize("sched, match", [(Cubic(end=1.0), "fine-tuning"), (Cubic(start=0.5, end=0.5), "start < end"),
-                                          (Cubic(initial_sparsity=0.95), "initial_sparsity"),
-                                          (Cubic(every_epochs=0), "every_epochs")])
+@pytest.mark.parametrize("sched, match", [(lambda: Cubic(end=1.0), "fine-tuning"),
+                                          (lambda: Cubic(start=0.5, end=0.5), "schedule.start=0.5 must be below schedule.end"),
+                                          (lambda: Cubic(initial_sparsity=0.95), "schedule.initial_sparsity=0.95"),
+                                          (lambda: Cubic(every_epochs=0), "schedule.every_epochs=0 must be in")])
 def test_cubic_rejects_bad_knobs(sched, match):
+    """A knob is refused when the schedule is made (an impossible fit when its events are asked for)."""
     with pytest.raises(ScheduleError, match=match):
-        sched.events(0.9, 8, 10)
+        sched().events(0.9, 8, 10)
 
 
 def test_one_shot_at_init_or_at_a_step():

@@ -11,14 +11,19 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from numbers import Integral, Real
+import re
+from numbers import Real
 from typing import Any
 
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
 
 from flipout_repro import launch, paths, schema
+from flipout_repro.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
+                                  check_finite, check_optim, check_plain_name, check_quantization, choice, number,
+                                  type_hints, writable_folder_problem)
 from flipout_repro.schedule import ScheduleError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
@@ -29,24 +34,37 @@ launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:}
 SPARSITY_HINTS = (0.75, 0.9375, 0.984375, 0.99609375, 0.9990234375)
 
 
-class ConfigError(ValueError):
-    """A bad config value; ``str(err)`` is the whole message for the user."""
-
-    def __init__(self, key: str, value: Any, problem: str, fix: str = "") -> None:
-        msg = f"{key}={value!r} {problem}"
-        if fix:
-            msg += f": {fix}"
-        super().__init__(msg)
-        self.key, self.value = key, value
+#: Where a group's ``_target_`` may point (issue 13): a class defined in one module of the package's
+#: methods/ or models/, or in schedule.py, of the group's kind. Nothing else is imported from a config.
+#: (where, an example, what the class must have: methods.base.Method's hooks, an nn.Module, a schedule's
+#: ``events``; config does not import methods/, which the reporting layer must not reach).
+TARGETS: dict[str, tuple[str, str, Any]] = {
+    "method": ("flipout_repro.methods.<module>", "flipout_repro.methods.flipout.FlipOut",
+               lambda c: callable(getattr(c, "bind", None)) and callable(getattr(c, "scores", None))),
+    "model": ("flipout_repro.models.<module>", "flipout_repro.models.vgg.VGG19", lambda c: issubclass(c, nn.Module)),
+    "schedule": ("flipout_repro.schedule", "flipout_repro.schedule.Periodic",
+                 lambda c: callable(getattr(c, "events", None))),
+}
 
 
 def import_target(path: str, key: str) -> Any:
-    """The class or function that ``_target_`` names, or a ConfigError."""
+    """The class that ``_target_`` names, or a ConfigError. ``key`` (``method._target_``, ...) picks the
+    allow-list of :data:`TARGETS`: a config never names other code to import or run."""
+    group = key.split(".")[0]
+    place, example, is_kind = TARGETS[group]
     module, _, name = str(path).rpartition(".")
+    refused = ConfigError(key, path, "is not allowed", f"{key} names a {group} class of {place}, e.g."
+                          f" {key}={example} (a config runs no other code)")
+    pattern = re.escape(place).replace(re.escape("<module>"), "[a-z_][a-z0-9_]*")
+    if not re.fullmatch(pattern, module) or not name.isidentifier():
+        raise refused
     try:
-        return getattr(importlib.import_module(module), name)
+        obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(key, path, "cannot be imported", f"check the module path ({exc})") from exc
+    if not (inspect.isclass(obj) and obj.__module__ == module and is_kind(obj)):
+        raise refused
+    return obj
 
 
 def group_kwargs(node: DictConfig) -> dict[str, Any]:
@@ -61,43 +79,37 @@ def instantiate(node: DictConfig, key: str, **extra: Any) -> Any:
     kwargs = group_kwargs(node)
     if "name" in node and "name" in _params(cls):
         kwargs["name"] = node.name
+    check_group_args(cls, kwargs, key)
     try:
         return cls(**kwargs, **extra)
     except TypeError as exc:
         raise ConfigError(key, node.get("name", node._target_), f"got an argument it does not take ({exc})",
                           "remove or rename the key") from exc
+    except ScheduleError as exc:  # names the knob at fault
+        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
     except ValueError as exc:
         raise ConfigError(key, node.get("name", node._target_), f"is invalid: {exc}") from exc
 
 
-def _params(cls: Any) -> set[str]:
+def check_group_args(cls: Any, kwargs: dict[str, Any], key: str) -> None:
+    """Constructor arguments against the signature's hints: finite floats, true/false booleans, integers."""
+    params, hints = _signature(cls), type_hints(cls)
+    for arg, value in kwargs.items():
+        check_argument(f"{key}.{arg}", value, hints.get(arg), getattr(params.get(arg), "default", _EMPTY))
+
+
+_EMPTY = inspect.Parameter.empty
+
+
+def _signature(cls: Any) -> dict[str, inspect.Parameter]:
     try:
-        return set(inspect.signature(cls).parameters)
+        return dict(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
-        return set()
+        return {}
 
 
-def _number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: float | None = None,
-            lo_open: bool = False, hi_open: bool = True, fix: str = "") -> Any:
-    value = OmegaConf.select(cfg, key)
-    ok_type = isinstance(value, Integral) if kind is int else isinstance(value, Real)
-    if isinstance(value, bool) or not ok_type:
-        raise ConfigError(key, value, f"must be {'an integer' if kind is int else 'a number'}", fix)
-    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
-    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
-    if bad_lo or bad_hi:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ConfigError(key, value, f"must be in {rng}", fix)
-    return value
-
-
-def _choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
-    value = OmegaConf.select(cfg, key)
-    if not any(value is a if isinstance(a, bool) else value == a for a in allowed):
-        spelled = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]  # as typed on the CLI
-        raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(spelled)}")
+def _params(cls: Any) -> set[str]:
+    return set(_signature(cls))
 
 
 def check_sparsity(value: Any) -> float:
@@ -105,8 +117,11 @@ def check_sparsity(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ConfigError("sparsity", value, "must be a number in [0, 1)",
                           "give the fraction of prunable weights to remove, e.g. sparsity=0.996")
+    check_finite("sparsity", value, "e.g. sparsity=0.996")
     if not 0 <= value < 1:
-        fix = f"did you mean {value / 100:g}?" if 1 <= value < 100 else "e.g. sparsity=0.996"
+        # 99.6 meant as a percentage; 1 itself would prune every weight (not a percentage of 1 %)
+        fix = f"did you mean {value / 100:g}?" if 1 < value < 100 else \
+            "1 would prune every weight; e.g. sparsity=0.996" if value == 1 else "e.g. sparsity=0.996"
         raise ConfigError("sparsity", value, "must be in [0, 1)", fix)
     return float(value)
 
@@ -130,41 +145,34 @@ def _did_you_mean(key: str, known: list[str]) -> str:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first bad value of a composed run config."""
+    """Raise ConfigError on the first bad value of a composed run config. Every key of the schema is
+    checked here (or, for model/method/schedule knobs, by :func:`instantiate` and the constructors);
+    ``dataset.num_classes`` against the data's labels once the data is loaded (training.build)."""
+    _check_resolvable(cfg)
     check_keys(cfg)
     check_sparsity(cfg.sparsity)
-    _number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
-    _number(cfg, "seed", int, 0, None, fix="use a non-negative integer seed")
-    _number(cfg, "batch_size", int, 1, None, fix="e.g. batch_size=128")
-    _number(cfg, "eval_batch_size", int, 1, None, fix="e.g. eval_batch_size=1000")
-    _check_device(cfg.device)
-    _choice(cfg, "precision", ("auto", "bf16", "fp32"))
-    _choice(cfg, "channels_last", ("auto", True, False))
-    _choice(cfg, "compile", (True, False))
-    _choice(cfg, "deterministic", (True, False))
-
-    o = "optim"
-    _number(cfg, f"{o}.lr", float, 0, None, lo_open=True, fix="e.g. optim.lr=0.1")
-    _number(cfg, f"{o}.momentum", float, 0, 1, fix="e.g. optim.momentum=0.9")
-    _number(cfg, f"{o}.weight_decay", float, 0, None, fix="e.g. optim.weight_decay=0.0005")
-    _number(cfg, f"{o}.gamma", float, 0, 1, lo_open=True, hi_open=False, fix="e.g. optim.gamma=0.1")
-    _number(cfg, f"{o}.milestones_of", int, 1, None, fix="the run length the milestones refer to, e.g. 350")
-    ms = list(cfg.optim.milestones)
-    if any(isinstance(m, bool) or not isinstance(m, Integral) or m < 1 for m in ms) or ms != sorted(ms):
-        raise ConfigError("optim.milestones", ms, "must be increasing positive epochs",
-                          "e.g. optim.milestones=[150,250]")
-    _choice(cfg, f"{o}.schedule", schema.LR_SCHEDULES)
-    warmup = _number(cfg, f"{o}.warmup_epochs", int, 0, None, fix="e.g. optim.warmup_epochs=5")
-    if warmup >= cfg.epochs:
-        raise ConfigError(f"{o}.warmup_epochs", warmup, f"must be below epochs={cfg.epochs}",
-                          f"e.g. optim.warmup_epochs={cfg.epochs // 20}, or more epochs")
-    _number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
+    number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
+    number(cfg, "seed", int, 0, 2**32, fix="numpy's seeds are 32-bit, e.g. seed=0")
+    number(cfg, "batch_size", int, 1, None, fix="e.g. batch_size=128")
+    number(cfg, "eval_batch_size", int, 1, None, fix="e.g. eval_batch_size=1000")
+    check_device(cfg.device)
+    for key, allowed in (("precision", ("auto", "bf16", "fp32")), ("channels_last", ("auto", True, False)),
+                         ("compile", (True, False)), ("deterministic", (True, False)), ("resume", (True, False)),
+                         ("progress", (True, False)), ("quantize", (True, False))):
+        choice(cfg, key, allowed)
+    problem = writable_folder_problem(str(cfg.results_dir))
+    if problem:
+        raise ConfigError("results_dir", cfg.results_dir, problem, "pass results_dir=DIR, a folder you can write in")
+    for key, example in (("model.name", "vgg19"), ("dataset.name", "cifar10"), ("method.name", "flipout")):
+        check_plain_name(key, OmegaConf.select(cfg, key), example)  # each is a folder of the run's path
+    check_optim(cfg, schema.LR_SCHEDULES)
+    number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
     if "init" in cfg.model:  # absent in run folders written before it existed: default
-        _choice(cfg, "model.init", schema.MODEL_INITS)
-
+        choice(cfg, "model.init", schema.MODEL_INITS)
     check_dataset(cfg)
-    ds = cfg.dataset
     model_cls = import_target(cfg.model._target_, "model._target_")
+    check_group_args(model_cls, {k: v for k, v in group_kwargs(cfg.model).items() if k != "init"}, "model")
+    ds = cfg.dataset
     need = getattr(model_cls, "min_input_size", 1)
     if ds.image_size < need:
         raise ConfigError("model", cfg.model.name,
@@ -173,31 +181,20 @@ def validate(cfg: DictConfig) -> None:
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
-    check_quantization(cfg)
+    check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
 
 
-def check_dataset(cfg: DictConfig) -> None:
-    """``dataset.*``: resize, train_fraction, workers, and the keys a streamed set (eval_resize set) excludes;
-    which data sets stream, and which cannot be downloaded, data.load checks."""
-    ds = cfg.dataset
-    if ds.resize is not None:
-        _number(cfg, "dataset.resize", int, 1, None, fix="give the side in pixels, e.g. dataset.resize=32, or null")
-        if ds.resize != ds.image_size:
-            raise ConfigError("dataset.resize", ds.resize, f"differs from dataset.image_size={ds.image_size}",
-                              f"set dataset.image_size={ds.resize} too (the side the model sees)")
-    _number(cfg, "dataset.train_fraction", float, 0, 1, lo_open=True, hi_open=False,
-            fix="the fraction of the training set to train on, e.g. 0.9 (FORCE's), or 1.0 for all of it")
-    if ds.workers is not None:
-        _number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
-    if ds.eval_resize is None:  # an in-memory set (data.load refuses a streamed one without it)
-        return
-    _number(cfg, "dataset.eval_resize", int, ds.image_size, None,
-            fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")
-    for key, value in (("crop_padding", 0), ("resize", None)):
-        if ds[key] != value:  # a streamed set: RandomResizedCrop crops and resizes
-            raise ConfigError(f"dataset.{key}", ds[key], "does not apply with dataset.eval_resize="
-                              f"{ds.eval_resize} (a streamed set: RandomResizedCrop crops and resizes each image)",
-                              f"set dataset.{key}={'null' if value is None else 0}")
+def _check_resolvable(cfg: DictConfig) -> None:
+    """Every ``${...}`` resolves (``epochs=${nope}`` is a ConfigError naming the key, not a traceback)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", None) or "config")
+        raw: Any = OmegaConf.to_container(cfg)  # unresolved: the value as written
+        for part in key.split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        raise ConfigError(key, raw, "cannot be resolved", f"{str(exc).splitlines()[0]}; give a value, or an"
+                          " interpolation of an existing key") from exc
 
 
 def check_schedule(cfg: DictConfig) -> None:
@@ -206,6 +203,8 @@ def check_schedule(cfg: DictConfig) -> None:
     try:
         schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
     except ScheduleError as exc:
+        if exc.key != "epochs":  # a knob that does not fit this run (schedule.epoch past the end, ...)
+            raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
         raise ConfigError("epochs", cfg.epochs, f"is too short for the schedule ({exc})") from exc
 
 
@@ -213,22 +212,6 @@ def effective_sparsity(cfg: DictConfig) -> float:
     """The target the run prunes to: 0 for methods that never prune (``dense``)."""
     cls = import_target(cfg.method._target_, "method._target_")
     return float(cfg.sparsity) if getattr(cls, "prunes", True) else 0.0
-
-
-def check_quantization(cfg: DictConfig) -> None:
-    """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
-    q = cfg.quantization
-    for key, allowed in (("observer", schema.OBSERVERS), ("backend", schema.BACKENDS)):
-        if q[key] not in allowed:
-            raise ConfigError(f"quantization.{key}", q[key], f"is not a valid {key}", f"use one of {', '.join(allowed)}")
-    supported = torch.backends.quantized.supported_engines
-    if cfg.quantize and q.backend not in supported:
-        raise ConfigError("quantization.backend", q.backend, "is not supported by this torch build",
-                          f"use one of {', '.join(e for e in schema.BACKENDS if e in supported)}")
-    n = q.calibration_batches
-    if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
-                          "e.g. quantization.calibration_batches=32, or all for one pass over the training set")
 
 
 def prepare(cfg: DictConfig) -> tuple[DictConfig, float]:
@@ -246,24 +229,16 @@ def prepare(cfg: DictConfig) -> tuple[DictConfig, float]:
 def compose_config(*overrides: str) -> DictConfig:
     """The run config ``flipout-train OVERRIDES`` composes (no Hydra job; for tools and tests)."""
     with initialize_config_dir(config_dir=paths.config_dir(), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides))
+    check_overrides(list(overrides))
+    return cfg
 
 
-def _check_device(device: Any) -> None:
-    d = str(device)
-    if d in ("auto", "cpu"):
-        return
-    if d.startswith("cuda"):
-        try:
-            torch.device(d)
-        except RuntimeError as exc:
-            raise ConfigError("device", device, "is not a device name", "use auto, cpu, cuda or cuda:N") from exc
-        if not torch.cuda.is_available():
-            raise ConfigError("device", device, "was asked for, but no CUDA GPU is visible",
-                              "use device=auto or device=cpu")
-        index, count = torch.device(d).index, torch.cuda.device_count()
-        if index is not None and index >= count:
-            raise ConfigError("device", device, f"is not there: {count} GPU(s) are visible",
-                              f"use cuda:0 to cuda:{count - 1} (or check CUDA_VISIBLE_DEVICES)")
-        return
-    raise ConfigError("device", device, "is not supported", "use auto, cpu, cuda or cuda:N")
+def check_overrides(overrides: list[str]) -> None:
+    """What only the command line shows: a boolean key spelled otherwise than true/false (the schema
+    would read ``resume=no`` as false and ``optim.nesterov=1`` as true)."""
+    check_bool_overrides(overrides, BOOL_KEYS)
+
+
+#: the schema's boolean keys
+BOOL_KEYS = set(schema.bool_keys())

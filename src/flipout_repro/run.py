@@ -5,7 +5,6 @@ loaded and the model built before the run folder is created.
 """
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import shutil
@@ -20,12 +19,14 @@ import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
-from flipout_repro.config import ConfigError, prepare, validate
+from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
-from flipout_repro.rundir import (MetricsLog, RunDir, RunLock, atomic_torch_save, atomic_write_text,
-                                  config_hash, format_sparsity, git_sha, truncate_metrics, write_json)
+from flipout_repro.precision import pin_precision
+from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, config_hash,
+                                  format_sparsity, git_sha, read_summary, write_json)
 from flipout_repro.training import checkpoint
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
+from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
 from flipout_repro.training.signals import stop_on_signals
 from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState
 
@@ -44,27 +45,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     cfg, target = prepare(cfg)
     if target != given:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, given)
+    device = resolve_device(cfg.device)
+    cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
     run_dir = RunDir.for_config(cfg, target)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
         return _already_finished(cfg, run_dir)
-    device = resolve_device(cfg.device)
     b = build(cfg, target, device)
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
-                return json.loads(run_dir.summary.read_text())
+                return read_summary(run_dir)
             run_dir.summary.unlink()
         return _train(cfg, target, run_dir, b, device)
 
 
 def _starts_over(cfg: DictConfig, run_dir: RunDir) -> bool:
     """A finished run is trained again only if it failed (diverged) and ``resume=false`` asks for it."""
-    return not cfg.resume and json.loads(run_dir.summary.read_text()).get("status") == "failed"
+    return not cfg.resume and read_summary(run_dir).get("status") == "failed"
 
 
 def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """The summary of a finished run; with ``quantize=true`` and no int8 result yet, quantize it now."""
-    summary = json.loads(run_dir.summary.read_text())
+    summary = read_summary(run_dir)
     if summary.get("status") == "failed":
         log.info("already finished, skipped: %s failed (%s); resume=false starts it over", run_dir.path,
                  summary.get("error"))
@@ -76,7 +78,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
-        return json.loads(run_dir.summary.read_text())
+        return read_summary(run_dir)
     log.info("already finished, skipped: %s", run_dir.path)
     return summary
 
@@ -84,13 +86,10 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
                 method=b.method, generator=b.generator)
-    state = TrainState()
+    state, kept = TrainState(), None
     if cfg.resume and run_dir.checkpoint.exists():
-        try:
-            state = checkpoint.load(run_dir.checkpoint, **objs)
-        except checkpoint.CheckpointError as exc:
-            raise ConfigError("resume", True, str(exc)) from exc
-        truncate_metrics(run_dir.metrics, state.epoch)
+        state = checkpoint.load(run_dir.checkpoint, **objs)  # CheckpointError: bad input, exit code 2
+        kept = truncate_metrics(run_dir.metrics, state.step, state.epoch)
         log.info("resuming %s at epoch %d, step %d", run_dir.path, state.epoch, state.step)
     else:
         # A fresh start (resume=false, or an attempt that died before its first checkpoint).
@@ -108,7 +107,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
              "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile,
              cfg.deterministic)
 
-    metrics = MetricsLog(run_dir, purge_step=state.epoch + 1 if state.epoch else None)
+    metrics = MetricsLog(run_dir, replay=kept)
     t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
 
     def on_epoch(rec: dict, st: TrainState) -> None:
@@ -141,6 +140,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     if preempted and cfg.quantize:
         log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
     summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
+    atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
     atomic_torch_save(b.masks.state_dict(), run_dir.masks)
     write_json(run_dir.summary, summary)
     log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",

@@ -1,7 +1,7 @@
 """A run's folder: where everything a run writes goes, its hash, its lock, its metrics log, atomic writes.
 
     <results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>/
-        config.yaml  metrics.jsonl  tb/  checkpoint.pt  masks.pt  curve.csv  curve.png  summary.json
+        config.yaml  metrics.jsonl  tb/  checkpoint.pt  model.pt  masks.pt  curve.csv  curve.png  summary.json
 
 ``<hash8>`` hashes the resolved config minus the seed, paths, device and logging knobs, so runs that
 differ in any hyperparameter never share a folder. summary.json is written last and atomically: a run
@@ -9,12 +9,16 @@ folder with a summary is finished, and a sweep skips it.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import pickle
+import secrets
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -93,6 +97,7 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.pt"
+        self.model = self.path / "model.pt"
         self.masks = self.path / "masks.pt"
         self.tb = self.path / "tb"
         self.curve_csv = self.path / "curve.csv"
@@ -111,82 +116,92 @@ class RunDir:
         return self.summary.exists()
 
 
+class DamagedRun(ValueError):
+    """A file of a run folder that cannot be used as it is; the message names it and the way out."""
+
+
+def read_summary(run: RunDir) -> dict[str, Any]:
+    """The run's summary.json as a dict; DamagedRun when it is not a readable JSON object."""
+    way_out = ("delete it and run the same command again (the run resumes from its checkpoint.pt, or"
+               " starts over without one)")
+    try:
+        summary = json.loads(run.summary.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedRun(f"{run.summary} cannot be read ({exc}): {way_out}") from exc
+    if not isinstance(summary, dict):
+        raise DamagedRun(f"{run.summary} is not a JSON object: {way_out}")
+    return summary
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str) -> Iterator[IO]:
+    """A fresh temporary file beside ``path`` (a random name, created with O_EXCL and O_NOFOLLOW, so a
+    file or symlink planted in the folder is never written through), renamed over ``path`` once written
+    and synced. On any failure the temporary file is removed; a full disk is said plainly."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as to any file the run writes
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (the partial file was"
+                          " removed): free some space and run the same command again") from exc
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
+    """Write ``text`` to a fresh temporary file beside ``path``, then rename it over ``path``."""
+    with atomic_open(Path(path), "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file, then rename (a crash never leaves half a checkpoint)."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to a fresh temporary file, then rename (a crash never leaves half a checkpoint)."""
+    with atomic_open(Path(path), "wb") as fh:
+        torch.save(obj, fh)
+
+
+def load_tensors(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: only tensors and plain containers, never code.
+
+    A file that cannot be read raises ValueError with what is wrong, in our words: torch's own message
+    for a refused file advises loading it with ``weights_only=False``, which would run whatever it holds.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # what weights_only=True raises for anything but plain data
+        raise ValueError("holds objects other than tensors and plain containers (refused: loading them could"
+                         " run code)") from exc
+    except Exception as exc:  # truncated file, not a zip/pickle
+        text = " ".join(str(exc).split())
+        text = text if "weights_only" not in text else "not a file torch.load can read"
+        raise ValueError(f"cannot be read ({type(exc).__name__}: {text[:300]})") from exc
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Atomic, indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=jsonable) + "\n")
 
 
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """json.dumps's ``default``: tensors as lists, paths as strings."""
     if isinstance(o, torch.Tensor):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
-class MetricsLog:
-    """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
-
-    def __init__(self, run: RunDir, purge_step: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.run = run
-        self._fh = open(run.metrics, "a")
-        # purge_step drops TensorBoard events from a previous attempt past the resumed epoch
-        self._tb = SummaryWriter(log_dir=str(run.tb), purge_step=purge_step)
-
-    def write(self, record: dict[str, Any]) -> None:
-        """One JSON line (flushed at once) and its numbers as TensorBoard scalars."""
-        self._fh.write(json.dumps(record, default=_jsonable) + "\n")
-        self._fh.flush()
-        step = record.get("epoch", 0)
-        kind = record.get("type", "epoch")
-        for key, value in record.items():
-            if key in ("type", "epoch", "step"):
-                continue
-            if isinstance(value, dict):
-                for sub, v in value.items():
-                    self._tb.add_scalar(f"{key}/{sub}", v, step)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._tb.add_scalar(key if kind == "epoch" else f"{kind}/{key}", value, step)
-
-    def close(self) -> None:
-        """Flush and close both sinks."""
-        self._fh.close()
-        self._tb.flush()
-        self._tb.close()
-
-
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drop records after ``last_epoch`` (used when resuming from that epoch's checkpoint)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-        if rec.get("epoch", 0) <= last_epoch:
-            keep.append(line)
-    atomic_write_text(path, "".join(k + "\n" for k in keep))
 
 
 def git_sha() -> str | None:
@@ -218,7 +233,13 @@ class RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
+        try:  # O_NOFOLLOW: a symlink planted at .lock is not followed (and its target not truncated)
+            fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666), "r+")
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise OSError(errno.ELOOP, f"{self.path} is a symbolic link, not the run's lock file: remove it"
+                          " and run the same command again") from exc
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -25,7 +25,18 @@ ROUNDINGS = ("exact", "reference")
 
 
 class ScheduleError(ValueError):
-    """A schedule that cannot be realised with the requested target and number of epochs."""
+    """A schedule that cannot be realised: ``key`` names the config key at fault (``epochs`` when the
+    schedule does not fit in the run; a knob such as ``schedule.rate`` when that knob is bad), ``value``
+    its value, ``problem`` and ``fix`` the rest of the message."""
+
+    def __init__(self, problem: str, key: str = "epochs", value: object = None, fix: str = "") -> None:
+        self.problem, self.key, self.value, self.fix = problem, key, value, fix
+        text = problem if key == "epochs" else f"{key}={value!r} {problem}"
+        super().__init__(text + (f": {fix}" if fix else ""))
+
+
+def _knob(key: str, value: object, problem: str, fix: str = "") -> ScheduleError:
+    return ScheduleError(problem, key=f"schedule.{key}", value=value, fix=fix)
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,8 @@ class PruneEvent:
 def check_rounding(rounding: str) -> None:
     """ScheduleError unless ``rounding`` is exact or reference."""
     if rounding not in ROUNDINGS:
-        raise ScheduleError(f"schedule.rounding={rounding!r} must be 'exact' (land on each event's sparsity)"
-                            " or 'reference' (remove floor(fraction x surviving) weights, the FlipOut code's)")
+        raise _knob("rounding", rounding, "must be 'exact' (land on each event's sparsity) or 'reference' (remove"
+                    " floor(fraction x surviving) weights, the FlipOut code's)")
 
 
 def with_rounding(events: list[PruneEvent], rounding: str) -> list[PruneEvent]:
@@ -98,6 +109,10 @@ class Periodic:
 
     def __post_init__(self) -> None:
         check_rounding(self.rounding)
+        if not 0 < self.rate < 1:
+            raise _knob("rate", self.rate, "must be in (0, 1)", "e.g. schedule.rate=0.5 (the paper's)")
+        if self.frequency < 0:
+            raise _knob("frequency", self.frequency, "must be in [0, inf)", "0 derives it from the epochs, as the paper")
 
     def num_events(self, target: float) -> int:
         """k: the number of events that reach ``target`` at ``rate`` per event."""
@@ -116,8 +131,6 @@ class Periodic:
 
     def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
         """The k events, each at the end of an epoch."""
-        if not 0 < self.rate < 1:
-            raise ScheduleError(f"schedule.rate={self.rate} must be in (0, 1), e.g. 0.5")
         k = self.num_events(target)
         if k == 0:
             return []
@@ -161,9 +174,9 @@ class OneShot:
 
     def events(self, target: float, epochs: int, steps_per_epoch: int) -> list[PruneEvent]:
         """A single event to ``target`` (none when the target is 0)."""
-        if self.epoch < 0 or self.epoch >= epochs:
-            raise ScheduleError(f"schedule.epoch={self.epoch} must be in [0, epochs={epochs}): 0 prunes at"
-                                " initialisation, e prunes after e epochs of training")
+        if not 0 <= self.epoch < epochs:
+            raise _knob("epoch", self.epoch, f"must be in [0, epochs={epochs})", "0 prunes at initialisation,"
+                        " e prunes after e epochs of training")
         if target <= 0:
             return []
         count = "keep_floor" if self.rounding == "reference" else "exact"  # SNIP's int(n * keep_ratio)
@@ -198,17 +211,22 @@ class Cubic:
 
     def __post_init__(self) -> None:
         check_rounding(self.rounding)
+        if not 0 <= self.start < 1:
+            raise _knob("start", self.start, "must be in [0, 1)", "a fraction of the epochs, e.g. schedule.start=0")
+        if not 0 < self.end <= 1:
+            raise _knob("end", self.end, "must be in (0, 1]", "a fraction of the epochs, e.g. schedule.end=0.5")
+        if self.start >= self.end:
+            raise _knob("start", self.start, f"must be below schedule.end={self.end}",
+                        "pruning starts before it ends, e.g. schedule.start=0 schedule.end=0.5")
+        if self.every_epochs < 1:
+            raise _knob("every_epochs", self.every_epochs, "must be in [1, inf)", "e.g. schedule.every_epochs=1")
+        if self.every_steps < 0:
+            raise _knob("every_steps", self.every_steps, "must be in [0, inf)", "0 uses every_epochs")
 
     def _check(self, target: float) -> None:
-        if not 0 <= self.start < self.end <= 1:
-            raise ScheduleError(f"schedule.start={self.start}, schedule.end={self.end} must satisfy"
-                                " 0 <= start < end <= 1 (fractions of the epochs), e.g. start=0 end=0.5")
         if not 0 <= self.initial_sparsity <= target:
-            raise ScheduleError(f"schedule.initial_sparsity={self.initial_sparsity} must be in [0, sparsity="
-                                f"{target}]: it is the sparsity of the first event, e.g. 0")
-        if self.every_epochs < 1 or self.every_steps < 0:
-            raise ScheduleError(f"schedule.every_epochs={self.every_epochs} must be >= 1 and"
-                                f" schedule.every_steps={self.every_steps} >= 0 (0 = use every_epochs)")
+            raise _knob("initial_sparsity", self.initial_sparsity, f"must be in [0, sparsity={target}]",
+                        "it is the sparsity of the first event, e.g. schedule.initial_sparsity=0")
 
     def sparsity_at(self, j: int, n: int, target: float) -> float:
         """s after the j-th of n intervals: s_f + (s_i - s_f)(1 - j/n)^3 (exactly s_f at j = n)."""

@@ -136,13 +136,21 @@ class RunConfig:
 
 def key_paths() -> list[str]:
     """Every key of the fixed part, dotted (``optim.lr``), plus the free-form groups (``method``)."""
-    def walk(cls: type, prefix: str) -> list[str]:
-        out = []
-        for f in fields(cls):
-            kind = f.type if isinstance(f.type, type) else globals().get(str(f.type))
-            out += walk(kind, f"{prefix}{f.name}.") if is_dataclass(kind) else [prefix + f.name]
-        return out
-    return walk(RunConfig, "")
+    return [key for key, _ in _leaves(RunConfig, "")]
+
+
+def bool_keys() -> list[str]:
+    """The boolean keys of the fixed part, dotted (``resume``, ``optim.nesterov``, ...)."""
+    return [key for key, kind in _leaves(RunConfig, "") if kind == "bool"]
+
+
+def _leaves(cls: type, prefix: str) -> list[tuple[str, str]]:
+    """(dotted key, type as written) of every leaf field under the dataclass ``cls``."""
+    out = []
+    for f in fields(cls):
+        kind = f.type if isinstance(f.type, type) else globals().get(str(f.type))
+        out += _leaves(kind, f"{prefix}{f.name}.") if is_dataclass(kind) else [(prefix + f.name, str(f.type))]
+    return out
 
 
 def register() -> None:

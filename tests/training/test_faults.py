@@ -144,7 +144,7 @@ def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
         r = run_cli(*args)
         assert r.returncode == 4 and "is in use by pid" in r.stderr
         r = run_cli("-m", *args, "seed=0,1")
-        assert r.returncode == 0 and "job skipped" in r.stderr + r.stdout
+        assert r.returncode == 5 and "job failed (exit code 4)" in r.stderr + r.stdout  # listed at the end
     assert not run.summary.exists()
     assert (run.path.parent / "seed_1" / "summary.json").exists()  # the other job of the sweep ran
     with RunLock(run):
@@ -165,9 +165,12 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(tmp_path):
     r = run_cli(*args, "optim.lr=1e6", "resume=false")  # trained again (and diverges again)
     assert r.returncode == 3 and "training diverged in epoch 1" in r.stderr
     r = run_cli("-m", *args, "optim.lr=1e6,0.05", "method=global_magnitude")
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 5 and "1 of 2 jobs of the sweep did not finish" in r.stderr, r.stderr[-2000:]
     statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("runs/*/global_magnitude/**/summary.json"))
     assert statuses == ["completed", "failed"]
+    r = run_cli("-m", *args, "optim.lr=1e6,0.05", "method=global_magnitude")  # again: both skipped as finished
+    assert r.returncode == 5 and "1 of 2 jobs of the sweep did not finish" in r.stderr  # the diverged one
+    assert "recorded earlier" in r.stderr and "resume=false trains it again" in r.stderr
 
 
 def test_truncated_or_foreign_checkpoint_gets_a_clear_error(tmp_path):

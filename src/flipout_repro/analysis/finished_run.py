@@ -1,13 +1,14 @@
 """Reload a finished run from its folder: config, model with its final weights, masks and data.
 
 The model is rebuilt from the run's config.yaml (by training.build, as a run builds it), its weights come from
-checkpoint.pt (the last epoch) and its masks from masks.pt, both read with
-``torch.load(weights_only=True)``. Every problem is a :class:`RunFolderError` whose message names the
-path and the fix.
+model.pt (written when the run finished; runs of versions before it: checkpoint.pt, the last epoch) and
+its masks from masks.pt, all read with ``torch.load(weights_only=True)``. Every problem is a
+:class:`RunFolderError` whose message names the path and a fix that works: a finished run is skipped
+whatever ``resume`` says, so a damaged one is redone by deleting its summary.json and running its
+command again (it resumes from checkpoint.pt when that is there, else it trains anew).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from flipout_repro.config import ConfigError
 from flipout_repro.data import DataError
 from flipout_repro.masking import Masks
-from flipout_repro.rundir import RunDir
+from flipout_repro.rundir import DamagedRun, RunDir, load_tensors
+from flipout_repro.rundir import read_summary as rundir_read_summary
 from flipout_repro.schema import RunConfig
 from flipout_repro.training.build import build_model, load_data
 
@@ -45,8 +47,15 @@ class LoadedRun:
         return (int(ds.in_channels), int(ds.image_size), int(ds.image_size))
 
 
+def redo(run: RunDir) -> str:
+    """The fix for a finished run whose files are damaged or gone."""
+    return (f"delete {run.summary} and run the flipout-train command that made the run again (its settings"
+            f" are in {run.config}): it resumes from checkpoint.pt if that is there, else trains the run anew")
+
+
 def check_run_folder(path: str | Path, need_summary: bool = True) -> RunDir:
-    """The RunDir of ``path`` once it holds config.yaml, checkpoint.pt, masks.pt (and summary.json)."""
+    """The RunDir of ``path`` once it holds config.yaml, masks.pt, model.pt or checkpoint.pt (and
+    summary.json)."""
     run = RunDir(Path(path))
     if not run.path.is_dir():
         raise RunFolderError(f"{run.path} is not a folder: pass a run folder, e.g. "
@@ -57,10 +66,11 @@ def check_run_folder(path: str | Path, need_summary: bool = True) -> RunDir:
     if need_summary and not run.summary.exists():
         raise RunFolderError(f"{run.path} has no summary.json, so the run has not finished: run the same "
                              "flipout-train command again to finish it, then retry")
-    for f in (run.checkpoint, run.masks):
-        if not f.exists():
-            raise RunFolderError(f"{f} is missing: the run folder is incomplete; run it again with "
-                                 "flipout-train (resume=false to start over)")
+    if not run.model.exists() and not run.checkpoint.exists():
+        raise RunFolderError(f"{run.path} has neither model.pt nor checkpoint.pt: the final weights are gone;"
+                             f" {redo(run)}")
+    if not run.masks.exists():
+        raise RunFolderError(f"{run.masks} is missing: {redo(run)}")
     return run
 
 
@@ -69,13 +79,9 @@ def read_summary(run: RunDir) -> dict[str, Any]:
     if not run.summary.exists():
         return {}
     try:
-        summary = json.loads(run.summary.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{run.summary} cannot be read ({exc}): delete it and run the same "
-                             "flipout-train command again") from exc
-    if not isinstance(summary, dict):
-        raise RunFolderError(f"{run.summary} is not a JSON object: delete it and re-run the run")
-    return summary
+        return rundir_read_summary(run)
+    except (OSError, DamagedRun) as exc:
+        raise RunFolderError(str(exc)) from exc
 
 
 def run_config(run: RunDir) -> DictConfig:
@@ -84,15 +90,15 @@ def run_config(run: RunDir) -> DictConfig:
     try:
         return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(run.config))
     except Exception as exc:
-        raise RunFolderError(f"{run.config} cannot be parsed ({exc}): the run folder is damaged") from exc
+        raise RunFolderError(f"{run.config} cannot be parsed ({exc}): the run folder is damaged; delete"
+                             f" {run.path} and run the flipout-train command that made it again") from exc
 
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a torch file, unsafe content
-        raise RunFolderError(f"{path} cannot be read ({type(exc).__name__}): the run folder is damaged; "
-                             "run it again with flipout-train resume=false") from exc
+        return load_tensors(path)
+    except ValueError as exc:  # truncated file, not a torch file, unsafe content
+        raise RunFolderError(f"{path} {exc}: {redo(RunDir(path.parent))}") from exc
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu", with_data: bool = True,
@@ -113,16 +119,16 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", with_data: bo
         model = build_model(cfg.model, ds.in_channels, ds.num_classes, ds.image_size, device)
     except (ConfigError, AttributeError) as exc:
         raise RunFolderError(f"{run.config}: the model cannot be rebuilt ({exc})") from exc
-    ck = _torch_load(run.checkpoint)
+    weights = run.model if run.model.exists() else run.checkpoint
+    state = _torch_load(weights)
     saved_masks = _torch_load(run.masks)
     try:
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(state if weights == run.model else state["model"])
         masks = Masks.for_model(model)
         masks.load_state_dict(saved_masks)
-    except Exception as exc:  # a checkpoint or masks of another model
-        raise RunFolderError(f"{run.path}: checkpoint.pt or masks.pt does not match config.yaml "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); run it again with flipout-train "
-                             "resume=false") from exc
+    except Exception as exc:  # weights or masks of another model
+        raise RunFolderError(f"{run.path}: {weights.name} or masks.pt does not match config.yaml "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); {redo(run)}") from exc
     masks.apply_to_weights()  # the checkpoint's pruned weights are zero already; this makes it certain
     data = None
     if with_data:

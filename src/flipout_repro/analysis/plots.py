@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from flipout_repro.rundir import atomic_open  # noqa: E402
+
 FIGURE_FILE = "layer_sparsity.png"
 
 
@@ -56,7 +58,8 @@ def plot_layer_sparsity(layers: dict[str, dict[str, Any]], path: Path, title: st
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
+    with atomic_open(path, "wb") as fh:  # a fresh file: never written through a planted symlink
+        fig.savefig(fh, format="png")
     plt.close(fig)
     return path
 
@@ -68,7 +71,7 @@ def run_title(cfg: DictConfig) -> str:
 
 def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: str = "") -> None:
     """One run's accuracy-vs-sparsity curve: test accuracy just before each prune event and at the end."""
-    with open(csv_path, "w", newline="") as fh:
+    with atomic_open(Path(csv_path), "w") as fh:
         w = csv.DictWriter(fh, fieldnames=["epoch", "sparsity", "test_acc"])
         w.writeheader()
         for p in points:
@@ -89,5 +92,6 @@ def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: s
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png_path)
+    with atomic_open(Path(png_path), "wb") as fh:
+        fig.savefig(fh, format="png")
     plt.close(fig)

@@ -1,12 +1,16 @@
 """The one failure style of every console entry point: one line on stderr, ``<prog>: error: <message>``
 (the message names the key or path, the value and the fix), and an exit code that says what happened:
 
-    0    done (a finished run that is skipped is done too)
-    1    an unexpected error (a bug, or a model a tool cannot handle): the message names the exception
+    0    done (a finished run that is skipped is done too; a sweep: every job done)
+    1    an unexpected error (a bug, or a model a tool cannot handle: with a traceback), or a failure of
+         the system (no space left on device, a permission): the message names the exception
     2    bad input: a config value, a data set, a run folder or a command-line argument; nothing was written
     3    training diverged: the failure is recorded in the run's summary.json
     4    the run folder is in use by another process
-    143  stopped by SIGTERM/SIGINT after writing a checkpoint: the same command resumes the run
+    5    a sweep (``-m``) in which some jobs did not finish (each failed on its own code above; the
+         others ran): the closing list names each with why
+    143  stopped by SIGTERM/SIGINT after writing a checkpoint: the same command resumes the run (a
+         sweep stops there too)
 
 Imports of the package happen inside the functions: ``--help`` of an entry point stays fast.
 """
@@ -18,7 +22,7 @@ from typing import Callable, NoReturn, TypeVar
 
 T = TypeVar("T")
 
-BAD_INPUT, DIVERGED, LOCKED, INTERRUPTED, UNEXPECTED = 2, 3, 4, 143, 1
+BAD_INPUT, DIVERGED, LOCKED, SWEEP_FAILED, INTERRUPTED, UNEXPECTED = 2, 3, 4, 5, 143, 1
 
 
 def exit_code(exc: BaseException) -> int:

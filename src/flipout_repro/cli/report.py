@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     if not (Path(a.results_dir) / "runs").is_dir():
         fail("flipout-report", f"--results-dir={a.results_dir} has no runs/ folder: run a sweep first (e.g."
              " flipout-train -m +sweep=tiny) or point --results-dir at the folder that holds runs/", BAD_INPUT)
+    out = Path(a.out if a.out is not None else a.results_dir)
+    problem = _unwritable(out)
+    if problem:
+        fail("flipout-report", f"--out={out} {problem}: pass --out DIR, a folder you can write to", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
     r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline))
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets not done"
@@ -35,3 +40,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
     for f in r["files"]:
         print(f"  {f}")
+
+
+def _unwritable(folder: Path) -> str:
+    """Why tables and figures cannot be written under ``folder`` ("" if they can): it, or the nearest
+    part of its path that exists, must be a folder this process may write in."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"is not a folder ({probe} is a file)" if probe != folder else "is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return "is not writable" if probe == folder else f"is not writable ({probe} is read-only)"
+    return ""

@@ -1,12 +1,15 @@
 """Console entry point ``flipout-train``: compose the Hydra config, run it, map failures to exit codes.
 
 Bad input ends with one line on stderr and exit code 2, before anything is trained or written (see
-cli/failures.py for every exit code). In a sweep (``-m``) a diverged or locked job is logged and the
-sweep goes on.
+cli/failures.py for every exit code). In a sweep (``-m``) every job's failure is its own: it is logged
+and recorded, the other jobs run, and the sweep ends with the list of the jobs that did not finish and
+exit code SWEEP_FAILED (cli/hooks.py). SIGTERM/SIGINT stop the sweep (exit code 143; the same command
+resumes).
 """
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,27 +17,39 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from flipout_repro import launch, paths, schema
-from flipout_repro.cli.failures import DIVERGED, LOCKED, exit_code, fail, message
+from flipout_repro.cli import hooks
+from flipout_repro.cli.failures import INTERRUPTED, SWEEP_FAILED, UNEXPECTED, exit_code, fail, message
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults list
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:} (sweep and launcher presets), ${paper_batches:}
+log = logging.getLogger("flipout_repro")
 
 
 @hydra.main(version_base="1.3", config_path=paths.config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
+    from flipout_repro.config import check_overrides
     from flipout_repro.run import run  # here, not at the top: --help and bad overrides stay fast
 
+    in_sweep = _in_sweep()
     try:
+        check_overrides(hooks.task_overrides())  # resume=no: only the command line shows it
         summary = run(cfg)
     except Exception as exc:
         code = exit_code(exc)
-        if code in (DIVERGED, LOCKED) and _in_sweep():  # one bad or busy job must not stop the sweep
-            logging.getLogger("flipout_repro").error("job skipped: %s", exc)
+        if in_sweep and code != INTERRUPTED:  # one bad, busy or broken job must not stop the sweep
+            log.error("job failed (exit code %d): %s", code, message(exc), exc_info=code == UNEXPECTED)
+            hooks.record("failed", code, message(exc))
             return None
-        if code == 1:
-            raise  # a bug: Hydra prints the traceback
-        logging.getLogger("flipout_repro").error("error: %s", exc)
+        if code == UNEXPECTED and not isinstance(exc, OSError):
+            raise  # a bug: Hydra prints the traceback (a full disk or a permission is one line)
+        log.error("error: %s", message(exc))
         fail("flipout-train", message(exc), code)
+    if in_sweep:
+        if summary.get("status") == "failed":  # diverged in an earlier attempt, skipped now
+            hooks.record("failed", 3, f"{summary.get('error')} (recorded earlier in {summary.get('run_dir')}"
+                                      "/summary.json; resume=false trains it again)")
+        else:
+            hooks.record("done")
     return summary.get("final_test_acc")
 
 
@@ -45,6 +60,8 @@ def _in_sweep() -> bool:
 def main() -> None:
     """flipout-train [overrides...]; see README.md."""
     _main()
+    if hooks.state["failed"]:
+        sys.exit(SWEEP_FAILED)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ preset's lists), so it computes exactly what the sweep would.
 """
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -22,7 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from flipout_repro.config import prepare
 from flipout_repro.paths import config_dir
-from flipout_repro.rundir import RunDir
+from flipout_repro.precision import pin_precision
+from flipout_repro.rundir import DamagedRun, RunDir, read_summary
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Job:
     sparsity: float
     seed: int
     run_dir: Path
-    state: str  # done | failed | interrupted | missing
+    state: str  # done | failed | damaged | interrupted | missing
 
     def command(self, results_dir: str | Path = "results") -> str:
         """The flipout-train command that runs (or resumes) this job alone."""
@@ -90,19 +91,26 @@ def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
                     OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
             cfg.device = "auto"  # never resolve ${job_device:} here: it would claim a GPU
             cfg, target = prepare(cfg)  # as run.run(): a method that never prunes records sparsity 0
+            cfg = pin_precision(cfg, _this_machine())  # as run.run(): the folder of the precision used here
             run = RunDir.for_config(cfg, target)
             jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
                             int(cfg.seed), run.path, run_state(run)))
     return jobs
 
 
+def _this_machine() -> torch.device:
+    """The device ``device=auto`` trains on here (a sweep's job on this machine: one of its GPUs)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def run_state(run: RunDir) -> str:
-    """done, failed (summary says so), interrupted (a checkpoint, no summary) or missing."""
+    """done, failed (summary says so), damaged (summary.json is not a readable JSON object),
+    interrupted (a checkpoint, no summary) or missing."""
     if run.summary.exists():
         try:
-            return "failed" if json.loads(run.summary.read_text()).get("status") == "failed" else "done"
-        except ValueError:
-            return "failed"
+            return "failed" if read_summary(run).get("status") == "failed" else "done"
+        except DamagedRun:
+            return "damaged"
     return "interrupted" if run.checkpoint.exists() else "missing"
 
 
@@ -151,6 +159,8 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path,
             line = f"- {j.state}: `{j.command(results_dir)}`"
             if j.state == "failed":
                 line += f" (failed: see {j.run_dir}/summary.json; add resume=false to start it over)"
+            if j.state == "damaged":
+                line += f" ({j.run_dir}/summary.json is damaged: delete it, then run the command)"
             out.append(line)
             per_pair.setdefault((j.model, j.dataset), []).append(line)
     for name, why in (problems or {}).items():

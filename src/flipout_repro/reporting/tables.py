@@ -2,14 +2,15 @@
 
 A *cell* is the runs of one setting (every hashed config value but the seed) at one target sparsity: its
 seeds are aggregated into mean and sample standard deviation (ddof=1; "—" for a single seed). Runs
-whose summary says ``"status": "failed"`` are listed in runs.csv but left out of the cells. The
+whose summary says ``"status": "failed"``, and completed runs whose final or best accuracy is not a
+finite number (status ``invalid``), are listed in runs.csv but left out of the cells. The
 published values come from reference.py; methods whose sparsity is an outcome (``sparsity_is_outcome``)
 are shown at their achieved sparsity.
 """
 from __future__ import annotations
 
-import json
 import logging
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from omegaconf import OmegaConf
 
 from flipout_repro.launch import register_resolvers
 from flipout_repro.paths import config_dir
-from flipout_repro.rundir import NOT_HASHED, config_hash
+from flipout_repro.rundir import NOT_HASHED, RunDir, config_hash, read_summary
 
 log = logging.getLogger("flipout_repro")
 
@@ -38,10 +39,17 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(runs_root).glob("**/summary.json")):
         try:
-            s = json.loads(path.read_text())
-            rows.append(_run_row(s, path))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            row = _run_row(read_summary(RunDir(path.parent)), path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # DamagedRun is a ValueError
             log.warning("skipped %s: %s", path, exc)
+            continue
+        bad = [f"{k} is {row[k]}" for k in ("final_test_acc", "best_test_acc")
+               if isinstance(row[k], float) and not math.isfinite(row[k])]
+        if bad and row["status"] == "completed":
+            # a seed without a finite accuracy is neither averaged nor counted (it is in runs.csv)
+            log.warning("%s: %s; left out of the tables", path, ", ".join(bad))
+            row["status"] = "invalid"
+        rows.append(row)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
             "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs",
@@ -51,6 +59,9 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
 
 def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     cfg = s.get("config") or {}
+    if cfg.get("precision") == "auto" and s.get("precision") == "bf16":
+        # a GPU run of a version that hashed precision=auto though it trained in bf16: today's bf16 setting
+        cfg = {**cfg, "precision": "bf16"}
     knobs = {k: v for k, v in (cfg.get("method") or {}).items() if k not in ("_target_", "name")}
     quant = s.get("quantization") or {}
     return {

@@ -18,6 +18,7 @@ from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
+from flipout_repro.precision import resolved_precision
 from flipout_repro.training.lr_schedule import make_scheduler
 
 
@@ -30,15 +31,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     return device
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA GPUs of compute capability 8.0 (Ampere) and newer only.
-
-    ``torch.cuda.is_bf16_supported()`` also says yes on older GPUs (V100, T4), where bf16 is emulated:
-    slower than fp32, and cuDNN has no bf16 convolutions there, so ``precision=auto`` picks fp32 on them.
-    """
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def seed_everything(seed: int) -> None:
@@ -59,6 +51,10 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
                           "fix dataset.in_channels/image_size")
+    classes = 1 + int(max(data.train_y.max(), data.test_y.max()))
+    if classes > ds.num_classes:  # the loss would fail on the first such label, deep into training
+        raise ConfigError("dataset.num_classes", ds.num_classes, f"is below the labels of {ds.name} ({classes}"
+                          f" classes, 0 to {classes - 1})", f"use dataset.num_classes={classes}")
     return data
 
 
@@ -92,8 +88,9 @@ class Built:
 
 
 def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
-    """Resolve precision/channels_last "auto" for ``device``: bf16 and channels_last on CUDA."""
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and has_native_bf16(device))
+    """Resolve precision/channels_last "auto" for ``device``: bf16 on GPUs with native bf16
+    (precision.has_native_bf16), channels_last on CUDA."""
+    bf16 = resolved_precision(cfg.precision, device) == "bf16"
     cl = cfg.channels_last if cfg.channels_last != "auto" else device.type == "cuda"
     return {"autocast_dtype": torch.bfloat16 if bf16 else None, "channels_last": bool(cl)}
 

@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from flipout_repro.rundir import atomic_torch_save
+from flipout_repro.rundir import atomic_torch_save, load_tensors
 from flipout_repro.training.trainer import TrainState
 
 FORMAT = "flipout-repro-checkpoint-1"
 log = logging.getLogger("flipout_repro")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and the way out."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (bad input, like a bad config value); the message names the file
+    and the way out."""
 
 
 def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
@@ -45,9 +46,9 @@ def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
 def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator) -> TrainState:
     """Restore a checkpoint written by :func:`save` into freshly built objects; return the state."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, not a zip/pickle, unsafe content
-        raise CheckpointError(_msg(path, f"cannot be read ({type(exc).__name__}: {_short(exc)})")) from exc
+        ck = load_tensors(path)
+    except ValueError as exc:  # truncated file, not a zip/pickle, unsafe content
+        raise CheckpointError(_msg(path, str(exc))) from exc
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(_msg(path, "is not a flipout-repro checkpoint"))
     try:

@@ -87,10 +87,12 @@ class Trainer:
 
     def __post_init__(self) -> None:
         self.forward = self.compiled if self.compiled is not None else self.model
+        self._saved: str | None = None  # where the checkpoint on disk stands, for the divergence message
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
         spe = self.data.steps_per_epoch(self.batch_size)
+        self._saved = _position(state) if state.step else None  # a resumed state is the checkpoint's
         if state.step == 0:
             order = self.data.epoch_order(self.generator)
             self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator, order),
@@ -127,10 +129,12 @@ class Trainer:
                 self._apply_due_events(state, at_step=state.step, test_acc=None)
             bar.update(1)
             if self.stop_requested and state.step != epoch_end:
+                # never a checkpoint of bad weights over a good one (issue 13, item 2)
+                self._check_finite(epoch, float(loss_sum) / seen, lr)
                 state.batch, state.order = state.step - (epoch - 1) * spe, order
                 state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
                                  "lr": lr, "time_s": time.perf_counter() - t0}
-                self.checkpoint(state)
+                self._save(state)
                 raise TrainingInterrupted(f"stopped in epoch {epoch} at step {state.step}; a checkpoint"
                                           " was written: run the same command again to resume")
         state.batch, state.order, state.partial = 0, None, {}
@@ -152,7 +156,7 @@ class Trainer:
             **self.method.epoch_stats(),
             "time_s": time.perf_counter() - t0,
         }
-        self._check_finite(epoch, rec["train_loss"], lr, state)
+        self._check_finite(epoch, rec["train_loss"], lr)
         state.epoch = epoch
         state.best_test_acc = max(state.best_test_acc, test_acc)
         state.last = rec
@@ -163,7 +167,11 @@ class Trainer:
         )
         self.on_epoch(rec, state)
         self._apply_due_events(state, at_step=state.step, test_acc=test_acc)
-        self.checkpoint(state)  # after the epoch's prune events: a resumed run starts pruned
+        self._save(state)  # after the epoch's prune events: a resumed run starts pruned
+
+    def _save(self, state: TrainState) -> None:
+        self.checkpoint(state)
+        self._saved = _position(state)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device. The
@@ -191,13 +199,15 @@ class Trainer:
         self.method.after_step(self.model)
         return ce, out
 
-    def _check_finite(self, epoch: int, train_loss: float, lr: float, state: TrainState) -> None:
+    def _check_finite(self, epoch: int, train_loss: float, lr: float) -> None:
+        """TrainingDiverged when the loss or a weight is not finite; called before every checkpoint, so the
+        one on disk always holds finite weights."""
         norms = torch._foreach_norm([p.detach() for p in self.model.parameters()])
         weights_ok = bool(torch.isfinite(torch.stack(norms)).all())
         if math.isfinite(train_loss) and weights_ok:
             return
         what = f"train loss is {train_loss}" if not math.isfinite(train_loss) else "weights are not finite"
-        kept = f"; the checkpoint of epoch {state.epoch} is kept" if state.epoch else ""
+        kept = f"; the checkpoint of {self._saved} is kept" if self._saved else ""
         raise TrainingDiverged(f"training diverged in epoch {epoch}: {what} (optim.lr={lr:g}): lower"
                                f" optim.lr, or the method's noise or regulariser{kept}")
 
@@ -228,6 +238,11 @@ class Trainer:
         log.info("prune at epoch %d (step %d): sparsity %.5f -> %.5f", state.epoch, at_step, before,
                  rec["sparsity"])
         self.on_prune(rec, state)
+
+
+def _position(state: TrainState) -> str:
+    """Where a checkpoint of ``state`` stands: ``epoch 2``, or ``epoch 3, step 80`` in the middle of one."""
+    return f"epoch {state.epoch}" if not state.batch else f"epoch {state.epoch + 1}, step {state.step}"
 
 
 def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -1,0 +1,102 @@
+"""flipout-train's hooks into Hydra (:class:`TrainHooks`, a callback registered in conf/config.yaml).
+
+- Before Hydra creates its own output folder under ``results_dir`` (which would fail with a traceback),
+  ``results_dir`` is checked: a file or a read-only folder is one line and exit code 2.
+- A sweep's (``-m``) bookkeeping: each job records its outcome in its Hydra output folder, and once
+  every job has run the closing list of the jobs that did not finish is printed, with why, and the sweep
+  is marked failed so that the command exits with SWEEP_FAILED (cli/failures.py).
+
+Outcomes travel as files because under the joblib and SLURM launchers the jobs run in other processes
+(or on other machines) than the one that waits for the sweep; the callback's ``on_multirun_end`` runs
+where the command was started, under every launcher.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from flipout_repro.cli.failures import BAD_INPUT, fail
+
+OUTCOME_FILE = "job_outcome.json"
+
+#: set by SweepOutcomes.on_multirun_end when some job of the sweep did not finish
+state: dict[str, Any] = {"failed": []}
+
+
+def task_overrides() -> list[str]:
+    """The job's command-line overrides as typed (``epochs=${nope}`` stays unresolved)."""
+    return [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]
+
+
+def record(status: str, code: int = 0, error: str = "") -> None:
+    """This job's outcome (``done`` or ``failed`` with its exit code and message), in its output folder."""
+    hc = HydraConfig.get()
+    outcome = {"job": int(hc.job.num), "overrides": task_overrides(), "status": status, "code": code,
+               "error": error}
+    folder = Path(hc.runtime.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{OUTCOME_FILE}.tmp"
+    tmp.write_text(json.dumps(outcome) + "\n")
+    tmp.replace(folder / OUTCOME_FILE)
+
+
+class TrainHooks(Callback):
+    """Checks ``results_dir`` before Hydra writes there; collects a sweep's outcomes when it ends."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_results_dir(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_results_dir(config)
+        self.started = time.time()
+        state["failed"] = []
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir))
+        jobs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)) \
+            if folder.is_dir() else []
+        done, failed = 0, []
+        for job in jobs:
+            if job.stat().st_mtime < self.started - 1:  # a folder of an earlier sweep in the same place
+                continue
+            try:
+                outcome = json.loads((job / OUTCOME_FILE).read_text())
+            except (OSError, ValueError):  # the job's process died before it could say (killed, out of memory)
+                outcome = {"job": int(job.name), "overrides": [], "status": "failed", "code": 1,
+                           "error": f"no outcome recorded (the job's process died?): see its log in {job}"}
+            if outcome.get("status") == "done":
+                done += 1
+            else:
+                failed.append(outcome)
+        state["failed"] = failed
+        if not failed:
+            return
+        lines = [f"flipout-train: {len(failed)} of {done + len(failed)} jobs of the sweep did not finish:"]
+        for o in failed:
+            lines.append(f"  job {o['job']} ({' '.join(o.get('overrides') or [])}): exit code {o['code']}:"
+                         f" {o['error']}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _check_results_dir(config: DictConfig) -> None:
+    """One line and exit code 2 when ``results_dir`` is a file or cannot be written (Hydra's own log
+    folder goes there first, and would fail with a traceback)."""
+    from flipout_repro.checks import writable_folder_problem  # here: --help stays fast (no torch)
+
+    value = OmegaConf.select(config, "results_dir", throw_on_resolution_failure=False)
+    if value is None:
+        return  # not resolvable here: validate names it
+    problem = writable_folder_problem(str(value))
+    if problem:
+        fail("flipout-train", f"results_dir={str(value)!r} {problem}: pass results_dir=DIR, a folder you can"
+             " write in", BAD_INPUT)
