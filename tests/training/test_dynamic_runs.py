@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
@@ -38,6 +39,10 @@ def test_dynamic_run_keeps_the_target_sparsity_and_layer_counts(quick_cfg, metho
     ever = [e["ever_active"] for e in epochs]
     assert ever == sorted(ever) and 0.1 < ever[0] and ever[-1] == summary["ever_active"] < 1
     assert summary["mask_updates"] == len(updates)
+    acc = EventAccumulator(str(Path(summary["run_dir"]) / "tb"))
+    acc.Reload()  # TensorBoard: one point per update, at its optimizer step; the ever-active share per epoch
+    assert [(e.step, e.value) for e in acc.Scalars("mask_update/dropped")] == [(u["step"], u["dropped"]) for u in updates]
+    assert [e.value for e in acc.Scalars("ever_active")] == pytest.approx(ever)
 
 
 STOP_AT = 80  # optimizer steps: in epoch 3, between the updates at step indices 75 and 90
