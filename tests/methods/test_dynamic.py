@@ -130,3 +130,9 @@ def test_bad_values_are_refused_with_key_value_and_fix(method, override, key):
 def test_update_every_must_be_an_integer():
     with pytest.raises(ConfigError, match="method.update_every"):
         validate(make_cfg("method=rigl", "method.update_every=2.5"))
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_regrow_dropped_must_be_true_or_false(method):
+    with pytest.raises(ConfigError, match="method.regrow_dropped=1 must be true or false"):
+        validate(make_cfg(f"method={method}", "method.regrow_dropped=1"))
