@@ -182,3 +182,68 @@ def _zero_lowest(flat: torch.Tensor, k: int) -> None:
     # enough for an exact count (indices, not a threshold, so equal scores cannot overshoot).
     idx = torch.topk(flat, k, largest=False, sorted=False).indices
     flat[idx] = float("-inf")
+
+
+# --- dynamic sparse training: masks that can grow ----------------------------------------------
+
+
+@dataclass
+class Regrowth:
+    """What :func:`drop_and_grow` did, per layer: weights dropped, weights grown, and ``new``, a bool
+    tensor per layer of the entries that became active (grown and not active before: a weight dropped
+    and grown back in the same update is in neither ``new`` nor the net change)."""
+
+    dropped: list[int]
+    grown: list[int]
+    new: list[torch.Tensor]
+
+
+@torch.no_grad()
+def drop_and_grow(drop_scores: list[torch.Tensor], grow_scores: list[torch.Tensor], masks: Masks,
+                  counts: list[int], regrow_dropped: bool = True) -> Regrowth:
+    """Per layer, deactivate the ``counts[l]`` active weights with the lowest drop score and activate as
+    many weights with the highest grow score: the regrow counterpart of :func:`prune_to`, the other place
+    that changes masks (dynamic sparse training: SET, RigL).
+
+    Grow candidates are the weights not kept after the drop. With ``regrow_dropped`` (RigL's reference,
+    rigl/sparse_optimizers_base.py:305-311: only the kept weights are lifted out of the grow ranking)
+    the weights just dropped are candidates too; one grown back keeps its value (and, for the caller,
+    its optimizer state: :330-333). Without it only weights inactive before the update can grow, and a
+    layer with fewer of them than ``counts[l]`` drops and grows only that many. Either way each
+    layer's count of active weights is unchanged. Ties break by position (the lower flat index drops
+    first and grows first). Newly active weights are set to 0 and the masks applied to the weights.
+    """
+    if not (len(drop_scores) == len(grow_scores) == len(counts) == len(masks.values)):
+        raise ValueError(f"got {len(drop_scores)} drop, {len(grow_scores)} grow score tensors and"
+                         f" {len(counts)} counts for {len(masks.values)} prunable layers")
+    dropped, grown, new = [], [], []
+    for ds, gs, k, m, p in zip(drop_scores, grow_scores, counts, masks.values, masks.params):
+        if int(k) < 0:
+            raise ValueError(f"drop and grow counts must be >= 0, got {k}")
+        active = m.flatten().bool()
+        n_active = int(active.sum())
+        k = min(int(k), n_active if regrow_dropped else min(n_active, active.numel() - n_active))
+        keep = active.clone()
+        if k:
+            # lowest drop scores among the active weights; inactive ones rank last (+inf); stable: by position
+            d = torch.where(active, ds.detach().flatten().float(), torch.tensor(float("inf"), device=ds.device))
+            keep[_first_k(d, k)] = False
+        candidates = ~keep if regrow_dropped else ~active
+        after = keep.clone()
+        if k:
+            g = torch.where(candidates, -gs.detach().flatten().float(), torch.tensor(float("inf"), device=gs.device))
+            after[_first_k(g, k)] = True
+        born = after & ~active
+        m.copy_(after.view_as(m))
+        p.data[born.view_as(m)] = 0  # newly grown weights start at 0 (RigL's grow_init=zeros)
+        dropped.append(k)
+        grown.append(k)
+        new.append(born.view_as(m))
+    masks.active = True
+    masks.apply_to_weights()
+    return Regrowth(dropped, grown, new)
+
+
+def _first_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` smallest entries of the 1-d ``values``; ties by position (stable sort)."""
+    return torch.sort(values, stable=True).indices[:k]

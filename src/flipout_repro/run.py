@@ -118,7 +118,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
                       target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
                       on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
-                      label_smoothing=float(cfg.loss.label_smoothing), **b.speed)
+                      label_smoothing=float(cfg.loss.label_smoothing),
+                      on_mask_update=lambda rec, st: metrics.write(rec), **b.speed)
     try:
         with stop_on_signals(trainer) as preempted:
             state = trainer.run(state)
@@ -163,6 +164,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "target_sparsity": target,
         "achieved_sparsity": masks.sparsity(),
         "sparsity_is_outcome": bool(getattr(method, "sparsity_is_outcome", False)),
+        **method.summary_stats(),  # dynamic sparse training: the share of weights ever active
         "prunable": masks.total(), "nonzero": sum(counts),  # per layer: "layers" (analysis/run_end.py)
         "params_total": params_total, "params_nonzero": params_total - pruned,
         "status": "completed",

@@ -5,7 +5,10 @@ loop calls the hooks in this order every step and never asks which method it run
 
     loss = CE + regularizer(model); backward
     if modifies_grads: grads *= masks;  after_backward(model);  grads *= masks
-    optimizer.step();  weights *= masks;  after_step(model)
+    optimizer.step() (unless replaces_step(s));  weights *= masks
+    if mask_update(s) returns an update: masking.drop_and_grow(...); the optimizer state of the newly
+        active weights zeroed; after_mask_update(result)          (dynamic sparse training: SET, RigL)
+    after_step(model)
 
 and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
 ``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation);
@@ -13,15 +16,35 @@ and at every prune event of the schedule: ``prune_to(scores(model), masks, spars
 itself (a threshold, a learned threshold) does not touch the masks: after each epoch's evaluation and
 scheduled events the loop asks ``prune_due(epoch)`` and prunes through the same path, so its prune is
 recorded like every other.
+
+``s`` is the step's 0-based index (the number of optimizer steps taken before it). Dynamic sparse
+training changes the masks between events: ``mask_update(s)`` sees the weights after the step and the
+gradients of the step's batch (dense: the loop does not mask them unless ``modifies_grads``), and
+returns the drop and grow scores and the per-layer count; ``drop_and_grow`` is the one path that
+regrows. ``summary_stats`` adds method-specific numbers to summary.json.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks
+from flipout_repro.masking import Masks, Regrowth
+
+
+@dataclass
+class MaskUpdate:
+    """A dynamic-sparse-training update: per layer, drop the ``counts[l]`` active weights of lowest
+    ``drop_scores`` and grow as many of highest ``grow_scores`` (masking.drop_and_grow, with
+    ``regrow_dropped``); ``info`` holds numbers for the update's record (the drop fraction)."""
+
+    drop_scores: list[torch.Tensor]
+    grow_scores: list[torch.Tensor]
+    counts: list[int]
+    regrow_dropped: bool = True
+    info: dict[str, float] = field(default_factory=dict)
 
 
 class Method:
@@ -79,6 +102,24 @@ class Method:
     def scores(self, model: nn.Module) -> list[torch.Tensor]:
         """Per-weight saliency for every prunable weight, in ``masks.names`` order (higher = keep)."""
         raise NotImplementedError(f"method {self.name} defines no pruning score")
+
+    def replaces_step(self, step: int) -> bool:
+        """True where the mask update of step ``step`` (0-based) takes the place of its optimizer step
+        (RigL's reference code); the step's gradients then serve only the update."""
+        return False
+
+    def mask_update(self, step: int) -> MaskUpdate | None:
+        """The drop-and-grow update due at step ``step`` (0-based), or None (every method but the dynamic
+        ones). Called after the optimizer step and the weight masking, while ``.grad`` holds the step's
+        batch gradients."""
+        return None
+
+    def after_mask_update(self, result: Regrowth) -> None:
+        """Called after the masks changed by a :meth:`mask_update`."""
+
+    def summary_stats(self) -> dict[str, Any]:
+        """Method-specific numbers for summary.json (the run's end)."""
+        return {}
 
     def prune_due(self, epoch: int) -> tuple[float, str] | None:
         """(sparsity, scope) to prune to now, after ``epoch``'s evaluation, for a method that decides when

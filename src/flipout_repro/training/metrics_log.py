@@ -38,8 +38,8 @@ class MetricsLog:
         self._scalars(record)
 
     def _scalars(self, record: dict[str, Any]) -> None:
-        step = record.get("epoch", 0)
         kind = record.get("type", "epoch")
+        step = record.get("step", 0) if kind == "mask_update" else record.get("epoch", 0)  # many an epoch
         for key, value in record.items():
             if key in ("type", "epoch", "step"):
                 continue

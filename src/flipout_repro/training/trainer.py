@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from flipout_repro.data import DataSet
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.masking import Masks, drop_and_grow, prune_to
 from flipout_repro.methods.base import Method
 from flipout_repro.schedule import PruneEvent
 
@@ -84,10 +84,14 @@ class Trainer:
     channels_last: bool = False
     #: label smoothing of the training loss (``loss.label_smoothing``); evaluation stays plain CE
     label_smoothing: float = 0.0
+    #: receives the record of every dynamic-sparse-training mask update (methods/base.py: mask_update)
+    on_mask_update: Callable[[dict, TrainState], None] = lambda rec, st: None
 
     def __post_init__(self) -> None:
         self.forward = self.compiled if self.compiled is not None else self.model
         self._saved: str | None = None  # where the checkpoint on disk stands, for the divergence message
+        self._at: int | None = None  # the 0-based index of the step being taken in the loop (None: outside it)
+        self._mask_record: dict | None = None  # the record of a mask update the last step made
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
@@ -120,8 +124,12 @@ class Trainer:
         order = state.order if state.batch else self.data.epoch_order(self.generator)
         epoch_end = epoch * spe
         for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
+            self._at = state.step
             ce, out = self.step(x, y)
             state.step += 1
+            if self._mask_record is not None:
+                self.on_mask_update(self._mask_record | {"epoch": state.epoch}, state)
+                self._mask_record = None
             loss_sum += ce.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -194,10 +202,29 @@ class Trainer:
         # Otherwise the gradients are not masked: SGD (and any element-wise optimizer) updates each entry
         # from its own gradient, momentum and weight only, and pruned entries are zeroed right after the
         # step, so masking them first would change no kept weight and no pruned one (it stays 0).
-        self.optimizer.step()
+        if self._at is None or not self.method.replaces_step(self._at):
+            self.optimizer.step()
         self.masks.apply_to_weights()
+        if self._at is not None:
+            self._mask_update(self._at)
         self.method.after_step(self.model)
         return ce, out
+
+    def _mask_update(self, at: int) -> None:
+        """The method's drop-and-grow update due at step index ``at``, if any: masks through
+        masking.drop_and_grow, the optimizer state of newly active weights zeroed, a record."""
+        update = self.method.mask_update(at)
+        if update is None:
+            return
+        done = drop_and_grow(update.drop_scores, update.grow_scores, self.masks, update.counts,
+                             update.regrow_dropped)
+        reset_optimizer_state(self.optimizer, self.masks.params, done.new)
+        self.method.after_mask_update(done)
+        self._mask_record = {"type": "mask_update", "step": at + 1, **update.info, "dropped": sum(done.dropped),
+                             "grown": sum(done.grown), "new": int(sum(int(n.sum()) for n in done.new)),
+                             "sparsity": self.masks.sparsity(),
+                             "dropped_layer": dict(zip(self.masks.names, done.dropped))}
+        log.debug("mask update at step %d: %d dropped and regrown", at + 1, sum(done.dropped))
 
     def _check_finite(self, epoch: int, train_loss: float, lr: float) -> None:
         """TrainingDiverged when the loss or a weight is not finite; called before every checkpoint, so the
@@ -238,6 +265,17 @@ class Trainer:
         log.info("prune at epoch %d (step %d): sparsity %.5f -> %.5f", state.epoch, at_step, before,
                  rec["sparsity"])
         self.on_prune(rec, state)
+
+
+@torch.no_grad()
+def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
+                          new: list[torch.Tensor]) -> None:
+    """Zero every per-weight optimizer state (SGD's momentum buffer) at the ``new`` entries: a grown weight
+    starts without momentum (RigL's reset_momentum, rigl/sparse_optimizers_base.py:345-353)."""
+    for p, n in zip(params, new):
+        for value in optimizer.state.get(p, {}).values():
+            if torch.is_tensor(value) and value.shape == p.shape:
+                value.masked_fill_(n, 0)
 
 
 def _position(state: TrainState) -> str:
