@@ -5,10 +5,13 @@ batch of test images (``torch.jit.trace``), because that loads back without our 
 class or a second calibration: ``torch.jit.load(path)`` gives a module whose outputs are the measured
 model's (tests/analysis/test_int8_export.py checks the reloaded model's test accuracy is the recorded
 one). The batch size is not baked in (the traced graph reads it from the input). One file per
-quantization setting, named by :func:`int8_file_name`, in the run folder.
+quantization setting, named by :func:`int8_file_name`, in the run folder. torch 2.14 marks torch.jit as
+deprecated in favour of torch.export, whose quantized-op support is not settled; TorchScript still loads
+reliably, so its FutureWarnings are silenced here.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +30,17 @@ def int8_file_name(settings: Any) -> str:
 @torch.no_grad()
 def save_int8(qmodel: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Trace ``qmodel`` (CPU, eval) on ``example`` and write it as TorchScript to ``path`` (atomically)."""
-    traced = torch.jit.trace(qmodel.eval(), example.cpu(), check_trace=False)
     path = Path(path)
-    with atomic_open(path, "wb") as fh:
-        torch.jit.save(traced, fh)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*")
+        traced = torch.jit.trace(qmodel.eval(), example.cpu(), check_trace=False)
+        with atomic_open(path, "wb") as fh:
+            torch.jit.save(traced, fh)
     return path
 
 
 def load_int8(path: Path) -> torch.jit.ScriptModule:
     """The saved int8 model (CPU, eval mode): ``model(images)`` gives logits as the measured one did."""
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*")
+        return torch.jit.load(str(path), map_location="cpu").eval()
