@@ -171,7 +171,8 @@ def validate(cfg: DictConfig) -> None:
         choice(cfg, "model.init", schema.MODEL_INITS)
     check_dataset(cfg)
     model_cls = import_target(cfg.model._target_, "model._target_")
-    check_group_args(model_cls, {k: v for k, v in group_kwargs(cfg.model).items() if k != "init"}, "model")
+    check_group_args(model_cls, {k: v for k, v in group_kwargs(cfg.model).items()
+                                 if k not in ("init", "init_from", "init_from_sha256")}, "model")
     ds = cfg.dataset
     need = getattr(model_cls, "min_input_size", 1)
     if ds.image_size < need:

@@ -26,6 +26,7 @@ from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_wri
                                   format_sparsity, git_sha, read_summary, write_json)
 from flipout_repro.training import checkpoint
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
+from flipout_repro.training.init_from import pin_init_from
 from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
 from flipout_repro.training.signals import stop_on_signals
 from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState
@@ -47,6 +48,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, given)
     device = resolve_device(cfg.device)
     cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
+    cfg = pin_init_from(cfg)  # model.init_from: checked, and hashed by its content
     run_dir = RunDir.for_config(cfg, target)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
         return _already_finished(cfg, run_dir)
@@ -177,5 +179,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "versions": {"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "python": platform.python_version()},
         "git_sha": git_sha(), "run_dir": str(run_dir.path),
+        **({"init_from": {"path": cfg.model.init_from, "sha256": cfg.model.init_from_sha256}}
+           if cfg.model.get("init_from") is not None else {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -26,7 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 #: Keys that do not change what a run computes (left out of the hash).
 NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
               "channels_last", "deterministic", "quantize", "quantization",
-              "dataset.root", "dataset.download", "dataset.workers")
+              "dataset.root", "dataset.download", "dataset.workers",
+              "model.init_from")  # where the start weights lie; their content is model.init_from_sha256
 
 
 #: Knobs added after runs were written, left out of the hash while they hold their neutral value (the
@@ -44,6 +45,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
     "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
     "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
+    "model.init_from_sha256": None,  # set only with model.init_from (training/init_from.py): a fresh start
 }
 
 

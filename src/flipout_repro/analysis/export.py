@@ -1,6 +1,6 @@
 """Export a pruned network so that standard PyTorch code can load it.
 
-Two files, both plain tensors (load with ``torch.load(path, weights_only=True)``):
+Three files, all plain tensors (load with ``torch.load(path, weights_only=True)``):
 
 - ``pruned_state_dict.pt``: ``model.state_dict()`` with the pruned weights exactly zero; loads into a
   fresh model with ``model.load_state_dict``.
@@ -14,6 +14,11 @@ Two files, both plain tensors (load with ``torch.load(path, weights_only=True)``
 
   after which ``module.weight`` is ``weight_orig * weight_mask`` and stays masked when fine-tuned;
   ``prune.remove(module, "weight")`` makes the pruning permanent.
+- ``pruned_sparse.pt``: only the kept weights (bitmap or CSR per layer, analysis/sparse_export.py), the
+  small file; :func:`flipout_repro.analysis.sparse_export.load_sparse` loads it into a fresh model.
+
+The first two are full size (a pruned weight is a stored zero); the third is about the
+``sparse_fp32_bytes`` of analysis/size.py.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from flipout_repro.analysis.sparse_export import SPARSE_FILE, save_sparse
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import atomic_torch_save
 
@@ -49,12 +55,14 @@ def prune_layout_state_dict(model: nn.Module, masks: Masks) -> dict[str, torch.T
 
 
 def export(model: nn.Module, masks: Masks, out_dir: Path) -> dict[str, str]:
-    """Write both files into ``out_dir`` (atomically); return their paths by kind."""
+    """Write the three files into ``out_dir`` (atomically); return their paths by kind."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"state_dict": out_dir / STATE_DICT_FILE, "prune_layout": out_dir / PRUNE_LAYOUT_FILE}
+    paths = {"state_dict": out_dir / STATE_DICT_FILE, "prune_layout": out_dir / PRUNE_LAYOUT_FILE,
+             "sparse": out_dir / SPARSE_FILE}
     atomic_torch_save(plain_state_dict(model, masks), paths["state_dict"])
     atomic_torch_save(prune_layout_state_dict(model, masks), paths["prune_layout"])
+    save_sparse(model, masks, paths["sparse"])
     return {k: str(v) for k, v in paths.items()}
 
 

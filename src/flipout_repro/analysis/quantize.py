@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from flipout_repro.analysis.finished_run import load_run, read_summary
+from flipout_repro.analysis.int8_export import int8_file_name, save_int8
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import RunLock, write_json
 from flipout_repro.schema import BACKENDS, OBSERVERS
@@ -156,8 +157,9 @@ def cpu_data(data: Any) -> Any:
 
 
 def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: QuantSettings,
-                          eval_batch_size: int = 1000) -> dict[str, Any]:
-    """Quantize ``model``, then return int8 and fp32 test accuracy (both on CPU) and the zero check."""
+                          eval_batch_size: int = 1000, save_dir: Path | None = None) -> dict[str, Any]:
+    """Quantize ``model``, then return int8 and fp32 test accuracy (both on CPU) and the zero check; with
+    ``save_dir``, the int8 model is saved there as TorchScript (analysis/int8_export.py, ``model_file``)."""
     t0 = time.perf_counter()
     data = cpu_data(data)
     qmodel = quantize_model(model, calibration_batches(data, settings), settings)
@@ -166,6 +168,7 @@ def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: Q
     _, fp32_acc = evaluate(float_model, data, eval_batch_size)
     with quiet_deprecations():
         _, int8_acc = evaluate(qmodel, data, eval_batch_size)
+        saved = _save_int8(qmodel, data, settings, save_dir) if save_dir is not None else {}
     n_calib = calibration_images(len(data.train_y), settings)
     return {
         "test_acc": int8_acc, "fp32_test_acc": fp32_acc, "acc_drop": fp32_acc - int8_acc,
@@ -176,8 +179,20 @@ def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: Q
         else "qint8 per-channel symmetric",
         "activations": f"quint8 per-tensor affine ({'histogram' if settings.observer == 'histogram' else 'minmax'})",
         "mode": "torch.ao.quantization FX graph mode, post-training static", "device": "cpu",
-        "torch": torch.__version__, "wall_time_s": time.perf_counter() - t0,
+        "torch": torch.__version__, "wall_time_s": time.perf_counter() - t0, **saved,
     }
+
+
+def _save_int8(qmodel: nn.Module, data: Any, settings: QuantSettings, save_dir: Path) -> dict[str, Any]:
+    """Save the measured int8 model; a failure is recorded, never fatal (the accuracy is measured)."""
+    path = Path(save_dir) / int8_file_name(settings)
+    try:
+        x, _ = next(iter(data.test_batches(8)))
+        save_int8(qmodel, x, path)
+        return {"model_file": path.name}
+    except Exception as exc:  # e.g. a model TorchScript cannot trace
+        log.warning("int8 model not saved: %s: %s", type(exc).__name__, exc)
+        return {"model_file": None, "model_file_error": f"{type(exc).__name__}: {exc}"}
 
 
 def settings_from_config(cfg: DictConfig) -> QuantSettings:
@@ -211,7 +226,8 @@ def quantize_run_folder(path: str | Path, settings: QuantSettings | None = None,
     under the run's lock, every other key kept). ``settings`` default to the run config's."""
     loaded = load_run(path, "cpu", data_root=data_root)
     settings = settings or settings_from_config(loaded.cfg)
-    result = quantize_and_evaluate(loaded.model, loaded.masks, loaded.data, settings, eval_batch_size)
+    result = quantize_and_evaluate(loaded.model, loaded.masks, loaded.data, settings, eval_batch_size,
+                                   save_dir=loaded.run.path)
     log_quantization(result)
     with RunLock(loaded.run):
         summary = read_summary(loaded.run)

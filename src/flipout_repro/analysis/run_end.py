@@ -72,7 +72,8 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
         log.warning("layer sparsity figure not written: %s", exc)
     if cfg.get("quantize", False) if quantize is None else quantize:
         try:
-            result = quantize_and_evaluate(model, masks, data, settings_from_config(cfg), cfg.eval_batch_size)
+            result = quantize_and_evaluate(model, masks, data, settings_from_config(cfg), cfg.eval_batch_size,
+                                           save_dir=run.path)
             entries["quantization"] = merge_quantization(None, result)
             log_quantization(result)
         except Exception as exc:  # e.g. a model FX cannot trace: keep the run, record why

@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
     """flipout-bench [--model vgg19] [--methods dense flipout ...] [--device auto] ...
     | flipout-bench --inference RUN [--batches 1 64] [--repeats 30] [--warmup N]"""
     from flipout_repro.cli.failures import guard
-    from flipout_repro.training.bench import DEFAULT_METHODS, bench, format_table, resolve_device
+    from flipout_repro.training.bench import DEFAULT_METHODS, SPREAD_LIMIT, bench, format_table, resolve_device
 
     p = argparse.ArgumentParser(prog="flipout-bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vgg19")
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--spread-limit", type=float, default=SPREAD_LIMIT, help="warn when a method's slowest "
+                   f"round is more than this times its fastest: its ratio is not to be trusted (default {SPREAD_LIMIT})")
     p.add_argument("--out", default="results/bench", help="folder for <device>.json")
     p.add_argument("--inference", default=None, metavar="RUN", help="a finished run folder: time its pruned"
                    " network against dense on the CPU (Linear layers as sparse CSR) instead of training steps")
@@ -43,10 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.methods[0] != "dense":
         a.methods = ["dense"] + [m for m in a.methods if m != "dense"]
     shape = tuple(a.input_shape) if a.input_shape else ((1, 28, 28) if a.model.startswith("lenet") else (3, 32, 32))
+    if not a.spread_limit >= 1:
+        guard("flipout-bench", lambda: _bad_spread(a.spread_limit))
     device = guard("flipout-bench", lambda: resolve_device(a.device))
     result = guard("flipout-bench", lambda: bench(a.model, a.methods, shape, a.classes, a.batch_size, a.steps,
                                                   a.warmup, a.rounds, device, a.sparsity, a.precision,
-                                                  a.channels_last, a.compile))
+                                                  a.channels_last, a.compile, a.spread_limit))
     print(format_table(result))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     history.append(result)
     path.write_text(json.dumps(history, indent=2) + "\n")
     print(f"\nappended to {path}")
+
+
+def _bad_spread(value: float) -> None:
+    raise ValueError(f"--spread-limit={value} must be >= 1 (slowest round / fastest round): e.g. --spread-limit 1.5")
 
 
 def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) -> None:

@@ -83,7 +83,9 @@ def export_main(argv: list[str] | None = None) -> None:
     """flipout-export RUN [--out DIR]: state dicts, per-layer table and sparsity figure of a run."""
     p = argparse.ArgumentParser(prog="flipout-export", description=(
         "Export a finished run's pruned network: a plain state dict and torch.nn.utils.prune's layout "
-        "(weight_orig + weight_mask), the per-layer sparsity figure, and a per-layer table on stdout."))
+        "(weight_orig + weight_mask), both full size, a sparse file with only the kept weights "
+        "(pruned_sparse.pt, load with flipout_repro.analysis.sparse_export.load_sparse), the per-layer "
+        "sparsity figure, and a per-layer table with the file sizes on stdout."))
     p.add_argument("run", help=RUN_HELP)
     p.add_argument("--out", help="output folder (default: <run>/export)")
     p.add_argument("--json", action="store_true", help="print the layer report and sizes as JSON")
@@ -104,12 +106,15 @@ def _export(args: argparse.Namespace) -> None:
     report = layer_report(loaded.model, loaded.masks, loaded.input_shape)
     sizes = model_size(loaded.model, loaded.masks)
     figure = plot_layer_sparsity(report["layers"], loaded.run.path / FIGURE_FILE, title=run_title(loaded.cfg))
+    file_bytes = {kind: Path(path).stat().st_size for kind, path in paths.items()}
     if args.json:
-        print(json.dumps({"files": paths | {"figure": str(figure)}, "report": report, "model_size": sizes}, indent=2))
+        print(json.dumps({"files": paths | {"figure": str(figure)}, "file_bytes": file_bytes, "report": report,
+                          "model_size": sizes}, indent=2))
         return
     print(format_table(report, sizes))
-    for kind, path in (paths | {"figure": str(figure)}).items():
-        print(f"{kind}: {path}")
+    for kind, path in paths.items():
+        print(f"{kind}: {path} ({file_bytes[kind]:,} B on disk)")
+    print(f"figure: {figure} (+ {Path(figure).with_suffix('.pdf').name})")
 
 
 def format_table(report: dict, sizes: dict) -> str:

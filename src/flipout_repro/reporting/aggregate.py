@@ -33,12 +33,12 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
         if not (part["n_seeds"].fillna(0) > 0).any():
             continue
         stem = curves_dir(out_dir) / f"{model}-{dataset}"
-        figures.plot_pair(part, f"{model} on {dataset}: final test accuracy, mean ± std over seeds",
-                          stem.with_suffix(".png"), stem.with_suffix(".csv"))
-        written += [stem.with_suffix(".png"), stem.with_suffix(".csv")]
+        written += figures.plot_pair(part, f"{model} on {dataset}: final test accuracy, mean ± std over seeds",
+                                     stem.with_suffix(".png"), stem.with_suffix(".csv"))
+        written += [stem.with_suffix(".csv")]
         fstem = curves_dir(out_dir) / f"{model}-{dataset}-vs-{baseline}"
         if forest.plot_forest(part, baseline, f"{model} on {dataset}: difference to {baseline}, final test accuracy,"
                               " mean over seeds", fstem.with_suffix(".png"), fstem.with_suffix(".csv")):
-            written += [fstem.with_suffix(".png"), fstem.with_suffix(".csv")]
+            written += [fstem.with_suffix(".png"), fstem.with_suffix(".pdf"), fstem.with_suffix(".csv")]
     return {"files": written, "runs": len(runs), "cells": int((cells["n_seeds"].fillna(0) > 0).sum()),
             "missing": sum(j.state != "done" for j in jobs), "problems": problems}

@@ -1,9 +1,13 @@
 """Accuracy-vs-sparsity figures drawn like the FlipOut paper's: one per model and data set.
 
-Logit-scaled sparsity axis with ticks at the paper's five levels, one line with error bars (std over
-seeds) per method and setting, the dense baseline as a dashed line with its std band, methods whose
-sparsity is an outcome (Hoyer-Square) as points at their achieved sparsity, and the published values
-as faint hollow markers of the same colour.
+Logit-scaled sparsity axis with labelled ticks at the paper's five levels and at every sparsity drawn
+(where the labels fit), one line per method and setting with its own shade of the method's colour, its
+own marker and line style (figure_style.py), error bars (std over seeds) where a cell has two
+seeds or more (a single seed is a marker without bar; the legend gives the seed counts, ``[n=1]``), the
+dense baseline as a dashed line with its std band, methods whose sparsity is an outcome (Hoyer-Square)
+as points at their achieved sparsity, and the published values as faint hollow markers of the same
+colour. The legend follows the paper's method order, then the settings with numbers by value (epochs 4,
+5, 40). PNG and PDF are written side by side.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from flipout_repro.figure_style import (MIN_ACC_SPAN, keep_labels_clear, natural_key,  # noqa: E402
+                                       save_png_and_pdf, series_styles, thin_ticks)
+from flipout_repro.rundir import atomic_open  # noqa: E402
 from flipout_repro.config import SPARSITY_HINTS  # noqa: E402
 from flipout_repro.reporting.tables import METHOD_ORDER  # noqa: E402
 
@@ -23,7 +30,7 @@ COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue"
           "random": "tab:gray", "flipout_no_noise": "tab:orange", "noisy_global_magnitude": "tab:purple",
           "hoyer_square": "tab:brown"}
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
-STYLES = ["-", "--", "-.", (0, (1, 1))]  # several settings of one method: one line style each
+_RANK = {m: i for i, m in enumerate(METHOD_ORDER)}
 POINTS_CSV = ["method", "variant", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
 
 
@@ -34,13 +41,28 @@ def color_of(method: str, others: list[str]) -> str:
     return _EXTRA[others.index(method) % len(_EXTRA)] if method in others else _EXTRA[0]
 
 
-def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> None:
-    """Draw one model/data set's cells (with their paper_* columns) to ``png``; the points to ``csv``."""
+def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Path]:
+    """Draw one model/data set's cells (with their paper_* columns) to ``png`` and the same name with
+    ``.pdf`` (vector); the points to ``csv``. Returns the figure files."""
+    fig, points = draw_pair(cells, title)
+    written = save_png_and_pdf(fig, png, atomic_open)
+    pd.DataFrame(points, columns=POINTS_CSV).to_csv(csv, index=False, float_format="%.6g")
+    return written
+
+
+def _series_key(m: str, v: str, lab: str) -> tuple:
+    """Legend and style order: the paper's method order, then the label with numbers by value."""
+    return (_RANK.get(m, len(_RANK)), m, natural_key(lab))
+
+
+def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
+    """The figure of :func:`plot_pair` (not yet written) and its points."""
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     others = sorted(m for m in cells["method"].unique() if m not in COLORS)
     ours = cells[cells["n_seeds"].fillna(0) > 0]
     points: list[dict] = []
     xs: list[float] = []
+    notes: list = []  # the outcome points' knob labels, kept clear of each other and the frame
 
     def label(m: str, v: str, setting_label: str) -> str:
         extra = "; ".join(x for x in (v, setting_label) if isinstance(x, str) and x)
@@ -49,36 +71,49 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> None:
     # a method whose sparsity is an outcome (Hoyer-Square's lambda series) is one series of points
     series = ours.assign(variant=ours["variant"].where(~ours["sparsity_is_outcome"].astype(bool), "*"),
                          setting=ours["setting"].where(~ours["sparsity_is_outcome"].astype(bool), ""))
+    groups = []
     for (m, v, s), g in series.groupby(["method", "variant", "setting"], sort=False):
         g = ours.loc[g.index]
-        color, lab = color_of(m, others), label(m, "" if v == "*" else v, g["setting_label"].iloc[0])
-        style = STYLES[sorted(ours[ours["method"] == m]["setting"].unique()).index(s) % len(STYLES)] if s else "-"
+        groups.append((m, v, s, g, label(m, "" if v == "*" else v, g["setting_label"].iloc[0])))
+    groups.sort(key=lambda t: _series_key(t[0], t[1], t[4]))
+    styles = series_styles([(m, (v, s)) for m, v, s, _, _ in groups], lambda m: color_of(m, others))
+    for m, v, s, g, lab in groups:
+        st = styles[(m, (v, s))]
+        color = st["color"]
         g = g.sort_values("achieved_mean")
+        n = g["n_seeds"].astype(int)
+        lab += f" [n={n.iloc[0]}]" if n.nunique() == 1 else f" [n={n.min()}-{n.max()}]"
         if m == "dense" or g["target_sparsity"].max() == 0 and not g["sparsity_is_outcome"].any():
             mean, std = g["final_mean"].iloc[0], g["final_std"].fillna(0).iloc[0]
-            ax.axhline(mean, ls="--", color=color, lw=1.2, label=f"{lab}: {mean:.2f}")
+            ax.axhline(mean, ls=st["ls"] if st["ls"] != "-" else "--", color=color, lw=1.2,
+                       label=f"{lab}: {mean:.2f}")
             ax.axhspan(mean - std, mean + std, color=color, alpha=0.08, lw=0)
             points.append(_pt(m, v, s, lab, "dense", 0.0, mean, std, g["n_seeds"].iloc[0]))
             continue
         outcome = bool(g["sparsity_is_outcome"].any())
-        x = g["achieved_mean"] if outcome else g["target_sparsity"]
-        ax.errorbar(x, g["final_mean"], yerr=g["final_std"].fillna(0), color=color, capsize=3,
-                    lw=0.8 if outcome else 1.6, ls=":" if outcome else style, marker="*" if outcome else "o",
-                    ms=8 if outcome else 4, label=lab)
+        x = (g["achieved_mean"] if outcome else g["target_sparsity"]).to_numpy()
+        y, err = g["final_mean"].to_numpy(), g["final_std"].fillna(0).to_numpy()
+        marker, ms = ("*", 9) if outcome else (st["marker"], 6)
+        ax.plot(x, y, color=color, lw=0.8 if outcome else 1.6, ls=":" if outcome else st["ls"], marker=marker,
+                ms=ms, label=lab, mec=color)
+        many = (n > 1).to_numpy()
+        if many.any():  # error bars (std over seeds) only where there are seeds to take a std of; a single
+            # seed is its marker alone, and the legend's [n=1] says so
+            ax.errorbar(x[many], y[many], yerr=err[many], color=color, capsize=3, ls="none", lw=1.0)
         if outcome:  # name each point by its knobs (e.g. lam=1e-05)
-            for xi, r in zip(x, g.itertuples()):
-                ax.annotate(r.variant, (xi, r.final_mean), fontsize=5, color=color, xytext=(3, 3),
-                            textcoords="offset points")
+            notes += [ax.annotate(r.variant, (xi, r.final_mean), fontsize=6, color=color, xytext=(4, -9),
+                                  textcoords="offset points") for xi, r in zip(x, g.itertuples())]
         xs += list(x)
         points += [_pt(m, v, s, lab, "outcome" if outcome else "target", xi, r.final_mean, r.final_std, r.n_seeds)
                    for xi, r in zip(x, g.itertuples())]
+    ours_x = list(xs)  # labelled ticks go to our points; published ones only widen the axis
     _plot_published(ax, cells, others, points, xs)
-    _axes(ax, xs, title)
+    _axes(ax, xs, ours_x, title)
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
-    pd.DataFrame(points, columns=POINTS_CSV).to_csv(csv, index=False, float_format="%.6g")
+    if notes:
+        fig.canvas.draw()
+        keep_labels_clear(ax, notes)
+    return fig, points
 
 
 def _pt(m: str, v: str, s: str, lab: str, kind: str, x: float, mean: float, std: float, n: float) -> dict:
@@ -106,23 +141,32 @@ def _plot_published(ax: plt.Axes, cells: pd.DataFrame, others: list[str], points
         ax.plot([], [], ls="none", marker="o", mfc="none", color="gray", alpha=0.5, label="published (faint)")
 
 
-def _axes(ax: plt.Axes, xs: list[float], title: str) -> None:
+def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str) -> None:
+    """Logit x axis over ``xs`` with labelled ticks at ``ours`` (our points) and the paper's levels where
+    the labels fit (the rest: unlabelled minor ticks); labels, grid and the legend right of the axes."""
     ax.set_xscale("logit")
-    ticks = sorted(set(SPARSITY_HINTS) | {round(x, 6) for x in xs if 0 < x < 1})
-    logits = [math.log(x / (1 - x)) for x in [min(SPARSITY_HINTS), max(SPARSITY_HINTS), *xs] if 0 < x < 1]
+    logit = lambda x: math.log(x / (1 - x))  # noqa: E731
+    drawn = sorted({round(x, 6) for x in ours if 0 < x < 1})
+    ticks = sorted(set(SPARSITY_HINTS) | set(drawn))
+    logits = [logit(x) for x in [min(SPARSITY_HINTS), max(SPARSITY_HINTS), *xs] if 0 < x < 1]
     pad = 0.06 * (max(logits) - min(logits))
-    ax.set_xlim(*(1 / (1 + math.exp(-v)) for v in (min(logits) - pad, max(logits) + pad)))
-    major = [t for t in ticks if t in SPARSITY_HINTS] or ticks
+    lo, hi = min(logits) - pad, max(logits) + pad
+    ax.set_xlim(*(1 / (1 + math.exp(-v)) for v in (lo, hi)))
+    # a labelled tick at every sparsity drawn (and the paper's levels) where the label fits
+    fits = thin_ticks([logit(t) for t in ticks], hi - lo, 0.07, keep_first=[logit(t) for t in drawn])
+    major = [t for t in ticks if any(abs(logit(t) - f) < 1e-9 for f in fits)]
     ax.set_xticks(major, [f"{100 * t:.4g}" for t in major])
     ax.set_xticks([t for t in ticks if t not in major], minor=True)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("sparsity (% of prunable weights removed, logit scale)")
     ax.set_ylabel("test accuracy (%)")
+    y_lo, y_hi = ax.get_ylim()
+    if y_hi - y_lo < MIN_ACC_SPAN:  # one point or a flat line: no zoom into noise
+        mid = (y_lo + y_hi) / 2
+        ax.set_ylim(mid - MIN_ACC_SPAN / 2, mid + MIN_ACC_SPAN / 2)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="major")
-    handles, labels = ax.get_legend_handles_labels()
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    order = sorted(range(len(labels)), key=lambda i: (labels[i] == "published (faint)",
-                                                     rank.get(labels[i].split(" ")[0].rstrip(":"), 99), labels[i]))
+    handles, labels = ax.get_legend_handles_labels()  # drawn in legend order already; notes go last
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] == "published (faint)", i))
     ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7, loc="center left",
               bbox_to_anchor=(1.01, 0.5), frameon=False)

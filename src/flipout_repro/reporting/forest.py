@@ -1,6 +1,8 @@
 """The comparison figure of one table (a forest plot): for each sparsity, one row per method with its
 difference to the baseline (final test accuracy, points) and the 95 % interval of that difference; a
 filled marker when the interval excludes zero, a hollow one when it does not, a cross without interval.
+Several settings of one method take clearly different shades of its colour (figure_style.py);
+rows sort with numbers by value (epochs 4, 5, 40). PNG and PDF are written side by side.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from flipout_repro.figure_style import natural_key, save_png_and_pdf, series_styles  # noqa: E402
 from flipout_repro.reporting.figures import COLORS, color_of  # noqa: E402
+from flipout_repro.rundir import atomic_open  # noqa: E402
 from flipout_repro.reporting.markdown import fmt_sparsity  # noqa: E402
 
 FOREST_CSV = ["sparsity", "method", "label", "diff", "lo", "hi", "kind", "verdict", "n_seeds"]
@@ -28,7 +32,8 @@ def forest_rows(cells: pd.DataFrame) -> pd.DataFrame:
                   for m, v, s in zip(rows["method"], rows["variant"], rows.get("setting_label", rows["variant"]))],
         "diff": rows["base_diff"], "lo": rows["base_lo"], "hi": rows["base_hi"], "kind": rows["base_kind"],
         "verdict": rows["verdict"], "n_seeds": rows["n_seeds"]}, columns=FOREST_CSV)
-    return out.sort_values(["sparsity", "label"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["sparsity", "label"], key=lambda c: c.map(natural_key) if c.name == "label" else c,
+                           kind="stable").reset_index(drop=True)
 
 
 def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: Path) -> bool:
@@ -39,15 +44,17 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
         return False
     others = sorted(m for m in rows["method"].unique() if m not in COLORS)
     groups = list(rows.groupby("sparsity", sort=True))
+    styles = series_styles(list(zip(rows["method"], rows["label"])), lambda m: color_of(m, others))
     n_lines = len(rows) + len(groups)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * n_lines), dpi=130)
     y, ticks, labels = 0, [], []
     for sparsity, g in groups:
         ax.text(0.0, y, f"sparsity {fmt_sparsity(sparsity)}", transform=ax.get_yaxis_transform(), ha="left",
-                va="center", fontsize=8, fontweight="bold")
+                va="center", fontsize=8, fontweight="bold", zorder=3,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})  # the zero line runs under it
         y -= 1
         for r in g.itertuples():
-            color = color_of(r.method, others)
+            color = styles[(r.method, r.label)]["color"]
             if pd.isna(r.lo):
                 ax.plot(r.diff, y, marker="x", color=color, ms=6)
             else:
@@ -72,8 +79,6 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
     ax.legend(fontsize=7, loc="upper right", ncol=3, frameon=True, facecolor="white", edgecolor="none",
               framealpha=1.0, borderaxespad=0.1)  # opaque: the zero line may run under it
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)
+    save_png_and_pdf(fig, png, atomic_open)
     rows.to_csv(csv, index=False, float_format="%.6g")
     return True

@@ -5,6 +5,15 @@ does, with its masks already at ``--sparsity`` so that masking is active; ``dens
 and every method's overhead is reported as a ratio to it, measured in the same process. Methods are
 timed in interleaved rounds (dense, a, b, ..., dense, a, b, ...) so that drift on a busy machine
 affects all of them alike; the median step time over rounds is reported.
+
+A ratio of two medians is only as good as the rounds behind it: when a method's slowest round is more
+than ``spread_limit`` (default 1.5) times its fastest, something else took the CPU/GPU during the
+measurement and the ratio is flagged as not to be trusted (see :func:`spread_warnings`). Why max/min and
+1.5: with the default 3 rounds an IQR is not defined in any useful way, and on an idle machine the rounds
+of one method agree within ~10-20 %; a 1.5x gap means a round ran at two thirds of the speed of another,
+which is more than the method overheads being measured (1.0x-1.3x). The threshold is printed with the
+table and recorded in the JSON. The torch CPU thread count (``torch.get_num_threads()``) is printed and
+recorded too: CPU timings depend on it, and several processes sharing cores distort them.
 """
 from __future__ import annotations
 
@@ -25,6 +34,8 @@ from flipout_repro.training.build import resolve_device as run_resolve_device
 from flipout_repro.training.trainer import Trainer
 
 DEFAULT_METHODS = ["dense", "flipout_no_noise", "flipout", "global_magnitude", "noisy_global_magnitude"]
+#: a method's slowest round over its fastest above which its ratio to dense is flagged (module doc)
+SPREAD_LIMIT = 1.5
 
 
 def _group(group: str, name: str):
@@ -67,8 +78,10 @@ def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int],
 
 def bench(model: str, methods: list[str], shape: tuple[int, int, int], classes: int, batch: int, steps: int,
           warmup: int, rounds: int, device: torch.device, sparsity: float = 0.9, precision: str = "fp32",
-          channels_last: bool = False, compile_model: bool = False) -> dict[str, Any]:
-    """Median step time, images/s and peak memory of each method, and its ratio to dense."""
+          channels_last: bool = False, compile_model: bool = False,
+          spread_limit: float = SPREAD_LIMIT) -> dict[str, Any]:
+    """Median step time, images/s and peak memory of each method, its ratio to dense, the spread of its
+    rounds (max/min) and the warnings of :func:`spread_warnings`."""
     trainers = {m: make_trainer(model, m, shape, classes, batch, device, sparsity, precision, channels_last,
                                 compile_model) for m in methods}
     batches = {m: next(t.data.train_batches(batch, t.generator)) for m, t in trainers.items()}
@@ -90,20 +103,43 @@ def bench(model: str, methods: list[str], shape: tuple[int, int, int], classes: 
             times[m].append((time.perf_counter() - t0) / steps)
             if device.type == "cuda":
                 peak[m] = max(peak.get(m, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
-    base = statistics.median(times[methods[0]])
-    rows = {}
-    for m in methods:
-        step = statistics.median(times[m])
-        rows[m] = {"step_ms": 1e3 * step, "images_per_s": batch / step, "ratio_to_dense": step / base,
-                   "step_ms_rounds": [1e3 * s for s in times[m]], "peak_mem_mib": peak.get(m)}
+    rows = summarize_rounds(times, batch, peak)
     return {
         "model": model, "input_shape": list(shape), "classes": classes, "batch_size": batch,
         "device": str(device), "device_name": _device_name(device), "precision": precision,
         "channels_last": channels_last, "compile": compile_model, "sparsity": sparsity,
         "steps_per_round": steps, "rounds": rounds, "warmup": warmup, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "process_max_rss_mib": _max_rss_mib(), "methods": rows,
-        "baseline": methods[0],
+        "baseline": methods[0], "spread_limit": spread_limit, "warnings": spread_warnings(rows, spread_limit),
     }
+
+
+def summarize_rounds(times: dict[str, list[float]], batch: int, peak: dict[str, float] | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """Per method (the first is the baseline): median step time (s per step in ``times``), images/s,
+    ratio to the baseline's median, the rounds in ms, their spread (slowest / fastest) and peak memory."""
+    base = statistics.median(next(iter(times.values())))
+    rows = {}
+    for m, rounds in times.items():
+        step = statistics.median(rounds)
+        rows[m] = {"step_ms": 1e3 * step, "images_per_s": batch / step, "ratio_to_dense": step / base,
+                   "step_ms_rounds": [1e3 * s for s in rounds], "spread": max(rounds) / min(rounds),
+                   "peak_mem_mib": (peak or {}).get(m)}
+    return rows
+
+
+def spread_warnings(rows: dict[str, dict[str, Any]], limit: float = SPREAD_LIMIT) -> list[str]:
+    """One line per method whose rounds spread more than ``limit`` (slowest / fastest round): its ratio
+    to dense (and, for the baseline, every ratio) is not to be trusted."""
+    base = next(iter(rows))
+    out = []
+    for m, r in rows.items():
+        if r["spread"] > limit:
+            rounds = ", ".join(f"{v:.3g}" for v in r["step_ms_rounds"])
+            whose = "every ratio (it is the baseline)" if m == base else f"its x {base} ratio"
+            out.append(f"{m}: rounds {rounds} ms spread {r['spread']:.2f}x > {limit:g}x (slowest/fastest): {whose} "
+                       "is not to be trusted; rerun on an idle machine, with more --rounds/--steps")
+    return out
 
 
 def _device_name(device: torch.device) -> str:
@@ -119,11 +155,20 @@ def _max_rss_mib() -> float:
 def format_table(result: dict[str, Any]) -> str:
     """A Markdown table of one benchmark result."""
     lines = [f"{result['model']} {tuple(result['input_shape'])} batch {result['batch_size']} on "
-             f"{result['device_name']} ({result['device']}, {result['precision']}, compile={result['compile']})",
-             "", "| method | step ms | images/s | x dense | peak MiB |", "|---|---:|---:|---:|---:|"]
+             f"{result['device_name']} ({result['device']}, {result['precision']}, compile={result['compile']}), "
+             f"torch threads {result['threads']}, {result['rounds']} rounds of {result['steps_per_round']} steps",
+             "", "| method | step ms | images/s | x dense | rounds max/min | peak MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    limit = result.get("spread_limit", SPREAD_LIMIT)
     for m, r in result["methods"].items():
         mem = "-" if r["peak_mem_mib"] is None else f"{r['peak_mem_mib']:.0f}"
-        lines.append(f"| {m} | {r['step_ms']:.2f} | {r['images_per_s']:.0f} | {r['ratio_to_dense']:.3f} | {mem} |")
+        spread = r.get("spread", 1.0)
+        flag = " (!)" if spread > limit else ""
+        lines.append(f"| {m} | {r['step_ms']:.2f} | {r['images_per_s']:.0f} | {r['ratio_to_dense']:.3f} | "
+                     f"{spread:.2f}{flag} | {mem} |")
+    lines += ["", f"spread limit {limit:g}x (slowest/fastest round): " + (
+        "all methods within it" if not result.get("warnings") else "exceeded, see the warnings")]
+    lines += [f"WARNING: {w}" for w in result.get("warnings", [])]
     if all(r["peak_mem_mib"] is None for r in result["methods"].values()):
         lines += ["", f"peak memory per method is measured on CUDA devices only; this process peaked at "
                       f"{result['process_max_rss_mib']:.0f} MiB resident (all methods together)"]

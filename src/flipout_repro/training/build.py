@@ -19,6 +19,7 @@ from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.precision import resolved_precision
+from flipout_repro.training.init_from import load_init_weights
 from flipout_repro.training.lr_schedule import make_scheduler
 
 
@@ -125,6 +126,8 @@ def build_model(model_cfg: DictConfig, in_channels: int, num_classes: int, input
     """
     keys = OmegaConf.to_container(model_cfg, resolve=True)
     init = keys.pop("init", "default")
+    for key in ("init_from", "init_from_sha256"):  # loaded by build() (training/init_from.py), not here
+        keys.pop(key, None)
     model = instantiate(OmegaConf.create(keys), "model", in_channels=int(in_channels),
                         num_classes=int(num_classes), input_size=int(input_size))
     initialize(model, init)
@@ -147,6 +150,8 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     speed = speed_settings(cfg, device)
     model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,
                         speed["channels_last"])
+    if cfg.model.get("init_from") is not None:  # before the method binds: it may read the weights
+        load_init_weights(model, cfg.model.init_from)
     masks = Masks.for_model(model)
     method = build_method(cfg.method, model, masks)
     schedule = instantiate(cfg.schedule, "schedule")
