@@ -44,6 +44,12 @@ HASH_NEUTRAL: dict[str, Any] = {
     "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
     "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
     "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
+    "budget.name": "method",  # budget=: each method's own (method.scope)
+    "budget.dense_first": False,
+    "budget.dense_last": False,
+    "pattern.name": "unstructured",  # pattern=
+    "pattern.n": None,
+    "pattern.m": None,
 }
 
 
