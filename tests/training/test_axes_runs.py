@@ -38,6 +38,16 @@ def test_bad_budget_and_pattern_values_are_refused(tmp_path, overrides, message)
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("override, message", [
+    ("budget.dense_first=yes", "budget.dense_first='yes' must be true or false"),
+    ("pattern.n=two", "pattern.n"),
+])
+def test_wrong_types_are_refused_when_composed(tmp_path, override, message):
+    with pytest.raises(Exception) as err:
+        quick(tmp_path, "pattern=nm", override)
+    assert message in str(err.value)
+
+
 def test_nm_sets_the_target_and_an_equal_sparsity_is_accepted(tmp_path):
     assert quick(tmp_path, "pattern=nm").sparsity == 0.5  # over the experiment's 0.99609375
     assert quick(tmp_path, "pattern=nm", "pattern.n=1", "pattern.m=8").sparsity == 0.875
