@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from flipout_repro import launch, paths, schema
+from flipout_repro import budgets, launch, paths, patterns, schema
 from flipout_repro.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
                                   check_finite, check_optim, check_plain_name, check_quantization, choice, number,
                                   type_hints, writable_folder_problem)
@@ -28,6 +28,8 @@ from flipout_repro.schedule import ScheduleError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:} used by the presets
+if not OmegaConf.has_resolver("nm_sparsity"):  # conf/pattern/nm.yaml: sparsity = (m - n)/m
+    OmegaConf.register_new_resolver("nm_sparsity", patterns.nm_sparsity)
 
 #: The FlipOut paper's five levels, as its code reaches them (1 - 2^-k, k = 2, 4, 6, 8, 10; the "99.9 %"
 #: column is 0.9990234375): the suggestions of the sparsity check and the figures' ticks.
@@ -150,6 +152,7 @@ def validate(cfg: DictConfig) -> None:
     ``dataset.num_classes`` against the data's labels once the data is loaded (training.build)."""
     _check_resolvable(cfg)
     check_keys(cfg)
+    check_axes(cfg)
     check_sparsity(cfg.sparsity)
     number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
     number(cfg, "seed", int, 0, 2**32, fix="numpy's seeds are 32-bit, e.g. seed=0")
@@ -183,6 +186,22 @@ def validate(cfg: DictConfig) -> None:
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
     check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
+
+
+def check_axes(cfg: DictConfig) -> None:
+    """``budget`` and ``pattern``: known values, a method that takes them, an nm run's sparsity (the model's
+    layers are checked once it is built: training.build)."""
+    b, p = cfg.budget, cfg.pattern
+    cls = import_target(cfg.method._target_, "method._target_")
+    takes = getattr(cls, "any_budget", True)
+    if p.name != "unstructured" and not getattr(cls, "any_pattern", True):
+        raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, whose regrowth keeps"
+                          " no N:M groups", "drop pattern= (pattern=unstructured)")
+    try:
+        budgets.check_config(b.name, b.dense_first, b.dense_last, p.name, cfg.method.name, takes)
+        patterns.check_config(p.name, p.n, p.m, b.name, cfg.sparsity)
+    except (budgets.BudgetError, patterns.PatternError) as exc:
+        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
 
 
 def _check_resolvable(cfg: DictConfig) -> None:

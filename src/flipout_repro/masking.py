@@ -6,11 +6,17 @@ weights.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+# the counting rules live with the budgets (budgets.py); re-exported here, where they were defined first
+from flipout_repro.budgets import COUNTS, Budget, event_zeros, layer_zeros, target_zeros
+from flipout_repro.patterns import Pattern, group_zeros, zero_lowest_per_group
+
+__all__ = ["COUNTS", "Masks", "PRUNABLE_TYPES", "count_prunable", "event_zeros", "prunable_weights", "prune_to",
+           "target_zeros"]
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -27,28 +33,6 @@ def prunable_weights(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 def count_prunable(model: nn.Module) -> int:
     """Number of prunable weights of ``model``."""
     return sum(p.numel() for _, p in prunable_weights(model))
-
-
-def target_zeros(total: int, sparsity: float) -> int:
-    """The exact number of zeros that ``sparsity`` asks for among ``total`` weights (nearest integer)."""
-    return int(math.floor(sparsity * total + 0.5))
-
-
-COUNTS = ("exact", "remove_floor", "keep_floor")
-
-
-def event_zeros(total: int, kept: int, sparsity: float, count: str = "exact", fraction: float | None = None) -> int:
-    """Zeros among ``total`` weights (``kept`` of them surviving) after a prune event:
-
-    - ``exact``: the nearest count to ``sparsity`` (:func:`target_zeros`);
-    - ``remove_floor``: ``floor(fraction * kept)`` more (the FlipOut code's ``int(rate * num_unpruned)``);
-    - ``keep_floor``: ``floor((1 - sparsity) * total)`` kept (the SNIP and FORCE codes' ``int(n * keep)``).
-    """
-    if count == "remove_floor":
-        return total - kept + int(math.floor(fraction * kept))
-    if count == "keep_floor":
-        return total - int(math.floor((1 - sparsity) * total))
-    return target_zeros(total, sparsity)
 
 
 @dataclass
@@ -128,12 +112,16 @@ class Masks:
 
 
 @torch.no_grad()
-def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: str = "global",
-             count: str = "exact", fraction: float | None = None) -> int:
+def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: str | Budget = "global",
+             count: str = "exact", fraction: float | None = None, pattern: Pattern | None = None) -> int:
     """Set ``masks`` so that exactly ``sparsity`` of the weights are pruned, removing the lowest scores.
 
     ``count`` and ``fraction`` round the number of zeros as the reference codes do (:func:`event_zeros`,
     ``schedule.rounding=reference``), per unit of ``scope``: all layers together, or each layer.
+    ``scope`` is ``"global"``, ``"layer"`` or a :class:`budgets.Budget`; a budget with a dense layer or
+    ``erk`` counts the zeros over all layers and shares them out exactly (budgets.layer_zeros).
+    ``pattern`` N:M zeroes the same number of weights in every group instead (patterns.group_zeros:
+    ``round(sparsity * m)``, at most m - n; the layers a budget keeps dense stay dense; ``count`` unused).
 
     Higher score = keep. Already-pruned weights rank below every surviving one, so pruning only ever
     removes (a mask entry never goes from 0 back to 1) and the count is hit exactly: the
@@ -142,8 +130,11 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
     If the masks already hold more zeros than requested, nothing changes.
     Returns the number of weights newly pruned.
     """
-    if scope not in ("global", "layer"):
+    budget = scope if isinstance(scope, Budget) else None
+    if budget is None and scope not in ("global", "layer"):
         raise ValueError(f"scope={scope!r} must be 'global' or 'layer'")
+    if budget is None:
+        budget = Budget("global" if scope == "global" else "uniform")
     if len(scores) != len(masks.values):
         raise ValueError(f"got {len(scores)} score tensors for {len(masks.values)} prunable layers")
     before = sum(masks.nonzero_counts())
@@ -155,18 +146,35 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
         kept = n if count != "remove_floor" else sum(int(m.count_nonzero()) for m in mask_values)
         return event_zeros(n, kept, sparsity, count, fraction)
 
-    if scope == "global":
-        flat = torch.cat([r.flatten() for r in ranked])
-        _zero_lowest(flat, zeros(flat.numel(), masks.values))
+    dense = budget.dense(len(ranked))
+    if pattern is not None and pattern.nm:
+        k = group_zeros(sparsity, pattern.n, pattern.m)
+        for i, (r, m) in enumerate(zip(ranked, masks.values)):
+            if i not in dense:
+                m.copy_(zero_lowest_per_group(r, k, pattern.m))
+    elif budget.kind == "global":
+        pool = [i for i in range(len(ranked)) if i not in dense]
+        flat = torch.cat([ranked[i].flatten() for i in pool])
+        k = zeros(masks.total(), masks.values)
+        if k > flat.numel():  # budgets.check refuses such a run before it starts
+            raise ValueError(f"{k} zeros do not fit in the {flat.numel()} weights outside the dense layers")
+        _zero_lowest(flat, k)
         offset = 0
-        for r, m in zip(ranked, masks.values):
+        for i in pool:
+            m = masks.values[i]
             n = m.numel()
             m.copy_(flat[offset:offset + n].view_as(m) != float("-inf"))
             offset += n
     else:
-        for r, m in zip(ranked, masks.values):
+        if budget.plain():
+            per_layer = [zeros(m.numel(), [m]) for m in masks.values]
+        else:
+            already = [m.numel() - c for m, c in zip(masks.values, masks.nonzero_counts())]
+            per_layer = layer_zeros([m.shape for m in masks.values], already, zeros(masks.total(), masks.values),
+                                    budget)
+        for r, m, k in zip(ranked, masks.values, per_layer):
             flat = r.flatten()
-            _zero_lowest(flat, zeros(flat.numel(), [m]))
+            _zero_lowest(flat, k)
             m.copy_(flat.view_as(m) != float("-inf"))
     masks.active = True
     masks.apply_to_weights()

@@ -17,8 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import flipout_repro
 from flipout_repro.analysis import run_end
+from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
+from flipout_repro.budgets import Budget
 from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
 from flipout_repro.precision import pin_precision
@@ -121,7 +123,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
                       on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
                       label_smoothing=float(cfg.loss.label_smoothing),
-                      on_mask_update=lambda rec, st: metrics.write(rec), **b.speed)
+                      on_mask_update=lambda rec, st: metrics.write(rec), **b.speed, **b.axes)
     try:
         with stop_on_signals(trainer) as preempted:
             state = trainer.run(state)
@@ -160,6 +162,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
     counts = masks.nonzero_counts()
     params_total = sum(p.numel() for p in model.parameters())
     pruned = masks.total() - sum(counts)
+    nm = OmegaConf.select(cfg, "pattern.name", default="unstructured") == "nm"  # N:M: its checks (issue 16)
     return {
         "model": cfg.model.name, "dataset": cfg.dataset.name, "method": cfg.method.name,
         "seed": cfg.seed, "epochs": cfg.epochs, "hash": config_hash(cfg),
@@ -182,4 +185,6 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         **({"init_from": {"path": cfg.model.init_from, "sha256": cfg.model.init_from_sha256}}
            if cfg.model.get("init_from") is not None else {}),
         "config": OmegaConf.to_container(cfg, resolve=True),
+        **({"pattern": nm_summary(masks, cfg.pattern.n, cfg.pattern.m, Budget(
+            "global", cfg.budget.dense_first, cfg.budget.dense_last).dense(len(masks.names)))} if nm else {}),
     }

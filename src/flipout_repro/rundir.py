@@ -46,6 +46,12 @@ HASH_NEUTRAL: dict[str, Any] = {
     "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
     "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
     "model.init_from_sha256": None,  # set only with model.init_from (training/init_from.py): a fresh start
+    "budget.name": "method",  # budget=: each method's own (method.scope)
+    "budget.dense_first": False,
+    "budget.dense_last": False,
+    "pattern.name": "unstructured",  # pattern=
+    "pattern.n": None,
+    "pattern.m": None,
 }
 
 

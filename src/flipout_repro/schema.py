@@ -98,6 +98,27 @@ class QuantizationConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """How a prune event's zeros are shared among layers (conf/budget/, src/flipout_repro/budgets.py)."""
+
+    #: method (each method's own: method.scope, global or layer), global, uniform or erk
+    name: str = "method"
+    #: keep the first / last prunable layer dense (the other layers take all the zeros)
+    dense_first: bool = False
+    dense_last: bool = False
+
+
+@dataclass
+class PatternConfig:
+    """Which weights may go (conf/pattern/, src/flipout_repro/patterns.py): unstructured, or nm (N:M)."""
+
+    name: str = "unstructured"
+    #: nm only: keep n of every m consecutive weights along the input dimension (null for unstructured)
+    n: Optional[int] = None
+    m: Optional[int] = None
+
+
+@dataclass
 class RunConfig:
     """Every top-level key of a run (README "Usage" explains each)."""
 
@@ -132,6 +153,8 @@ class RunConfig:
     #: post-training static int8 quantization at the end of the run (CPU)
     quantize: bool = False
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    pattern: PatternConfig = field(default_factory=PatternConfig)
 
 
 def key_paths() -> list[str]:

@@ -19,6 +19,11 @@ Three files, all plain tensors (load with ``torch.load(path, weights_only=True)`
 
 The first two are full size (a pruned weight is a stored zero); the third is about the
 ``sparse_fp32_bytes`` of analysis/size.py.
+
+An N:M run's export is checked for torch's 2:4 semi-structured tensors (:func:`nm_summary`, in its
+summary.json): the mask passes ``patterns.is_nm``, and each 2:4 weight, flattened to 2-D and zero-padded
+to the kernels' multiples, is what ``torch.sparse.to_sparse_semi_structured`` accepts in float16/bfloat16
+(the conversion itself needs a CUDA GPU; here the layout is checked, not converted).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from torch.nn.utils import prune
 
 from flipout_repro.analysis.sparse_export import SPARSE_FILE, save_sparse
 from flipout_repro.masking import Masks
+from flipout_repro.patterns import is_nm, semi_structured_padding, semi_structured_problem
 from flipout_repro.rundir import atomic_torch_save
 
 STATE_DICT_FILE = "pruned_state_dict.pt"
@@ -77,3 +83,17 @@ def load_prune_layout(model: nn.Module, path: Path) -> nn.Module:
         if hasattr(module, "weight_mask"):
             module.weight = module.weight_orig * module.weight_mask
     return model
+
+
+def nm_summary(masks: Masks, n: int, m: int, dense: set[int]) -> dict:
+    """An N:M run's pattern record: whether every layer but the ``dense`` ones passes ``is_nm``, and for
+    2:4 each layer's semi-structured layout (None: loadable as is after padding; else why not)."""
+    layers = {}
+    for i, (name, mask) in enumerate(zip(masks.names, masks.values)):
+        entry: dict = {"dense": i in dense, "is_nm": is_nm(mask, n, m)}
+        if (n, m) == (2, 4) and i not in dense:
+            entry["semi_structured_problem"] = semi_structured_problem(mask.float())
+            entry["semi_structured_padded_shape"] = list(semi_structured_padding(mask.shape))
+        layers[name] = entry
+    return {"name": "nm", "n": n, "m": m, "is_nm": all(v["is_nm"] for v in layers.values() if not v["dense"]),
+            "layers": layers}

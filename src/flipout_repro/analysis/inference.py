@@ -7,6 +7,12 @@ sparse convolution on the CPU). Latency is the median over ``repeats`` timed for
 ``warmup`` untimed ones, under torch.inference_mode, with the thread count torch uses (recorded). The
 speed-up is dense / sparse, reported as measured, below 1x included: CSR pays an index lookup per kept
 weight, so it wins only at high sparsity.
+
+Where a Linear layer's mask is 2:4 (``pattern=nm``, issue 16) and a CUDA GPU is present, each such layer is
+also timed on the GPU in float16 three ways (:func:`semi_structured_bench`): dense, its weight as
+``torch.sparse.to_sparse_semi_structured`` (the sparse tensor cores' 2:4 storage; zero-padded to the
+kernels' multiples, patterns.semi_structured_padding) and as CSR. On a CPU that part is skipped, with the
+reason in the result.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import torch
 from torch import nn
 
 from flipout_repro.masking import Masks
+from flipout_repro.patterns import is_nm, semi_structured_padding, semi_structured_problem
 
 
 class CSRLinear(nn.Module):
@@ -96,7 +103,71 @@ def bench_inference(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]
             per_layer[n] = {"dense_ms": ld, "sparse_ms": ls, "speedup": ld / ls}
         out["batches"][str(b)] = {"dense_ms": d, "sparse_ms": s, "speedup": d / s, "max_abs_output_diff": gap,
                                   "linear_layers": per_layer}
+    out["semi_structured"] = semi_structured_bench(model, masks, batches, warmup, repeats)
     return out
+
+
+def semi_structured_bench(model: nn.Module, masks: Masks, batches: tuple[int, ...] = (1, 64), warmup: int = 5,
+                          repeats: int = 30, device: str | None = None) -> dict[str, Any]:
+    """GPU float16 latency of every Linear layer with a 2:4 mask: dense, 2:4 semi-structured and CSR, at each
+    batch size; ``{"skipped": why, ...}`` where there is no such layer, no CUDA device (``device``, default
+    cuda when present) or a GPU below compute capability 8.0 (no sparse tensor cores)."""
+    mask_of = dict(zip(masks.names, masks.values))
+    layers = {n: mod for n, mod in model.named_modules() if isinstance(mod, nn.Linear)
+              and f"{n}.weight" in mask_of and is_nm(mask_of[f"{n}.weight"], 2, 4)}
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out: dict[str, Any] = {"layers_2_4": sorted(layers), "dtype": "float16"}
+    if not layers:
+        return {**out, "skipped": "no Linear layer has a 2:4 mask (pattern=nm pattern.n=2 pattern.m=4)"}
+    if dev.type != "cuda":
+        return {**out, "skipped": f"device {dev.type}: torch.sparse.to_sparse_semi_structured needs a CUDA GPU"
+                                  " (compute capability 8.0+); the 2:4 layout is checked in summary.json instead"}
+    if torch.cuda.get_device_capability(dev) < (8, 0):
+        return {**out, "skipped": f"GPU {torch.cuda.get_device_name(dev)} has no 2:4 sparse tensor cores (< sm80)"}
+    out.update(device=torch.cuda.get_device_name(dev), batches={})
+    for b in batches:
+        per_layer = {}
+        for n, lin in layers.items():
+            per_layer[n] = _time_2_4(lin.weight.detach() * mask_of[f"{n}.weight"], b, warmup, repeats, dev)
+        out["batches"][str(b)] = per_layer
+    return out
+
+
+def _time_2_4(weight: torch.Tensor, batch: int, warmup: int, repeats: int, dev: torch.device) -> dict[str, Any]:
+    """One 2:4 Linear weight on ``dev`` in float16: dense, semi-structured and CSR ms (or the error)."""
+    rows, cols = semi_structured_padding(weight.shape)
+    w = torch.zeros(rows, cols, dtype=torch.float16, device=dev)
+    w[:weight.shape[0], :weight.shape[1]] = weight.to(dev, torch.float16)
+    problem = semi_structured_problem(w)
+    x = torch.randn(batch, cols, dtype=torch.float16, device=dev)
+    rec: dict[str, Any] = {"shape": list(weight.shape), "padded_shape": [rows, cols], "layout_problem": problem}
+    rec["dense_ms"] = _cuda_ms(lambda: torch.nn.functional.linear(x, w), warmup, repeats)
+    try:
+        ws = torch.sparse.to_sparse_semi_structured(w)
+        rec["semi_structured_ms"] = _cuda_ms(lambda: torch.nn.functional.linear(x, ws), warmup, repeats)
+        rec["max_abs_diff"] = float((torch.nn.functional.linear(x, ws) - x @ w.t()).abs().max())
+    except (RuntimeError, NotImplementedError) as exc:  # recorded, not raised: the other numbers stand
+        rec["semi_structured_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    try:
+        csr = w.to_sparse_csr()
+        rec["csr_ms"] = _cuda_ms(lambda: torch.sparse.mm(csr, x.t()).t(), warmup, repeats)
+    except (RuntimeError, NotImplementedError) as exc:
+        rec["csr_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return rec
+
+
+def _cuda_ms(fn: Any, warmup: int, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` on the current CUDA stream (synchronised around each call)."""
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
 
 
 def format_inference(r: dict[str, Any]) -> str:

@@ -55,6 +55,12 @@ class Method:
     #: True where the final sparsity is an outcome of training (STR, Hoyer-Square's threshold), not the
     #: requested target; the run then says so and records target and achieved sparsity separately.
     sparsity_is_outcome: bool = False
+    #: False where the method sets its layers' sparsity itself (FORCE's iterations, learned or regularised
+    #: thresholds): config refuses ``budget=`` and ``pattern=`` other than the defaults for it.
+    any_budget: bool = True
+    #: False where the masks change outside the schedule's events (dynamic sparse training's regrowth,
+    #: masking.drop_and_grow, knows no N:M groups): config refuses ``pattern=nm`` for it.
+    any_pattern: bool = True
 
     def __init__(self, name: str, scope: str = "global") -> None:
         if scope not in ("global", "layer"):

@@ -48,6 +48,7 @@ class DynamicSparse(Method):
     """
 
     replaces: bool = False
+    any_pattern = False  # drop_and_grow regrows anywhere in a layer, so an N:M pattern would not hold
 
     def __init__(self, name: str, scope: str = "layer", update_every: int = 100, drop_fraction: float = 0.3,
                  stop: float = 0.75, regrow_dropped: bool = True) -> None:

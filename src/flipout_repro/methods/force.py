@@ -122,6 +122,7 @@ class FORCE(ScoredAtInit):
     """FORCE: progressive pruning at initialisation in which pruned weights can come back."""
 
     revive = True
+    any_budget = False  # its iterations prune inside on_train_start (method.scope: global or per layer)
 
     def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
                  batches: int = 1, loss: str = "cross_entropy", init: str = "model",

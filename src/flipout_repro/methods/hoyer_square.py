@@ -75,6 +75,8 @@ def group_scores(w: torch.Tensor, group: str) -> torch.Tensor:
 class HoyerSquare(Method):
     """The Hoyer-Square regulariser with ``lam`` until ``stop_epoch``, then one prune and fine-tuning."""
 
+    any_budget = False  # its own prune (prune_due: a threshold, or its target) by method.scope
+
     def __init__(self, name: str = "hoyer_square", scope: str = "global", lam: float = 1e-4,
                  stop_epoch: int = 350, stop_of: int = 500, mode: str = "paper", threshold: float = 1e-4,
                  group: str = "none", params: str = "all") -> None:

@@ -62,6 +62,7 @@ class STR(Method):
     """Soft threshold reparameterisation of every Conv2d/Linear weight; sparsity is learnt."""
 
     sparsity_is_outcome = True
+    any_budget = False  # the learnt thresholds set each layer's sparsity
 
     def __init__(self, name: str = "str", scope: str = "global", s_init: float = -3200.0,
                  s_weight_decay: float | None = None, optim_weight_decay: float = 0.0) -> None:

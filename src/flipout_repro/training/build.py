@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from flipout_repro import budgets, patterns
 from flipout_repro import data as data_mod
 from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
@@ -86,6 +87,7 @@ class Built:
     lr_scheduler: Any
     generator: torch.Generator
     speed: dict  # Trainer keyword arguments: compiled, autocast_dtype, channels_last
+    axes: dict = field(default_factory=dict)  # Trainer keyword arguments: budget, pattern (build_axes)
 
 
 def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
@@ -142,6 +144,26 @@ def build_method(method_cfg: DictConfig, model: torch.nn.Module, masks: Masks) -
     return method
 
 
+def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> dict[str, Any]:
+    """The Trainer's ``budget`` and ``pattern`` (none at the defaults: the method's scope, unstructured),
+    checked against the model's layers, so that a budget whose dense layers keep more than ``target``
+    allows, or an N:M group size that does not divide a layer, fails here, before anything is written."""
+    b = OmegaConf.select(cfg, "budget", default=None)  # absent in run folders written before budget=
+    p = OmegaConf.select(cfg, "pattern", default=None)
+    budget = budgets.resolve(b.name, b.dense_first, b.dense_last, method.scope) if b is not None else None
+    pattern = patterns.Pattern(p.name, p.n, p.m) if p is not None else None
+    shapes = [tuple(v.shape) for v in masks.values]
+    try:
+        if budget is not None and method.prunes:
+            budgets.check(shapes, target, budget)
+        if pattern is not None and pattern.nm:
+            patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
+    except (budgets.BudgetError, patterns.PatternError) as exc:
+        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
+    neutral = b is None or (b.name == "method" and not b.dense_first and not b.dense_last)
+    return {"budget": None if neutral else budget, "pattern": pattern if pattern is not None and pattern.nm else None}
+
+
 def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     """Seed, load the data, build model, masks, method, schedule events and optimizer."""
     seed_everything(cfg.seed)
@@ -162,4 +184,5 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     speed["compiled"] = torch.compile(model) if cfg.compile else None
     if cfg.compile:
         method.compile_hooks()
-    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed)
+    axes = build_axes(cfg, masks, method, target)
+    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed, axes)
