@@ -25,10 +25,9 @@ def start(results_dir):
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def wait_for(proc, text, timeout=1800):  # against a hang only: a loaded machine is never that slow
-    deadline = time.time() + timeout
+def wait_for(proc, text):  # no wall-clock limit: a loaded machine is slow, not wrong
     lines = []
-    while time.time() < deadline:
+    while True:
         line = proc.stdout.readline()
         if not line:
             break
@@ -88,7 +87,7 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, refe
 @pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
     proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
-    out, _ = proc.communicate(timeout=1800)
+    out, _ = proc.communicate()
     assert proc.returncode == 143, out[-2000:]
     assert "run the same command again to resume" in out
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
@@ -122,7 +121,7 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
     wait_for(proc, "epoch 1/4")
     time.sleep(0.5)
     proc.send_signal(signal.SIGUSR2)
-    out, _ = proc.communicate(timeout=1800)
+    out, _ = proc.communicate()
     assert marker.read_text() == "SIGUSR2", out[-2000:]  # the launcher's handler still ran: requeued
     assert "received SIGUSR2: checkpointing after this step" in out and "handing SIGUSR2 on" in out
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
@@ -197,7 +196,7 @@ def test_a_checkpoint_from_another_kind_of_device_resumes(tmp_path):
     hash): its data generator state (16 bytes on CUDA) cannot go into a CPU generator, and the run goes
     on with a warning instead of asking to delete the checkpoint."""
     proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
-    proc.communicate(timeout=1800)
+    proc.communicate()
     assert proc.returncode == 143
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
     ck = torch.load(ck_path, weights_only=True)
