@@ -58,7 +58,7 @@ def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp
     r = run_cli("-m", *TWO_JOBS, f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stderr + r.stdout
-    assert "already finished, skipped" in log and "resuming" in log and "at epoch 8" in log
+    assert "already finished, skipped" in log and "resuming" in log and "(end of epoch 8)" in log
     assert done.stat().st_mtime_ns == mtime and interrupted.exists()
     assert len(summaries(tmp_path)) == 2
 
