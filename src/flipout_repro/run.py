@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.plots import run_title, write_run_curve
-from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
+from flipout_repro.analysis.quantize import quantize_run_folder, result_for, settings_from_config
 from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
 from flipout_repro.precision import pin_precision
@@ -85,10 +85,12 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             "resume=false starts it over"
         log.info("already finished, skipped: %s failed (%s); %s", run_dir.path, summary.get("error"), again)
         return summary
-    if cfg.quantize and "test_acc" not in (summary.get("quantization") or {}):  # none yet, or it failed
-        log.info("already finished: %s; quantize=true, so it is quantized now", run_dir.path)
+    wanted = settings_from_config(cfg) if cfg.quantize else None
+    if wanted and not result_for(summary.get("quantization"), wanted):  # none with these settings, or it failed
+        log.info("already finished: %s; quantize=true and no int8 result with these settings (%s) yet, so it"
+                 " is quantized now", run_dir.path, wanted.key)
         try:
-            quantize_run_folder(run_dir.path, settings_from_config(cfg), data_root=cfg.dataset.root,
+            quantize_run_folder(run_dir.path, wanted, data_root=cfg.dataset.root,
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
