@@ -98,6 +98,24 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
     assert_same_run(tmp_path, reference)
 
 
+@pytest.mark.slow
+def test_ctrl_c_exits_130_says_interrupted_and_the_resume_names_the_same_step(tmp_path, reference):
+    """SIGINT is the user's Ctrl-C: exit code 130 and ``interrupted``, not an error (SIGTERM stays 143);
+    the stop and the resume name the same position in the same words."""
+    proc = interrupt(tmp_path, "epoch 1/4", signal.SIGINT)
+    out, _ = proc.communicate()
+    assert proc.returncode == 130, out[-2000:]
+    [line] = [x for x in out.splitlines() if x.startswith("flipout-train:")]
+    assert line.startswith("flipout-train: interrupted by SIGINT: stopped after step ") and "error" not in out.lower()
+    where = line.split("stopped after ")[1].split(":")[0]  # "step 300 (epoch 2, batch 50)"
+    state = torch.load(next(tmp_path.glob("runs/**/checkpoint.pt")), weights_only=True)["state"]
+    assert where == f"step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch']})"
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"after {where}" in r.stderr + r.stdout
+    assert_same_run(tmp_path, reference)
+
+
 # What submitit (the SLURM launcher) does in a job: a Python handler for its time-limit/pre-emption
 # signal (USR2) that requeues the job and exits on the spot.
 FAKE_SUBMITIT = """

@@ -46,8 +46,8 @@ def _main(cfg: DictConfig) -> float | None:
             raise  # a bug: Hydra prints the traceback (a full disk or a permission is one line)
         _log_to_files(message(exc))  # on screen: fail() prints it, once
         if code in STOPPED:
-            fail("flipout-train", f"interrupted by {getattr(exc.signal, 'name', 'a signal')}: {message(exc)}",
-                 code, kind="interrupted")
+            fail("flipout-train", message(exc), code,
+                 kind=f"interrupted by {getattr(getattr(exc, 'signal', None), 'name', 'a signal')}")
         fail("flipout-train", message(exc), code)
     if in_sweep:
         if summary.get("status") == "failed":  # diverged or collapsed in an earlier attempt, skipped now
@@ -78,7 +78,8 @@ def main() -> None:
         _main()
         print_resolved_notes(sys.argv[1:])  # --cfg job: the milestones as epochs of this run
     except KeyboardInterrupt:  # Ctrl-C outside training (composing, loading): nothing to resume from
-        fail("flipout-train", "interrupted (Ctrl-C)", INTERRUPTED_BY_USER, kind="interrupted")
+        fail("flipout-train", "Ctrl-C outside the training loop: the same command starts or resumes the run",
+             INTERRUPTED_BY_USER, kind="interrupted by SIGINT")
     if hooks.state["failed"]:
         sys.exit(SWEEP_FAILED)
 
