@@ -43,7 +43,8 @@ def unknown_key(args: list[str]) -> tuple[str, object] | None:
     groups = {d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d != "hydra"}
     for o in parsed:
         key = o.key_or_group
-        if o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None or key.split(".")[0] == "hydra":
+        if o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None or "/" in key \
+                or key.split(".")[0] == "hydra":  # a nested group (hydra/launcher=local): Hydra checks it
             continue
         top = key.split(".")[0]
         if key in known or key in groups or (top in groups and top in _FREE_FORM):
