@@ -30,8 +30,9 @@ def quick_cfg(tmp_path):
     return _make
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """flipout-train ARGS in a subprocess (the installed console script's module)."""
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """flipout-train ARGS in a subprocess (the installed console script's module); no wall-clock limit:
+    a loaded machine is slow, not wrong."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=cwd or REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True)

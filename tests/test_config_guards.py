@@ -220,7 +220,7 @@ def test_the_schema_lists_only_keys_checked_here():
         "quantization.backend", "optim.name", "optim.milestones", "optim.milestones_of", "optim.schedule",
         "optim.warmup_epochs", "dataset.name", "dataset.root", "dataset.in_channels", "dataset.image_size",
         "dataset.num_classes", "dataset.crop_padding", "dataset.resize", "dataset.workers", "dataset.eval_resize",
-        "optim",
+        "optim", "on_collapse",
         # budget= and pattern= (tests/training/test_axes_runs.py)
         "budget.name", "budget.dense_first", "budget.dense_last", "pattern.name", "pattern.n", "pattern.m"}
     assert set(key_paths()) <= checked, set(key_paths()) - checked

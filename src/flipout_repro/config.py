@@ -137,7 +137,12 @@ def check_keys(cfg: DictConfig) -> None:
         names = [f"{top}.{k}" for k in cfg[top]] if top in sections else [str(top)]
         for key in names:
             if key not in known:
-                raise ConfigError(key, OmegaConf.select(cfg, key), "is not a config key", _did_you_mean(key, known))
+                raise unknown_key_error(key, OmegaConf.select(cfg, key))
+
+
+def unknown_key_error(key: str, value: Any) -> ConfigError:
+    """``key=value is not a config key: did you mean <the closest key paths>?``"""
+    return ConfigError(key, value, "is not a config key", _did_you_mean(key, schema.key_paths()))
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
@@ -186,6 +191,8 @@ def validate(cfg: DictConfig) -> None:
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
     check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
+    if "on_collapse" in cfg:  # absent in run folders written before it existed: warn
+        choice(cfg, "on_collapse", schema.ON_COLLAPSE)
 
 
 def check_axes(cfg: DictConfig) -> None:

@@ -19,7 +19,7 @@ import flipout_repro
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
-from flipout_repro.analysis.quantize import quantize_run_folder, settings_from_config
+from flipout_repro.analysis.quantize import quantize_run_folder, result_for, settings_from_config
 from flipout_repro.budgets import Budget
 from flipout_repro.config import prepare, validate
 from flipout_repro.masking import Masks
@@ -29,15 +29,18 @@ from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_wri
 from flipout_repro.training import checkpoint
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
+from flipout_repro.training.collapse import LayerCollapsed, collapse_watch
 from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
+from flipout_repro.training.run_log import run_log, write_command
 from flipout_repro.training.signals import stop_on_signals
-from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState
+from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState, position
 
 log = logging.getLogger("flipout_repro")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train one configured run and return its summary (the existing one if it already finished).
+    ``overrides`` (the command line's, from Hydra) go to the run folder's command.txt.
 
     Raises ConfigError/DataError before anything is written, RunLocked when another process holds the
     run, TrainingInterrupted after a SIGTERM/SIGINT checkpoint, TrainingDiverged after recording the
@@ -60,25 +63,38 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
                 return read_summary(run_dir)
             run_dir.summary.unlink()
-        return _train(cfg, target, run_dir, b, device)
+        attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
+            "started" if not run_dir.metrics.exists() else "started over (resume=false)" if not cfg.resume else \
+            "started over (no checkpoint to resume from)"
+        write_command(run_dir.path, attempt, overrides)
+        with run_log(run_dir.path, attempt):  # run.log: this attempt's lines, after one that names it
+            return _train(cfg, target, run_dir, b, device)
 
 
 def _starts_over(cfg: DictConfig, run_dir: RunDir) -> bool:
-    """A finished run is trained again only if it failed (diverged) and ``resume=false`` asks for it."""
-    return not cfg.resume and read_summary(run_dir).get("status") == "failed"
+    """A finished run is trained again only if it failed: diverged and ``resume=false`` asks for it, or
+    stopped at a layer collapse (``on_collapse=stop``) and this command lets it train on."""
+    summary = read_summary(run_dir)
+    if summary.get("status") != "failed":
+        return False
+    collapse_stop = summary.get("stop_reason") == "layer_collapse"
+    return not cfg.resume or (collapse_stop and cfg.get("on_collapse", "warn") != "stop")
 
 
 def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """The summary of a finished run; with ``quantize=true`` and no int8 result yet, quantize it now."""
     summary = read_summary(run_dir)
     if summary.get("status") == "failed":
-        log.info("already finished, skipped: %s failed (%s); resume=false starts it over", run_dir.path,
-                 summary.get("error"))
+        again = "on_collapse=warn trains it on" if summary.get("stop_reason") == "layer_collapse" else \
+            "resume=false starts it over"
+        log.info("already finished, skipped: %s failed (%s); %s", run_dir.path, summary.get("error"), again)
         return summary
-    if cfg.quantize and "test_acc" not in (summary.get("quantization") or {}):  # none yet, or it failed
-        log.info("already finished: %s; quantize=true, so it is quantized now", run_dir.path)
+    wanted = settings_from_config(cfg) if cfg.quantize else None
+    if wanted and not result_for(summary.get("quantization"), wanted):  # none with these settings, or it failed
+        log.info("already finished: %s; quantize=true and no int8 result with these settings (%s) yet, so it"
+                 " is quantized now", run_dir.path, wanted.key)
         try:
-            quantize_run_folder(run_dir.path, settings_from_config(cfg), data_root=cfg.dataset.root,
+            quantize_run_folder(run_dir.path, wanted, data_root=cfg.dataset.root,
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
@@ -94,7 +110,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     if cfg.resume and run_dir.checkpoint.exists():
         state = checkpoint.load(run_dir.checkpoint, **objs)  # CheckpointError: bad input, exit code 2
         kept = truncate_metrics(run_dir.metrics, state.step, state.epoch)
-        log.info("resuming %s at epoch %d, step %d", run_dir.path, state.epoch, state.step)
+        log.info("resuming %s after %s", run_dir.path, position(state))  # the stop message's words
     else:
         # A fresh start (resume=false, or an attempt that died before its first checkpoint).
         for stale in (run_dir.metrics, run_dir.checkpoint):
@@ -104,9 +120,9 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     if getattr(b.method, "sparsity_is_outcome", False):
         log.info("method=%s: the final sparsity is an outcome of training, not the target %s; both are"
                  " recorded", cfg.method.name, format_sparsity(target))
-    log.info("run %s: %s on %s, %s to sparsity %s over %d epochs (%d prune events), device %s",
+    log.info("run %s: %s on %s, %s to sparsity %s over %d epochs (%d prune event%s), device %s",
              run_dir.path, cfg.model.name, cfg.dataset.name, cfg.method.name, format_sparsity(target),
-             cfg.epochs, len(b.events), device)
+             cfg.epochs, len(b.events), "" if len(b.events) == 1 else "s", device)
     log.info("precision %s, channels_last %s, compile %s, deterministic %s",
              "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile,
              cfg.deterministic)
@@ -118,9 +134,15 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         rec["wall_time_s"] = time.perf_counter() - t_start
         metrics.write(rec)
 
+    watch = collapse_watch(cfg.get("on_collapse", "warn"))  # a collapse is warned at its prune event
+
+    def on_prune(rec: dict, st: TrainState) -> None:
+        metrics.write(rec)
+        watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
+
     trainer = Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
                       target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
-                      on_epoch=on_epoch, on_prune=lambda rec, st: metrics.write(rec),
+                      on_epoch=on_epoch, on_prune=on_prune,
                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
                       label_smoothing=float(cfg.loss.label_smoothing),
                       on_mask_update=lambda rec, st: metrics.write(rec), **b.speed, **b.axes)
@@ -132,6 +154,13 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         failed = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
                           time.perf_counter() - t_start, device)
         write_json(run_dir.summary, failed | {"status": "failed", "error": str(exc)})
+        raise
+    except LayerCollapsed as exc:  # on_collapse=stop: the summary says where and why
+        stopped = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                           time.perf_counter() - t_start, device)
+        write_json(run_dir.summary, stopped | {"status": "failed", "error": str(exc),
+                                               "stop_reason": "layer_collapse", "collapsed_layers": exc.layers,
+                                               "stopped_at": {"epoch": exc.epoch, "step": exc.step}})
         raise
     finally:
         metrics.close()

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
               "channels_last", "deterministic", "quantize", "quantization",
               "dataset.root", "dataset.download", "dataset.workers",
-              "model.init_from")  # where the start weights lie; their content is model.init_from_sha256
+              "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
+              "on_collapse")  # stop or warn: a run that completes computes the same either way
 
 
 #: Knobs added after runs were written, left out of the hash while they hold their neutral value (the
@@ -267,6 +268,10 @@ class RunLock:
         import fcntl
 
         if self._fh is not None:
+            # A finished run keeps no .lock (issue 14). Removed while still held: a process that opened
+            # the old file meanwhile gets its lock after this, finds summary.json and skips the run.
+            if (self.path.parent / "summary.json").exists():
+                self.path.unlink(missing_ok=True)
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

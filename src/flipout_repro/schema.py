@@ -25,6 +25,8 @@ BACKENDS = ("x86", "fbgemm", "qnnpack")
 LR_SCHEDULES = ("step", "cosine")
 #: ``model.init`` values (models/weight_init.py implements them)
 MODEL_INITS = ("default", "kaiming_normal")
+#: ``on_collapse`` values (training/collapse.py implements them)
+ON_COLLAPSE = ("warn", "stop")
 
 
 @dataclass
@@ -155,6 +157,9 @@ class RunConfig:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     pattern: PatternConfig = field(default_factory=PatternConfig)
+    #: a prune event that leaves a layer no weight: ``warn`` at the event and train on, or ``stop`` the run
+    #: there (exit code 6, summary status failed); not part of the run hash
+    on_collapse: str = "warn"
 
 
 def key_paths() -> list[str]:

@@ -164,3 +164,33 @@ def test_fx_quantization_prepares_and_converts_every_model(name):
     z = check_zeros(qmodel, masks)
     assert z["not_quantized"] == [] and z["zeros_preserved"] and z["pruned_weights"] > 0.9 * masks.total()
     assert qmodel(x).shape == (2, 10)
+
+
+def test_quantize_true_with_other_settings_quantizes_again_keyed_by_settings(tmp_path):
+    """A run with an int8 result (histogram) and ``quantize=true quantization.observer=minmax``: not
+    "already finished", but quantized with the settings asked; each result kept under its settings."""
+    first = run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true"))
+    q1 = first["quantization"]
+    assert q1["settings"] == "histogram-x86-calib_all" and set(q1["by_settings"]) == {"histogram-x86-calib_all"}
+    assert q1["acc_drop"] == round(q1["fp32_test_acc"] - q1["test_acc"], 6)  # no float noise digits
+    again = run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true", "quantization.observer=minmax",
+                      "quantization.calibration_batches=2"))
+    q2 = again["quantization"]
+    assert q2["settings"] == "minmax-x86-calib_2x128" and q2["calibration_images"] == 256
+    assert set(q2["by_settings"]) == {"histogram-x86-calib_all", "minmax-x86-calib_2x128"}
+    assert q2["by_settings"]["histogram-x86-calib_all"] == {k: v for k, v in q1.items()
+                                                            if k not in ("by_observer", "by_settings")}
+    assert again["final_test_acc"] == first["final_test_acc"]
+    # asked again with settings it has: nothing to do
+    assert run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true")) == again
+
+
+def test_a_summary_from_before_the_settings_key_is_quantized_once_more_and_kept(tmp_path):
+    first = run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true"))
+    path = Path(first["run_dir"]) / "summary.json"
+    old = json.loads(path.read_text())
+    legacy = {k: v for k, v in old["quantization"].items() if k not in ("settings", "by_settings")}
+    legacy["by_observer"] = {"histogram": {k: v for k, v in legacy.items() if k != "by_observer"}}
+    path.write_text(json.dumps(old | {"quantization": legacy}))
+    q = run(quick(tmp_path, "epochs=2", "sparsity=0.5", "quantize=true"))["quantization"]
+    assert set(q["by_settings"]) == {"histogram-x86-calib_all"} and set(q["by_observer"]) == {"histogram"}

@@ -73,7 +73,7 @@ def test_a_full_disk_in_a_run_is_one_line(tmp_path, monkeypatch, capsys):
     import flipout_repro.run as run_module
     from flipout_repro.cli.train import main
 
-    def full(cfg):
+    def full(cfg, overrides=None):
         raise OSError(errno.ENOSPC, f"no space left on device while writing {tmp_path}/x (the partial file was"
                       " removed): free some space and run the same command again")
 

@@ -46,7 +46,7 @@ def test_stop_and_resume_on_streamed_files_equals_an_uninterrupted_run(tmp_path,
 
     cfg = cfg_for(root, tmp_path / "b", 2)
     monkeypatch.setattr(Trainer, "step", step_then_stop)
-    with pytest.raises(TrainingInterrupted, match="stopped in epoch 2 at step 4"):
+    with pytest.raises(TrainingInterrupted, match=r"stopped after step 4 \(epoch 2, batch 1\)"):
         run(cfg)
     monkeypatch.setattr(Trainer, "step", original_step)
     resumed = run(cfg)

@@ -192,3 +192,33 @@ def test_bf16_and_fp32_runs_never_average(tmp_path):
     assert cell(cells, precision="fp32")["final_mean"] == 93.0 and cell(cells, precision="bf16")["final_mean"] == 83.0
     table = markdown.markdown_table(cells.assign(paper_acc=math.nan, paper_std=math.nan, paper_sparsity=math.nan))
     assert "| precision |" in table and "| fp32 |" in table and "| bf16 |" in table
+
+
+def test_the_int8_column_names_the_settings_it_shows(tmp_path):
+    for seed in (0, 1):
+        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, 93.0, int8=92.5)
+        q = tmp_path.glob(f"runs/vgg19-cifar10/flipout/**/seed_{seed}/summary.json")
+        path = next(q)
+        s = json.loads(path.read_text())
+        s["quantization"]["settings"] = "minmax-x86-calib_all"
+        path.write_text(json.dumps(s))
+    write_summary(tmp_path, "lenet300_100", "mnist5k", "random", 0.75, 0, 90.0, int8=89.0)
+    path = next(tmp_path.glob("runs/lenet300_100-mnist5k/**/summary.json"))
+    s = json.loads(path.read_text())
+    s["quantization"] |= {"observer": "histogram", "backend": "x86", "calibration_batches": 32}  # before the key
+    path.write_text(json.dumps(s))
+    make_report(tmp_path, sweeps=[])
+    assert "| int8 (minmax-x86-calib_all) |" in (tmp_path / "tables" / "vgg19-cifar10.md").read_text()
+    assert "| int8 (histogram-x86-calib_32b) |" in (tmp_path / "tables" / "lenet300_100-mnist5k.md").read_text()
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    assert set(runs["int8_settings"]) == {"minmax-x86-calib_all", "histogram-x86-calib_32b"}
+
+
+def test_missing_md_details_only_the_sweeps_started(results):
+    """No run of any preset on disk (the fixture's runs belong to none): every preset is named in one line,
+    none is listed job by job, and nothing is counted missing."""
+    r = make_report(results)
+    text = (results / "tables" / "missing.md").read_text()
+    assert r["missing"] == 0 and "No sweep preset started yet." in text and "\n## " not in text
+    assert "Not started (no run on disk), not listed: paper_densenet121," in text
+    assert "Missing cells" not in (results / "tables" / "vgg19-cifar10.md").read_text()

@@ -44,6 +44,8 @@ def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp
     make_report(tmp_path, sweeps=["tiny"])
     text = (tmp_path / "tables" / "missing.md").read_text()
     assert "## tiny: 2 of 12 runs done" in text
+    assert f"The whole sweep (12 jobs): `flipout-train -m +sweep=tiny results_dir={tmp_path}`" in text
+    assert "One job each (10 not done):" in text  # each line below it runs one job alone
     todo = jobs[("global_magnitude", 0.9375, 1)]
     assert todo.command(tmp_path) == ("flipout-train +sweep=tiny experiment=quickstart method=global_magnitude"
                                       f" sparsity=0.9375 seed=1 epochs=8 results_dir={tmp_path}")
@@ -58,7 +60,7 @@ def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp
     r = run_cli("-m", *TWO_JOBS, f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stderr + r.stdout
-    assert "already finished, skipped" in log and "resuming" in log and "at epoch 8" in log
+    assert "already finished, skipped" in log and "resuming" in log and "(end of epoch 8)" in log
     assert done.stat().st_mtime_ns == mtime and interrupted.exists()
     assert len(summaries(tmp_path)) == 2
 

@@ -82,11 +82,11 @@ def test_a_stop_after_the_weights_went_bad_keeps_the_last_good_checkpoint(quick_
         return out
 
     monkeypatch.setattr(Trainer, "step", step)
-    with pytest.raises(TrainingDiverged, match="the checkpoint of epoch 1 is kept"):
+    with pytest.raises(TrainingDiverged, match=r"the checkpoint after step 32 \(end of epoch 1\) is kept"):
         run(cfg)
     [ck_path] = Path(cfg.results_dir).glob("runs/**/checkpoint.pt")
     ck = torch.load(ck_path, weights_only=True)
     assert ck["state"]["epoch"] == 1 and ck["state"]["batch"] == 0 and ck["state"]["step"] == 32
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     summary = json.loads((ck_path.parent / "summary.json").read_text())
-    assert summary["status"] == "failed" and "the checkpoint of epoch 1 is kept" in summary["error"]
+    assert summary["status"] == "failed" and "the checkpoint after step 32 (end of epoch 1) is kept" in summary["error"]

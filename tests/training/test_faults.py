@@ -25,10 +25,9 @@ def start(results_dir):
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def wait_for(proc, text, timeout=1800):  # against a hang only: a loaded machine is never that slow
-    deadline = time.time() + timeout
+def wait_for(proc, text):  # no wall-clock limit: a loaded machine is slow, not wrong
     lines = []
-    while time.time() < deadline:
+    while True:
         line = proc.stdout.readline()
         if not line:
             break
@@ -88,7 +87,7 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path, refe
 @pytest.mark.slow
 def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
     proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
-    out, _ = proc.communicate(timeout=1800)
+    out, _ = proc.communicate()
     assert proc.returncode == 143, out[-2000:]
     assert "run the same command again to resume" in out
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
@@ -96,6 +95,24 @@ def test_sigterm_checkpoints_mid_epoch_and_resumes_exactly(tmp_path, reference):
     assert state["epoch"] >= 1 and 0 < state["batch"] < 250 and state["order"] is not None
     r = run_cli(*ARGS, f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert_same_run(tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_says_interrupted_and_the_resume_names_the_same_step(tmp_path, reference):
+    """SIGINT is the user's Ctrl-C: exit code 130 and ``interrupted``, not an error (SIGTERM stays 143);
+    the stop and the resume name the same position in the same words."""
+    proc = interrupt(tmp_path, "epoch 1/4", signal.SIGINT)
+    out, _ = proc.communicate()
+    assert proc.returncode == 130, out[-2000:]
+    [line] = [x for x in out.splitlines() if x.startswith("flipout-train:")]
+    assert line.startswith("flipout-train: interrupted by SIGINT: stopped after step ") and "error" not in out.lower()
+    where = line.split("stopped after ")[1].split(":")[0]  # "step 300 (epoch 2, batch 50)"
+    state = torch.load(next(tmp_path.glob("runs/**/checkpoint.pt")), weights_only=True)["state"]
+    assert where == f"step {state['step']} (epoch {state['epoch'] + 1}, batch {state['batch']})"
+    r = run_cli(*ARGS, f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"after {where}" in r.stderr + r.stdout
     assert_same_run(tmp_path, reference)
 
 
@@ -122,7 +139,7 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
     wait_for(proc, "epoch 1/4")
     time.sleep(0.5)
     proc.send_signal(signal.SIGUSR2)
-    out, _ = proc.communicate(timeout=1800)
+    out, _ = proc.communicate()
     assert marker.read_text() == "SIGUSR2", out[-2000:]  # the launcher's handler still ran: requeued
     assert "received SIGUSR2: checkpointing after this step" in out and "handing SIGUSR2 on" in out
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
@@ -197,7 +214,7 @@ def test_a_checkpoint_from_another_kind_of_device_resumes(tmp_path):
     hash): its data generator state (16 bytes on CUDA) cannot go into a CPU generator, and the run goes
     on with a warning instead of asking to delete the checkpoint."""
     proc = interrupt(tmp_path, "epoch 1/4", signal.SIGTERM)
-    proc.communicate(timeout=1800)
+    proc.communicate()
     assert proc.returncode == 143
     [ck_path] = list(tmp_path.glob("runs/**/checkpoint.pt"))
     ck = torch.load(ck_path, weights_only=True)

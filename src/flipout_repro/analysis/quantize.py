@@ -62,6 +62,13 @@ class QuantSettings:
                 raise ValueError(f"{key}={value!r} must be a positive integer, e.g. {key}=32"
                                  + (" (or all)" if key == "calibration_batches" else ""))
 
+    @property
+    def key(self) -> str:
+        """What a result is kept under in summary.json's ``quantization.by_settings`` (and what the
+        tables' int8 column names): ``histogram-x86-calib_all``, ``minmax-qnnpack-calib_8x128``."""
+        calib = "all" if self.calibration_batches == "all" else f"{self.calibration_batches}x{self.batch_size}"
+        return f"{self.observer}-{self.backend}-calib_{calib}"
+
 
 def qconfig_mapping(observer: str, backend: str) -> Any:
     """torch's default QConfigMapping for ``backend`` with the global qconfig set by ``observer``."""
@@ -171,9 +178,10 @@ def quantize_and_evaluate(model: nn.Module, masks: Masks, data: Any, settings: Q
         saved = _save_int8(qmodel, data, settings, save_dir) if save_dir is not None else {}
     n_calib = calibration_images(len(data.train_y), settings)
     return {
-        "test_acc": int8_acc, "fp32_test_acc": fp32_acc, "acc_drop": fp32_acc - int8_acc,
+        # acc_drop: a difference of two percentages of the same test set, rounded to 1e-6 (fp32 noise)
+        "test_acc": int8_acc, "fp32_test_acc": fp32_acc, "acc_drop": round(fp32_acc - int8_acc, 6),
         **zeros,
-        "observer": settings.observer, "backend": settings.backend,
+        "settings": settings.key, "observer": settings.observer, "backend": settings.backend,
         "calibration_batches": -(-n_calib // settings.batch_size), "calibration_images": n_calib,
         "weights": "qint8 per-tensor symmetric" if settings.observer == "minmax"
         else "qint8 per-channel symmetric",
@@ -204,10 +212,22 @@ def settings_from_config(cfg: DictConfig) -> QuantSettings:
 
 
 def merge_quantization(previous: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
-    """The newest result at the top (``test_acc`` etc.), every observer's result kept in ``by_observer``."""
-    by_observer = dict((previous or {}).get("by_observer", {}))
-    by_observer[result["observer"]] = {k: v for k, v in result.items() if k != "by_observer"}
-    return {**result, "by_observer": by_observer}
+    """The newest result at the top (``test_acc`` etc.); every result kept under its settings' key in
+    ``by_settings`` (QuantSettings.key), and the newest of each observer in ``by_observer`` (as before
+    the settings were keyed: summaries written then hold only that, and stay readable)."""
+    plain = {k: v for k, v in result.items() if k not in ("by_observer", "by_settings")}
+    by_observer = {**(previous or {}).get("by_observer", {}), result["observer"]: plain}
+    by_settings = dict((previous or {}).get("by_settings", {}))
+    if "settings" in result:
+        by_settings[result["settings"]] = plain
+    return {**result, "by_observer": by_observer, "by_settings": by_settings}
+
+
+def result_for(quantization: dict[str, Any] | None, settings: QuantSettings) -> dict[str, Any] | None:
+    """The int8 result with ``settings`` in a summary's ``quantization`` entry, None if there is none (or it
+    failed). A result from before the settings were keyed has no key and is not taken for any."""
+    found = ((quantization or {}).get("by_settings") or {}).get(settings.key)
+    return found if found and "test_acc" in found else None
 
 
 def log_quantization(result: dict[str, Any]) -> None:

@@ -27,9 +27,9 @@ log = logging.getLogger("flipout_repro")
 def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """Summary entries: ``layers``, ``macs_dense``, ``macs_sparse``, ``collapsed_layers``, ``model_size``."""
     report = layer_report(model, masks, input_shape)
-    for name in report["collapsed_layers"]:
-        log.warning("layer %s collapsed: all %d of its weights were pruned, no signal crosses it", name,
-                    report["layers"][name]["prunable"])
+    for name in report["collapsed_layers"]:  # warned at the prune event that did it (training/collapse.py)
+        log.info("layer %s collapsed: all %d of its weights were pruned, no signal crosses it", name,
+                 report["layers"][name]["prunable"])
     return {"layers": report["layers"], "macs_dense": report["macs_dense"], "macs_sparse": report["macs_sparse"],
             "collapsed_layers": report["collapsed_layers"], "model_size": model_size(model, masks)}
 

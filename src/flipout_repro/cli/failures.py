@@ -9,8 +9,12 @@
     4    the run folder is in use by another process
     5    a sweep (``-m``) in which some jobs did not finish (each failed on its own code above; the
          others ran): the closing list names each with why
-    143  stopped by SIGTERM/SIGINT after writing a checkpoint: the same command resumes the run (a
-         sweep stops there too)
+    6    stopped at a prune event that left a layer no weight (``on_collapse=stop``): recorded in the
+         run's summary.json (status failed, stop_reason layer_collapse)
+    130  interrupted by Ctrl-C (SIGINT); during training after writing a checkpoint: the same command
+         resumes the run (a sweep stops there too). Printed as ``<prog>: interrupted: ...``, not an error
+    143  stopped by SIGTERM (what a cluster sends before pre-emption) after writing a checkpoint: the same
+         command resumes the run (a sweep stops there too)
 
 Imports of the package happen inside the functions: ``--help`` of an entry point stays fast.
 """
@@ -23,18 +27,31 @@ from typing import Callable, NoReturn, TypeVar
 T = TypeVar("T")
 
 BAD_INPUT, DIVERGED, LOCKED, SWEEP_FAILED, INTERRUPTED, UNEXPECTED = 2, 3, 4, 5, 143, 1
+COLLAPSED, INTERRUPTED_BY_USER = 6, 130
+#: the codes of a run stopped on purpose, printed as ``interrupted``, not as an error
+STOPPED = (INTERRUPTED, INTERRUPTED_BY_USER)
 
 
 def exit_code(exc: BaseException) -> int:
     """The documented exit code for ``exc``."""
     from flipout_repro.analysis.finished_run import RunFolderError
+    import signal
+
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
     from flipout_repro.config import ConfigError
     from flipout_repro.data import DataError
     from flipout_repro.rundir import RunLocked
+    from flipout_repro.training.collapse import LayerCollapsed
     from flipout_repro.training.trainer import TrainingDiverged, TrainingInterrupted
 
-    if isinstance(exc, (ConfigError, DataError, RunFolderError, ValueError)):
-        return BAD_INPUT
+    if isinstance(exc, (ConfigError, DataError, RunFolderError, ValueError, ConfigCompositionException,
+                        OverrideParseException)):
+        return BAD_INPUT  # Hydra's: a config group or option that does not exist (flipout-bench --model)
+    if isinstance(exc, LayerCollapsed):
+        return COLLAPSED
+    if isinstance(exc, TrainingInterrupted) and getattr(exc, "signal", None) == signal.SIGINT:
+        return INTERRUPTED_BY_USER
     if isinstance(exc, TrainingDiverged):
         return DIVERGED
     if isinstance(exc, RunLocked):
@@ -52,9 +69,9 @@ def message(exc: BaseException) -> str:
     return text
 
 
-def fail(prog: str, text: str, code: int) -> NoReturn:
-    """Print ``<prog>: error: <text>`` on stderr and exit with ``code``."""
-    print(f"{prog}: error: {text}", file=sys.stderr)
+def fail(prog: str, text: str, code: int, kind: str = "error") -> NoReturn:
+    """Print ``<prog>: <kind>: <text>`` on stderr (once: nothing else prints it) and exit with ``code``."""
+    print(f"{prog}: {kind}: {text}", file=sys.stderr)
     sys.exit(code)
 
 

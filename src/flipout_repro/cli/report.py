@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         fail("flipout-report", f"--out={out} {problem}: pass --out DIR, a folder you can write to", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
     r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline))
-    print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets not done"
+    print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets you started not done"
           " (see tables/missing.md)")
     for name, why in r["problems"].items():
         print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)

@@ -3,8 +3,8 @@
 Bad input ends with one line on stderr and exit code 2, before anything is trained or written (see
 cli/failures.py for every exit code). In a sweep (``-m``) every job's failure is its own: it is logged
 and recorded, the other jobs run, and the sweep ends with the list of the jobs that did not finish and
-exit code SWEEP_FAILED (cli/hooks.py). SIGTERM/SIGINT stop the sweep (exit code 143; the same command
-resumes).
+exit code SWEEP_FAILED (cli/hooks.py). SIGTERM (exit code 143) and Ctrl-C (SIGINT, 130) stop the run or
+the sweep, printed as ``interrupted``; the same command resumes.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from omegaconf import DictConfig
 
 from flipout_repro import launch, paths, schema
 from flipout_repro.cli import hooks
-from flipout_repro.cli.failures import INTERRUPTED, SWEEP_FAILED, UNEXPECTED, exit_code, fail, message
+from flipout_repro.cli.overrides import check_command_line, print_resolved_notes
+from flipout_repro.cli.failures import (COLLAPSED, DIVERGED, INTERRUPTED_BY_USER, STOPPED, SWEEP_FAILED, UNEXPECTED, exit_code, fail,
+                                        message)
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults list
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:} (sweep and launcher presets), ${paper_batches:}
@@ -33,24 +35,36 @@ def _main(cfg: DictConfig) -> float | None:
     in_sweep = _in_sweep()
     try:
         check_overrides(hooks.task_overrides())  # resume=no: only the command line shows it
-        summary = run(cfg)
+        summary = run(cfg, hooks.task_overrides())
     except Exception as exc:
         code = exit_code(exc)
-        if in_sweep and code != INTERRUPTED:  # one bad, busy or broken job must not stop the sweep
+        if in_sweep and code not in STOPPED:  # one bad, busy or broken job must not stop the sweep
             log.error("job failed (exit code %d): %s", code, message(exc), exc_info=code == UNEXPECTED)
             hooks.record("failed", code, message(exc))
             return None
         if code == UNEXPECTED and not isinstance(exc, OSError):
             raise  # a bug: Hydra prints the traceback (a full disk or a permission is one line)
-        log.error("error: %s", message(exc))
+        _log_to_files(message(exc))  # on screen: fail() prints it, once
+        if code in STOPPED:
+            fail("flipout-train", message(exc), code,
+                 kind=f"interrupted by {getattr(getattr(exc, 'signal', None), 'name', 'a signal')}")
         fail("flipout-train", message(exc), code)
     if in_sweep:
-        if summary.get("status") == "failed":  # diverged in an earlier attempt, skipped now
-            hooks.record("failed", 3, f"{summary.get('error')} (recorded earlier in {summary.get('run_dir')}"
+        if summary.get("status") == "failed":  # diverged or collapsed in an earlier attempt, skipped now
+            code = COLLAPSED if summary.get("stop_reason") == "layer_collapse" else DIVERGED
+            hooks.record("failed", code, f"{summary.get('error')} (recorded earlier in {summary.get('run_dir')}"
                                       "/summary.json; resume=false trains it again)")
         else:
             hooks.record("done")
     return summary.get("final_test_acc")
+
+
+def _log_to_files(text: str) -> None:
+    """``text`` as an ERROR line in the log files only (Hydra's job log), not on the console."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "error: %s", (text,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _in_sweep() -> bool:
@@ -59,7 +73,13 @@ def _in_sweep() -> bool:
 
 def main() -> None:
     """flipout-train [overrides...]; see README.md."""
-    _main()
+    check_command_line("flipout-train", sys.argv[1:])  # --version; lr=0.1 -> "did you mean optim.lr?"
+    try:
+        _main()
+        print_resolved_notes(sys.argv[1:])  # --cfg job: the milestones as epochs of this run
+    except KeyboardInterrupt:  # Ctrl-C outside training (composing, loading): nothing to resume from
+        fail("flipout-train", "Ctrl-C outside the training loop: the same command starts or resumes the run",
+             INTERRUPTED_BY_USER, kind="interrupted by SIGINT")
     if hooks.state["failed"]:
         sys.exit(SWEEP_FAILED)
 

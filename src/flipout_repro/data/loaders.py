@@ -5,10 +5,13 @@ Tiny-ImageNet is read from its own folder layout.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -26,12 +29,34 @@ def _not_found(cls_name: str, root: Path, download: bool, exc: Exception) -> Dat
     return DataError(f"{cls_name} not found in {root.resolve()}: {how} ({type(exc).__name__}: {first})")
 
 
+@contextlib.contextmanager
+def _no_empty_folders_left(root: Path) -> Iterator[None]:
+    """A failed read or download leaves no folder it created that holds nothing (torchvision makes
+    ``root`` and e.g. ``root/MNIST/raw`` before it downloads): they are removed, bottom-up. Folders that
+    were there before, and any that hold a file, stay."""
+    existed = root.is_dir()
+    before = set(os.listdir(root)) if existed else set()
+    created = root.absolute()  # the highest folder of root's path that does not exist yet
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    try:
+        yield
+    except BaseException:
+        new = [root / n for n in os.listdir(root) if n not in before] if root.is_dir() else []
+        for top in [p for p in new if p.is_dir() and not p.is_symlink()] + ([] if existed else [created]):
+            for folder, _, _ in sorted(os.walk(top), key=lambda w: -len(Path(w[0]).parts)):
+                with contextlib.suppress(OSError):  # not empty: a file (e.g. a partial download) stays
+                    os.rmdir(folder)
+        raise
+
+
 def _torchvision(cls_name: str, root: Path, download: bool) -> tuple:
     import torchvision
 
     cls = getattr(torchvision.datasets, cls_name)
     try:
-        return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+        with _no_empty_folders_left(root):
+            return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError, or URLError/OSError when offline
         raise _not_found(cls_name, root, download, exc) from exc
 
@@ -90,7 +115,8 @@ def _torchvision_split(cls_name: str, root: Path, download: bool, **kwargs: obje
     import torchvision
 
     try:
-        return getattr(torchvision.datasets, cls_name)(str(root), download=download, **kwargs)
+        with _no_empty_folders_left(root):
+            return getattr(torchvision.datasets, cls_name)(str(root), download=download, **kwargs)
     except Exception as exc:  # RuntimeError when missing, URLError/OSError when offline
         raise _not_found(cls_name, root, download, exc) from exc
 

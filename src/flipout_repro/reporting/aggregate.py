@@ -25,7 +25,7 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     cells = reference.attach_reference(tables.aggregate(runs), reference.load_reference(reference_dir()))
     cells = compare.attach_comparisons(cells, baseline)
     jobs, problems = sweep_status.coverage(results_dir, sweeps)
-    missing_text, sections = sweep_status.missing_markdown(jobs, results_dir, problems)
+    missing_text, sections = sweep_status.missing_markdown(jobs, results_dir, problems, sweeps)
     written = markdown.write_tables(cells, runs, tables_dir(out_dir), sections, baseline)
     (tables_dir(out_dir) / "missing.md").write_text(missing_text)
     written.append(tables_dir(out_dir) / "missing.md")
@@ -41,4 +41,4 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
                               " mean over seeds", fstem.with_suffix(".png"), fstem.with_suffix(".csv")):
             written += [fstem.with_suffix(".png"), fstem.with_suffix(".pdf"), fstem.with_suffix(".csv")]
     return {"files": written, "runs": len(runs), "cells": int((cells["n_seeds"].fillna(0) > 0).sum()),
-            "missing": sum(j.state != "done" for j in jobs), "problems": problems}
+            "missing": sum(j.state != "done" for j in sweep_status.shown(jobs, sweeps)), "problems": problems}

@@ -51,13 +51,17 @@ def markdown_table(cells: pd.DataFrame) -> str:
     """One Markdown table of a model and data set's cells (int8 column only when some run has it, the
     baseline column only when a baseline was compared, the published columns only when the paper has some)."""
     int8 = cells["int8_mean"].notna().any() if "int8_mean" in cells else False
+    # the int8 column names the settings it shows: in its head when every cell has the same, else per cell
+    labels = {v for v in cells.loc[cells["int8_mean"].notna(), "int8_settings"] if isinstance(v, str) and v} \
+        if int8 and "int8_settings" in cells else set()
+    int8_head = f"int8 ({next(iter(labels))})" if len(labels) == 1 else "int8"
     pub = cells["paper_acc"].notna().any()  # no published columns for pairs the paper did not run
     base = cells["baseline"].replace("", None).dropna() if "baseline" in cells else pd.Series([], dtype=object)
     base_head = [f"Δ vs {base.iloc[0]} [95 % CI]"] if len(base) else []
     compute = cells["train_macs_fraction"].notna().any() if "train_macs_fraction" in cells else False
     speed = any(cells[c].notna().any() for c in ("speedup_b1", "speedup_b64") if c in cells)
     head = ["method", "knobs / setting", "sparsity", "precision", "seeds", "test acc (final)", "95 % CI",
-            *base_head, "best (own column)", *(["int8"] if int8 else []),
+            *base_head, "best (own column)", *([int8_head] if int8 else []),
             *(["paper", "vs paper"] if pub else []), *(["train compute (× dense)"] if compute else []),
             *(["CPU speed-up b1 / b64"] if speed else []), "epochs", "run hash"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -73,7 +77,8 @@ def markdown_table(cells: pd.DataFrame) -> str:
                fmt_seeds(n), fmt_pm(c.get("final_mean"), c.get("final_std")),
                fmt_interval(c.get("final_ci_lo"), c.get("final_ci_hi")) if n else "",
                *([fmt_diff(c)] if base_head else []), fmt_pm(c.get("best_mean"), c.get("best_std")),
-               *([fmt_pm(c["int8_mean"], c["int8_std"])] if int8 else []),
+               *([fmt_pm(c["int8_mean"], c["int8_std"]) + (f" ({c['int8_settings']})" if len(labels) > 1
+                                                             and c.get("int8_settings") else "")] if int8 else []),
                *([paper, fmt_published(c)] if pub else []),
                *([fmt_fraction(c.get("train_macs_fraction"))] if compute else []),
                *([" / ".join(fmt_speedup(c.get(k)) for k in ("speedup_b1", "speedup_b64"))] if speed else []),
@@ -85,8 +90,8 @@ def markdown_table(cells: pd.DataFrame) -> str:
 
 CSV_COLUMNS = ["model", "dataset", "method", "variant", "target_sparsity", "precision", "sparsity_is_outcome", "n_seeds",
                "seeds", "achieved_mean", "achieved_std", "final_mean", "final_std", *COMPARISON_COLUMNS,
-               "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction", "speedup_b1", "speedup_b64",
-               "paper_acc", "paper_std", "paper_sparsity", "diff",
+               "best_mean", "best_std", "int8_mean", "int8_std", "int8_settings", "train_macs_fraction", "speedup_b1",
+               "speedup_b64", "paper_acc", "paper_std", "paper_sparsity", "diff",
                "epochs", "hash", "setting", "setting_label"]
 
 ABOUT = ("Test accuracy (%) at the final epoch (as the paper), mean ± sample std over seeds; 95 % CI: the"

@@ -128,33 +128,43 @@ def coverage(results_dir: str | Path, names: list[str] | None = None) -> tuple[l
     return jobs, problems
 
 
-def missing_markdown(jobs: list[Job], results_dir: str | Path,
-                     problems: dict[str, str] | None = None) -> tuple[str, dict[tuple[str, str], str]]:
+def shown(jobs: list[Job], requested: list[str] | None = None) -> list[Job]:
+    """The jobs of the presets missing.md details: those named in ``requested``, and those the user
+    started (some run of the preset is on disk, in any state); the presets nobody started are only named."""
+    started = {j.sweep for j in jobs if j.state != "missing"} | set(requested or [])
+    return [j for j in jobs if j.sweep in started]
+
+
+def missing_markdown(jobs: list[Job], results_dir: str | Path, problems: dict[str, str] | None = None,
+                     requested: list[str] | None = None) -> tuple[str, dict[tuple[str, str], str]]:
     """missing.md's text, and per (model, dataset) the section appended to that pair's table.
 
-    A preset none of whose runs exist gets one line (the sweep command); a started one lists each job
-    that is not done with the command that fills it.
+    Only the presets of :func:`shown` are detailed: for each, the command of the whole sweep, then every
+    job that is not done with the command that runs that one job alone. The others get one line.
     """
     rd = "" if str(results_dir) == "results" else f" results_dir={shlex.quote(str(results_dir))}"
-    out = ["# Missing runs", "", "Every sweep preset (conf/sweep/) against the runs on disk. `make paper-runs`"
-           " launches all paper presets; each line below runs one job alone (finished runs are skipped,"
-           " interrupted ones resume)."]
+    out = ["# Missing runs", "", "The sweep presets (conf/sweep/) you started (some run of them is on disk), or"
+           " named with --sweeps, against the runs on disk. Under each: the command that runs the whole sweep,"
+           " then one line per job that is not done, whose command runs that one job alone. Either way"
+           " finished runs are skipped and interrupted ones resume."]
     per_pair: dict[tuple[str, str], list[str]] = {}
     by_sweep: dict[str, list[Job]] = {}
-    for job in jobs:
+    for job in shown(jobs, requested):
         by_sweep.setdefault(job.sweep, []).append(job)
+    idle = sorted({j.sweep for j in jobs} - set(by_sweep))
+    if not by_sweep:
+        out += ["", "No sweep preset started yet."]
+    if idle:
+        out += ["", f"Not started (no run on disk), not listed: {', '.join(idle)}. `flipout-train -m +sweep=NAME`"
+                " runs one whole; `make paper-runs` all the paper presets."]
     for name, sj in by_sweep.items():
         todo = [j for j in sj if j.state != "done"]
         out += ["", f"## {name}: {len(sj) - len(todo)} of {len(sj)} runs done"]
         if todo:
-            out += ["", f"All of them: `flipout-train -m +sweep={name}{rd}`"]
-        if todo and len(todo) == len(sj):
-            for pair in {(j.model, j.dataset) for j in sj}:
-                per_pair.setdefault(pair, []).append(f"- none of {name}'s {len(sj)} runs yet:"
-                                                     f" `flipout-train -m +sweep={name}{rd}`")
-        if not todo or len(todo) == len(sj):
+            out += ["", f"The whole sweep ({len(sj)} jobs): `flipout-train -m +sweep={name}{rd}`"]
+        if not todo:
             continue
-        out.append("")
+        out += ["", f"One job each ({len(todo)} not done):", ""]
         for j in todo:
             line = f"- {j.state}: `{j.command(results_dir)}`"
             if j.state == "failed":

@@ -30,8 +30,8 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 #: A cell: one setting at one target sparsity and one precision (bf16 and fp32 runs never average).
 CELL_KEYS = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "epochs", "hash", "achieved_mean", "achieved_std",
-              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "train_macs_fraction",
-              "speedup_b1", "speedup_b64", "knobs", "flat", "setting_label", "finals"]
+              "final_mean", "final_std", "best_mean", "best_std", "int8_mean", "int8_std", "int8_settings",
+              "train_macs_fraction", "speedup_b1", "speedup_b64", "knobs", "flat", "setting_label", "finals"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
         rows.append(row)
     cols = ["model", "dataset", "method", "variant", "setting", "target_sparsity", "precision", "seed", "status",
             "achieved_sparsity", "sparsity_is_outcome", "final_test_acc", "best_test_acc", "int8_test_acc",
-            "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs",
+            "int8_settings", "train_macs_fraction", "speedup_b1", "speedup_b64", "wall_time_s", "device", "epochs", "hash", "knobs",
             "flat", "run_dir"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -72,6 +72,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
         "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
         "final_test_acc": s.get("final_test_acc"), "best_test_acc": s.get("best_test_acc"),
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
+        "int8_settings": int8_settings(quant) if isinstance(quant, dict) and "test_acc" in quant else "",
         "train_macs_fraction": s.get("train_macs_fraction"),  # None for runs from before it was counted
         **{f"speedup_b{b}": (s.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
         "wall_time_s": s.get("wall_time_s"), "device": str(s.get("device") or "").split(":")[0],
@@ -182,6 +183,16 @@ def _label_part(key: str, value: str | None) -> str:
     return f"{key}={value}"
 
 
+def int8_settings(quant: dict[str, Any]) -> str:
+    """The settings of the int8 result a summary shows (its newest): analysis/quantize.QuantSettings.key;
+    for a result from before that key, observer, backend and the number of calibration batches."""
+    if quant.get("settings"):
+        return str(quant["settings"])
+    if not quant.get("observer"):
+        return ""
+    return f"{quant['observer']}-{quant.get('backend', '?')}-calib_{quant.get('calibration_batches', '?')}b"
+
+
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Cells: mean and sample std over seeds of the completed runs, one row per setting and sparsity."""
     done = runs[runs["status"] == "completed"].copy()
@@ -195,6 +206,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
         best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
         int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
+        int8_settings=("int8_settings", lambda x: "; ".join(sorted({v for v in x if isinstance(v, str) and v}))),
         train_macs_fraction=("train_macs_fraction", "mean"),
         speedup_b1=("speedup_b1", "mean"), speedup_b64=("speedup_b64", "mean"),
         knobs=("knobs", "first"), flat=("flat", "first"),

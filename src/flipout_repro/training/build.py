@@ -21,7 +21,7 @@ from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.precision import resolved_precision
 from flipout_repro.training.init_from import load_init_weights
-from flipout_repro.training.lr_schedule import make_scheduler
+from flipout_repro.training.lr_schedule import make_scheduler, milestone_epochs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,7 +69,7 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
     o = cfg.optim
     opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov)
-    milestones = [max(1, int(m * cfg.epochs / o.milestones_of + 0.5)) for m in o.milestones]
+    milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
     return opt, sched
 

@@ -35,6 +35,12 @@ def lr_factor(epoch: int, schedule: str, warmup_epochs: int, epochs: int, milest
     raise ValueError(f"optim.schedule={schedule!r} is not a schedule: use step or cosine")
 
 
+def milestone_epochs(milestones: Sequence[int], milestones_of: int, epochs: int) -> list[int]:
+    """``optim.milestones`` (epochs of a ``milestones_of``-epoch run) as epochs of this ``epochs``-epoch
+    run, rounded half up, at least 1: 150 and 250 of 350 are 17 and 29 of 40."""
+    return [max(1, int(m * epochs / milestones_of + 0.5)) for m in milestones]
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_epochs: int, epochs: int,
                    milestones: Sequence[int], gamma: float) -> torch.optim.lr_scheduler.LRScheduler:
     """The scheduler whose ``step()`` after each epoch sets the next epoch's rate.

@@ -37,10 +37,12 @@ def stop_on_signals(trainer: Trainer) -> Iterator[list[Callable[[], None]]]:
         yield pending
         return
     previous: dict[int, Any] = {}
+    received: list[int] = []  # the signal that stopped training: SIGINT (Ctrl-C) exits 130, the others 143
     usr = preemption_signal()
 
     def handler(signum: int, frame: Any) -> None:
         log.warning("received %s: checkpointing after this step", signal.Signals(signum).name)
+        received.append(signum)
         trainer.stop_requested = True
         prev = previous.get(signum)
         if signum == usr and callable(prev) and not pending:
@@ -56,8 +58,9 @@ def stop_on_signals(trainer: Trainer) -> Iterator[list[Callable[[], None]]]:
     stopped = False
     try:
         yield pending
-    except TrainingInterrupted:
+    except TrainingInterrupted as exc:
         stopped = True
+        exc.signal = signal.Signals(received[0]) if received else None  # read by cli/failures.exit_code
         raise
     finally:
         _restore(previous)

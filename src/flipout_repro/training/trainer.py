@@ -100,7 +100,7 @@ class Trainer:
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
         spe = self.data.steps_per_epoch(self.batch_size)
-        self._saved = _position(state) if state.step else None  # a resumed state is the checkpoint's
+        self._saved = position(state) if state.step else None  # a resumed state is the checkpoint's
         if state.step == 0:
             order = self.data.epoch_order(self.generator)
             self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator, order),
@@ -147,8 +147,8 @@ class Trainer:
                 state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
                                  "lr": lr, "time_s": time.perf_counter() - t0}
                 self._save(state)
-                raise TrainingInterrupted(f"stopped in epoch {epoch} at step {state.step}; a checkpoint"
-                                          " was written: run the same command again to resume")
+                raise TrainingInterrupted(f"stopped after {position(state)}: a checkpoint was written; run"
+                                          " the same command again to resume there")
         state.batch, state.order, state.partial = 0, None, {}
         self.method.on_epoch_end(epoch)
         self.lr_scheduler.step()
@@ -183,7 +183,7 @@ class Trainer:
 
     def _save(self, state: TrainState) -> None:
         self.checkpoint(state)
-        self._saved = _position(state)
+        self._saved = position(state)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device. The
@@ -238,7 +238,7 @@ class Trainer:
         if math.isfinite(train_loss) and weights_ok:
             return
         what = f"train loss is {train_loss}" if not math.isfinite(train_loss) else "weights are not finite"
-        kept = f"; the checkpoint of {self._saved} is kept" if self._saved else ""
+        kept = f"; the checkpoint after {self._saved} is kept" if self._saved else ""
         raise TrainingDiverged(f"training diverged in epoch {epoch}: {what} (optim.lr={lr:g}): lower"
                                f" optim.lr, or the method's noise or regulariser{kept}")
 
@@ -284,9 +284,12 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: list[nn.Para
                 value.masked_fill_(n, 0)
 
 
-def _position(state: TrainState) -> str:
-    """Where a checkpoint of ``state`` stands: ``epoch 2``, or ``epoch 3, step 80`` in the middle of one."""
-    return f"epoch {state.epoch}" if not state.batch else f"epoch {state.epoch + 1}, step {state.step}"
+def position(state: TrainState) -> str:
+    """Where ``state`` stands, in the words of the stop, resume and divergence messages alike:
+    ``step 80 (end of epoch 2)``, or ``step 95 (epoch 3, batch 15)`` in the middle of one."""
+    if not state.batch:
+        return f"step {state.step} (end of epoch {state.epoch})"
+    return f"step {state.step} (epoch {state.epoch + 1}, batch {state.batch})"
 
 
 def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
