@@ -1,5 +1,10 @@
 """One run's figures: the per-layer sparsity figure (layer-wise budgets are what pruning methods differ
 in) and the accuracy-vs-sparsity curve over the run's prune events. Drawn with matplotlib's Agg backend.
+
+matplotlib is imported when the first figure is drawn, not with this module: a run needs it only after
+its last epoch (issue 18: importing it at the start cost every run its import time). The figures are
+made as Agg canvases directly, without pyplot (its import and figure manager are not needed to write a
+PNG); the files are the same as pyplot's.
 """
 from __future__ import annotations
 
@@ -8,15 +13,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from omegaconf import DictConfig
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from flipout_repro.rundir import atomic_open  # noqa: E402
+from flipout_repro.rundir import atomic_open
 
 FIGURE_FILE = "layer_sparsity.png"
+
+
+def _figure(figsize: tuple[float, float], dpi: int) -> Any:
+    """A new matplotlib Figure on its own Agg canvas (what pyplot.figure makes with the Agg backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def plot_layer_sparsity(layers: dict[str, dict[str, Any]], path: Path, title: str = "") -> Path:
@@ -30,7 +41,8 @@ def plot_layer_sparsity(layers: dict[str, dict[str, Any]], path: Path, title: st
     rotate = 90 if len(rows) > 8 else 0  # many bars: vertical labels inside the bars
     colors = ["tab:red" if r["collapsed"] else "tab:blue" for r in rows]
     width = min(40.0, max(5.0, 0.22 * len(rows) + 2))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 6), dpi=110, sharex=True)
+    fig = _figure((width, 6), 110)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.bar(xs, [100 * r["sparsity"] for r in rows], color=colors)
     top.set_ylabel("sparsity (%)")
     top.set_ylim(0, 100 if rotate else 108)
@@ -60,7 +72,6 @@ def plot_layer_sparsity(layers: dict[str, dict[str, Any]], path: Path, title: st
     path = Path(path)
     with atomic_open(path, "wb") as fh:  # a fresh file: never written through a planted symlink
         fig.savefig(fh, format="png")
-    plt.close(fig)
     return path
 
 
@@ -76,7 +87,8 @@ def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: s
         w.writeheader()
         for p in points:
             w.writerow({k: p[k] for k in ("epoch", "sparsity", "test_acc")})
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    fig = _figure((5, 3.5), 120)
+    ax = fig.subplots()
     # x = -log10(1 - s): every tenfold cut of the remaining weights is one unit, so the geometric
     # schedule's points spread out instead of piling up near 1
     to_x = lambda s: -math.log10(max(1.0 - s, 1e-6))  # noqa: E731
@@ -94,4 +106,3 @@ def write_run_curve(points: list[dict], csv_path: Path, png_path: Path, title: s
     fig.tight_layout()
     with atomic_open(Path(png_path), "wb") as fh:
         fig.savefig(fh, format="png")
-    plt.close(fig)

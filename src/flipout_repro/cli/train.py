@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from flipout_repro import launch, paths, schema
+from flipout_repro import launch, paths, phases, schema
 from flipout_repro.cli import hooks
 from flipout_repro.cli.failures import INTERRUPTED, SWEEP_FAILED, UNEXPECTED, exit_code, fail, message
 
@@ -27,9 +27,11 @@ log = logging.getLogger("flipout_repro")
 
 @hydra.main(version_base="1.3", config_path=paths.config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
+    phases.mark("job")  # Hydra composed the config (flipout-bench --startup)
     from flipout_repro.config import check_overrides
     from flipout_repro.run import run  # here, not at the top: --help and bad overrides stay fast
 
+    phases.mark("imported")
     in_sweep = _in_sweep()
     try:
         check_overrides(hooks.task_overrides())  # resume=no: only the command line shows it
@@ -59,6 +61,7 @@ def _in_sweep() -> bool:
 
 def main() -> None:
     """flipout-train [overrides...]; see README.md."""
+    phases.mark("cli")
     _main()
     if hooks.state["failed"]:
         sys.exit(SWEEP_FAILED)

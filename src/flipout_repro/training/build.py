@@ -14,12 +14,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from flipout_repro import data as data_mod
+from flipout_repro import phases
 from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.precision import resolved_precision
 from flipout_repro.training.lr_schedule import make_scheduler
+from flipout_repro.training.sgd import SGD
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,10 +64,11 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
     """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
-    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
+    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape. The SGD is
+    torch's, without its first-call import of torch._dynamo when nothing is compiled (training/sgd.py).
     """
     o = cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+    opt = SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov)
     milestones = [max(1, int(m * cfg.epochs / o.milestones_of + 0.5)) for m in o.milestones]
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
@@ -144,6 +147,7 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     seed_everything(cfg.seed)
     set_determinism(bool(cfg.deterministic), device)
     data = load_data(cfg, device)
+    phases.mark("data")
     speed = speed_settings(cfg, device)
     model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,
                         speed["channels_last"])
@@ -157,4 +161,5 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     speed["compiled"] = torch.compile(model) if cfg.compile else None
     if cfg.compile:
         method.compile_hooks()
+    phases.mark("built")
     return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed)

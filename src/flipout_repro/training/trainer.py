@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from flipout_repro import phases
 from flipout_repro.data import DataSet
 from flipout_repro.masking import Masks, prune_to
 from flipout_repro.methods.base import Method
@@ -88,9 +89,11 @@ class Trainer:
     def __post_init__(self) -> None:
         self.forward = self.compiled if self.compiled is not None else self.model
         self._saved: str | None = None  # where the checkpoint on disk stands, for the divergence message
+        self._stepped = False  # the first step is marked for flipout-bench --startup (phases.py)
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
+        phases.mark("train_start")
         spe = self.data.steps_per_epoch(self.batch_size)
         self._saved = _position(state) if state.step else None  # a resumed state is the checkpoint's
         if state.step == 0:
@@ -106,6 +109,7 @@ class Trainer:
                     self._train_epoch(epoch, spe, state, bar)
         finally:
             bar.close()
+        phases.mark("train_end")
         return state
 
     def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
@@ -122,6 +126,9 @@ class Trainer:
         for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
             ce, out = self.step(x, y)
             state.step += 1
+            if not self._stepped:
+                self._stepped = True
+                phases.mark("first_step")
             loss_sum += ce.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
