@@ -56,8 +56,9 @@ def time_run(overrides: list[str], python: str = sys.executable) -> dict[str, An
             raise RuntimeError(f"{' '.join(cmd)} failed (exit code {proc.returncode}): "
                                f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
         marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
-    at = {m["phase"]: m["t"] for m in marks}  # the first run of a process only, if it ran several
-    at[None] = start
+    at: dict[str | None, float] = {None: start}
+    for m in marks:  # the first job's marks, should the overrides make a sweep
+        at.setdefault(m["phase"], m["t"])
     missing = [m for _, a, b in PHASES for m in (a, b) if m is not None and m not in at]
     if missing:
         raise RuntimeError(f"the run marked no {sorted(set(missing))}: is it a finished run, or a sweep?")
