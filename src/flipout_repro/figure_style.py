@@ -8,21 +8,20 @@ keep clear of each other and of the frame, tick labels that do not overlap, and 
 - A figure is written as PNG (for a quick look) and PDF (vector, for a paper) side by side
   (:func:`save_png_and_pdf`).
 
-A leaf: it imports nothing of the package, so run-folder figures (analysis/plots.py) and the report's
+A leaf: it imports nothing of the package, and matplotlib only inside the functions that draw, so run-folder figures (analysis/plots.py) and the report's
 (reporting/figures.py, forest.py) share it.
 """
 from __future__ import annotations
 
 import colorsys
 import re
+import sys
 from pathlib import Path
-from typing import IO, Callable, ContextManager, Hashable, Sequence
+from typing import IO, TYPE_CHECKING, Callable, ContextManager, Hashable, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, not with this module (issue 18)
+    import matplotlib
+    import matplotlib.pyplot as plt
 
 #: one marker per series of a figure, in this order (``*`` is kept for outcome-sparsity series)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "d")
@@ -40,6 +39,8 @@ def natural_key(text: str) -> tuple:
 
 def shades(color: str, n: int) -> list[str]:
     """``n`` clearly different shades of ``color`` (the colour itself when ``n`` is 1), dark to light."""
+    from matplotlib import colors as mcolors
+
     if n <= 1:
         return [mcolors.to_hex(color)]
     h, lightness, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
@@ -112,5 +113,6 @@ def save_png_and_pdf(fig: plt.Figure, png: Path, opener: Callable[[Path, str], C
             with opener(path, "wb") as fh:
                 fig.savefig(fh, format=fmt)
     finally:
-        plt.close(fig)
+        if "matplotlib.pyplot" in sys.modules:  # a pyplot figure: free it (an Agg-canvas Figure has no manager)
+            sys.modules["matplotlib.pyplot"].close(fig)
     return paths

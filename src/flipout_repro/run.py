@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import logging
 import platform
+from importlib import metadata
 import shutil
 import time
 from typing import Any
 
 import torch
-import torchvision
 from omegaconf import DictConfig, OmegaConf
 
 import flipout_repro
+from flipout_repro import phases
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
@@ -183,6 +184,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     if preempted:  # the signal came after the last step: the run is complete, the launcher may requeue
         log.info("run written: handing the pre-emption signal on to the launcher")
         preempted.pop()()
+    phases.mark("done")
     return summary
 
 
@@ -209,7 +211,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         "wall_time_s": wall, "device": str(device),
         "precision": "bf16" if speed_settings(cfg, device)["autocast_dtype"] else "fp32",
         "versions": {"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "python": platform.python_version()},
+                     "torchvision": _version("torchvision"), "python": platform.python_version()},
         "git_sha": git_sha(), "run_dir": str(run_dir.path),
         **({"init_from": {"path": cfg.model.init_from, "sha256": cfg.model.init_from_sha256}}
            if cfg.model.get("init_from") is not None else {}),
@@ -217,3 +219,13 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
         **({"pattern": nm_summary(masks, cfg.pattern.n, cfg.pattern.m, Budget(
             "global", cfg.budget.dense_first, cfg.budget.dense_last).dense(len(masks.names)))} if nm else {}),
     }
+
+
+def _version(dist: str) -> str | None:
+    """An installed distribution's version from its metadata (None if it is not installed): importing
+    torchvision only to read ``__version__`` cost every run about a second (issue 18). The metadata has
+    no local tag (``0.29.1``, not ``0.29.1+cu130``); torch's own version, which has it, says the build."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

@@ -7,21 +7,32 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from omegaconf import DictConfig
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from flipout_repro.figure_style import MIN_ACC_SPAN, keep_labels_clear, save_png_and_pdf, thin_ticks
+from flipout_repro.rundir import atomic_open
 
-from flipout_repro.figure_style import MIN_ACC_SPAN, keep_labels_clear, save_png_and_pdf, thin_ticks  # noqa: E402
-from flipout_repro.rundir import atomic_open  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(figsize: tuple[float, float], dpi: int) -> "Figure":
+    """A new matplotlib Figure on its own Agg canvas (what pyplot makes with the Agg backend). matplotlib is
+    imported here, when the first figure is drawn, not with this module: a run needs it only after its
+    last epoch (issue 18), and pyplot (its import, its figure manager) is not needed to write a file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
 
 FIGURE_FILE = "layer_sparsity.png"
 
 
-def draw_layer_sparsity(layers: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
+def draw_layer_sparsity(layers: dict[str, dict[str, Any]], title: str = "") -> "Figure":
     """The layer figure (see :func:`plot_layer_sparsity`), not yet written."""
     names = [n[: -len(".weight")] if n.endswith(".weight") else n for n in layers]
     rows = list(layers.values())
@@ -30,7 +41,8 @@ def draw_layer_sparsity(layers: dict[str, dict[str, Any]], title: str = "") -> p
     rotate = 90 if len(rows) > 8 else 0
     colors = ["tab:red" if r["collapsed"] else "tab:blue" for r in rows]
     width = min(40.0, max(6.0, 0.22 * len(rows) + 3))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 6.4), dpi=110, sharex=True)
+    fig = _figure((width, 6.4), 110)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.bar(xs, [100 * r["sparsity"] for r in rows], color=colors)
     top.set_ylabel("sparsity (%)")
     top.set_ylim(0, 100)
@@ -89,9 +101,10 @@ def remaining_log_x(sparsity: float) -> float:
     return -math.log10(max(1.0 - sparsity, 1e-6))
 
 
-def draw_run_curve(points: list[dict], title: str = "") -> plt.Figure:
+def draw_run_curve(points: list[dict], title: str = "") -> "Figure":
     """The run curve (see :func:`write_run_curve`), not yet written."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig = _figure((5.5, 3.8), 120)
+    ax = fig.subplots()
     # x = -log10(1 - s): the geometric schedule's points spread out instead of piling up near 1
     xs = [remaining_log_x(p["sparsity"]) for p in points]
     ys = [p["test_acc"] for p in points]
@@ -126,8 +139,10 @@ def draw_run_curve(points: list[dict], title: str = "") -> plt.Figure:
                                  xytext=(4 * side, 5), ha={0: "center", 1: "left", -1: "right"}[side],
                                  va="bottom"))
     fig.canvas.draw()
+    from matplotlib.transforms import Bbox
+
     marks = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]
-    keep_labels_clear(ax, texts, avoid=[matplotlib.transforms.Bbox.from_bounds(mx - 3, my - 3, 6, 6)
+    keep_labels_clear(ax, texts, avoid=[Bbox.from_bounds(mx - 3, my - 3, 6, 6)
                                         for mx, my in marks])
     return fig
 

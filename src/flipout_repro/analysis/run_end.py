@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.tensorboard import SummaryWriter
 
 from flipout_repro.analysis.compute import run_training_macs
 from flipout_repro.analysis.layers import layer_report
@@ -36,6 +35,8 @@ def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) 
 
 def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
     """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
+    from torch.utils.tensorboard import SummaryWriter  # at the run's end only (issue 18)
+
     with SummaryWriter(log_dir=str(run.tb)) as tb:
         tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)
         tb.add_scalar("layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1), step)

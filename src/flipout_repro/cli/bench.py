@@ -1,7 +1,8 @@
 """Console entry point ``flipout-bench``: steady-state training throughput of every method against dense,
 measured by the real training step (training/bench.py); appends to results/bench/<device>.json.
 ``flipout-bench --inference RUN``: CPU inference latency of a finished run's pruned network against dense
-(analysis/inference.py); writes <RUN>/inference.json and the speed-ups into its summary.json."""
+(analysis/inference.py); writes <RUN>/inference.json and the speed-ups into its summary.json.
+``flipout-bench --startup``: a whole flipout-train process's phases (training/startup.py)."""
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,16 @@ def main(argv: list[str] | None = None) -> None:
                    " network against dense on the CPU (Linear layers as sparse CSR) instead of training steps")
     p.add_argument("--batches", nargs="+", type=int, default=[1, 64], help="--inference: batch sizes (1 64)")
     p.add_argument("--repeats", type=int, default=30, help="--inference: timed forward passes per case")
+    p.add_argument("--startup", action="store_true", help="time whole flipout-train processes by phase"
+                   " (import, config, data, build, first step, end of run); appends to <out>/startup.json")
+    p.add_argument("--overrides", nargs="+", default=None, help="--startup: the run's overrides (default:"
+                   " experiment=quickstart method=flipout sparsity=0.996 epochs=40)")
+    p.add_argument("--runs", type=int, default=3, help="--startup: processes timed (3)")
+    p.add_argument("--against", default=None, metavar="CMD", help="--startup: a shell command timed in turns")
     a = p.parse_args(argv)
+    if a.startup:
+        guard("flipout-bench", lambda: _startup(a.overrides, a.runs, a.against, Path(a.out)))
+        return
     if a.inference is not None:
         guard("flipout-bench", lambda: _inference(a.inference, tuple(a.batches), max(a.warmup, 1), a.repeats))
         return
@@ -82,3 +92,16 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) ->
         f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}}
     write_json(loaded.run.summary, summary)
     print(f"\nwritten: {loaded.run.path / 'inference.json'}; speed-ups in {loaded.run.summary}")
+
+
+def _startup(overrides: list[str] | None, runs: int, against: str | None, out: Path) -> None:
+    from flipout_repro.training.startup import format_startup, startup_bench
+
+    result = startup_bench(overrides, runs, against)
+    print(format_startup(result))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "startup.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(result)
+    path.write_text(json.dumps(history, indent=2) + "\n")
+    print(f"\nappended to {path}")

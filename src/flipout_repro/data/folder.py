@@ -25,10 +25,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torchvision
-import torchvision.transforms as T
-import torchvision.transforms.functional as TF
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from flipout_repro.data.errors import DataError
@@ -70,6 +66,11 @@ class ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        # torchvision and PIL where a streamed set uses them: importing them costs every other run a second
+        import torchvision.transforms as T
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+
         try:
             with Image.open(self.files[i]) as im:
                 img = im.convert("RGB")  # torchvision's default loader (grey and CMYK JPEGs exist in ImageNet)
@@ -198,6 +199,8 @@ class FolderData:
 
 def _scan(folder: Path, name: str) -> tuple[list[str], list[int], list[str]]:
     """(files, labels, class names) of one ImageFolder split, or a one-line DataError."""
+    import torchvision  # only a streamed set needs it (see ImageFiles.__getitem__)
+
     fix = ("set dataset.root to the folder that holds train/<class>/*.JPEG and val/<class>/*.JPEG (torchvision's"
            " ImageFolder layout; ImageNet's validation images sorted into class folders)")
     if not folder.is_dir():

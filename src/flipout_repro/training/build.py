@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flipout_repro import budgets, patterns
 from flipout_repro import data as data_mod
+from flipout_repro import phases
 from flipout_repro.config import ConfigError, instantiate
 from flipout_repro.masking import Masks
 from flipout_repro.methods.base import Method
@@ -22,6 +23,7 @@ from flipout_repro.models.weight_init import initialize
 from flipout_repro.precision import resolved_precision
 from flipout_repro.training.init_from import load_init_weights
 from flipout_repro.training.lr_schedule import make_scheduler, milestone_epochs
+from flipout_repro.training.sgd import SGD
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,10 +66,11 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
     """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
-    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
+    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape. The SGD is
+    torch's, without its first-call import of torch._dynamo when nothing is compiled (training/sgd.py).
     """
     o = cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+    opt = SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov)
     milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
@@ -169,6 +172,7 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     seed_everything(cfg.seed)
     set_determinism(bool(cfg.deterministic), device)
     data = load_data(cfg, device)
+    phases.mark("data")
     speed = speed_settings(cfg, device)
     model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,
                         speed["channels_last"])
@@ -185,4 +189,5 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     if cfg.compile:
         method.compile_hooks()
     axes = build_axes(cfg, masks, method, target)
+    phases.mark("built")
     return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed, axes)

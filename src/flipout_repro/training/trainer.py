@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from flipout_repro import phases
 from flipout_repro.data import DataSet
 from flipout_repro.masking import Masks, drop_and_grow, prune_to
 from flipout_repro.methods.base import Method
@@ -96,9 +97,11 @@ class Trainer:
         self._saved: str | None = None  # where the checkpoint on disk stands, for the divergence message
         self._at: int | None = None  # the 0-based index of the step being taken in the loop (None: outside it)
         self._mask_record: dict | None = None  # the record of a mask update the last step made
+        self._stepped = False  # the first step is marked for flipout-bench --startup (phases.py)
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
+        phases.mark("train_start")
         spe = self.data.steps_per_epoch(self.batch_size)
         self._saved = position(state) if state.step else None  # a resumed state is the checkpoint's
         if state.step == 0:
@@ -114,6 +117,7 @@ class Trainer:
                     self._train_epoch(epoch, spe, state, bar)
         finally:
             bar.close()
+        phases.mark("train_end")
         return state
 
     def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
@@ -134,6 +138,9 @@ class Trainer:
             if self._mask_record is not None:
                 self.on_mask_update(self._mask_record | {"epoch": state.epoch}, state)
                 self._mask_record = None
+            if not self._stepped:
+                self._stepped = True
+                phases.mark("first_step")
             loss_sum += ce.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)

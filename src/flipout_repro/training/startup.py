@@ -1,0 +1,117 @@
+"""``flipout-bench --startup``: where a whole ``flipout-train`` process spends its time.
+
+Each run is a fresh ``python -m flipout_repro.cli`` process in a fresh results folder, with
+``FLIPOUT_PHASES`` set (phases.py): the run marks its phase boundaries and this module adds the process's
+start (just before it is spawned) and its exit (when it has ended). The breakdown is the time between the
+marks: interpreter and CLI imports, Hydra's config, the package's import, config checks and data, build,
+the run's setup, the first step, the training after it, the run's end (analysis, figures, summary) and
+the process's exit. A run's *fixed cost* is everything but the training after the first step. With
+``--against CMD`` another command (e.g. the original code's script) is timed in turns with ours, so that
+both see the same load on the machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flipout_repro.phases import ENV
+
+#: the quickstart of the issue that asked for this (issue 18)
+DEFAULT_OVERRIDES = ["experiment=quickstart", "method=flipout", "sparsity=0.996", "epochs=40"]
+
+#: (label, mark it starts at, mark it ends at); None: the process's spawn or its exit
+PHASES = [
+    ("python + CLI imports", None, "cli"),
+    ("Hydra config + torch", "cli", "job"),
+    ("package import", "job", "imported"),
+    ("config check + data", "imported", "data"),
+    ("build", "data", "built"),
+    ("run setup", "built", "train_start"),
+    ("first step", "train_start", "first_step"),
+    ("training after it", "first_step", "train_end"),
+    ("end of run", "train_end", "done"),
+    ("process exit", "done", None),
+]
+TRAINING = "training after it"
+
+
+def time_run(overrides: list[str], python: str = sys.executable) -> dict[str, Any]:
+    """One ``flipout-train`` process with ``overrides``: its whole time, its phases (seconds) and the
+    watched modules (phases.WATCHED) already imported at its first step. RuntimeError if it fails."""
+    with tempfile.TemporaryDirectory(prefix="flipout-startup-") as tmp:
+        marks_file = Path(tmp) / "phases.jsonl"
+        cmd = [python, "-m", "flipout_repro.cli", *overrides, f"results_dir={tmp}/results", "progress=false"]
+        env = {**os.environ, ENV: str(marks_file)}
+        start = time.time()
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        end = time.time()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed (exit code {proc.returncode}): "
+                               f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+        marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
+    at: dict[str | None, float] = {None: start}
+    for m in marks:  # the first job's marks, should the overrides make a sweep
+        at.setdefault(m["phase"], m["t"])
+    missing = [m for _, a, b in PHASES for m in (a, b) if m is not None and m not in at]
+    if missing:
+        raise RuntimeError(f"the run marked no {sorted(set(missing))}: is it a finished run, or a sweep?")
+    phases = {label: (at[b] if b is not None else end) - at[a] for label, a, b in PHASES}
+    first = next(m for m in marks if m["phase"] == "first_step")
+    return {"total_s": end - start, "fixed_s": end - start - phases[TRAINING], "phases_s": phases,
+            "modules_at_first_step": first["modules"]}
+
+
+def time_command(command: str) -> float:
+    """Seconds a shell command takes, whole process; RuntimeError if it fails."""
+    start = time.time()
+    proc = subprocess.run(command, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"--against {command!r} failed (exit code {proc.returncode}): "
+                           f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+    return time.time() - start
+
+
+def startup_bench(overrides: list[str] | None = None, runs: int = 3, against: str | None = None) -> dict[str, Any]:
+    """``runs`` timed runs of ``flipout-train overrides`` (default: the quickstart), each followed by one
+    of ``against`` when given (interleaved: ours, theirs, ours, ...)."""
+    if runs < 1:
+        raise ValueError(f"--runs={runs} must be >= 1: e.g. --runs 3")
+    overrides = list(overrides or DEFAULT_OVERRIDES)
+    ours, theirs = [], []
+    for _ in range(runs):
+        ours.append(time_run(overrides))
+        if against:
+            theirs.append(time_command(against))
+    return {"overrides": overrides, "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+            "threads": os.environ.get("OMP_NUM_THREADS"), "runs": ours,
+            **({"against": against, "against_s": theirs} if against else {})}
+
+
+def format_startup(result: dict[str, Any]) -> str:
+    """The breakdown as a table: one column per run and their median, in seconds."""
+    runs = result["runs"]
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    head = f"{'phase':<22}" + "".join(f"{'run ' + str(i + 1):>9}" for i in range(len(runs))) + f"{'median':>9}"
+    lines = [f"flipout-train {' '.join(result['overrides'])}", head, "-" * len(head)]
+
+    def row(label: str, values: list[float]) -> str:
+        return f"{label:<22}" + "".join(f"{v:9.2f}" for v in values) + f"{med(values):9.2f}"
+
+    for label, _, _ in PHASES:
+        lines.append(row(label, [r["phases_s"][label] for r in runs]))
+    lines.append("-" * len(head))
+    lines.append(row("fixed cost", [r["fixed_s"] for r in runs]))
+    lines.append(row("whole process", [r["total_s"] for r in runs]))
+    if result.get("against_s"):
+        lines.append(row("--against", result["against_s"]))
+    first = runs[0]["modules_at_first_step"]
+    lines.append(f"\nfixed cost = whole process - training after the first step; watched modules imported"
+                 f" before the first step: {', '.join(first) or 'none'}")
+    return "\n".join(lines)
