@@ -106,3 +106,17 @@ def test_published_summary_line(tmp_path):
     assert "| 92.77 ± 0.08 | reproduced |" in md and "| 93.78 ± 0.24 | -3.11 |" in md
     only_missing = compare.published_summary(pd.DataFrame({"paper_acc": [1.0, 2.0], "paper_status": ["missing"] * 2}))
     assert only_missing == "Published cells: 2; reproduced 0, missing 2, above 0, below 0 (all missing: no runs of these cells here)."
+
+
+def test_the_baseline_cell_with_the_same_budget_is_taken(tmp_path):
+    # global_magnitude at one sparsity with two budgets; each flipout cell is compared with its own budget's
+    for seed in (0, 1, 2):
+        for budget, gm, fo in (("erk", 96.0, 95.0), ("global", 90.0, 92.0)):
+            extra = {"budget": {"name": budget}}
+            write_summary(tmp_path, "lenet300_100", "mnist5k", "global_magnitude", 0.9, seed, gm + seed,
+                          extra_cfg=extra)
+            write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.9, seed, fo + seed, extra_cfg=extra)
+    cells = cells_of(tmp_path)
+    fo = cells[cells["method"] == "flipout"]
+    diffs = sorted(fo["base_diff"].round(6))
+    assert diffs == [-1.0, 2.0]  # erk: 95 - 96; global: 92 - 90 (the first baseline cell for both: -4 or -1)

@@ -13,11 +13,11 @@ from flipout_repro.reporting.aggregate import make_report
 
 def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
                   achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
-                  speedups=None):
+                  speedups=None, extra_cfg=None):
     """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
     cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
-           "sparsity": sparsity, "seed": seed, "epochs": epochs}
-    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision))) % 10**8:08d}"
+           "sparsity": sparsity, "seed": seed, "epochs": epochs, **(extra_cfg or {})}
+    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision, json.dumps(extra_cfg)))) % 10**8:08d}"
     run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
     run.mkdir(parents=True)
     s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
@@ -220,5 +220,5 @@ def test_missing_md_details_only_the_sweeps_started(results):
     r = make_report(results)
     text = (results / "tables" / "missing.md").read_text()
     assert r["missing"] == 0 and "No sweep preset started yet." in text and "\n## " not in text
-    assert "Not started (no run on disk), not listed: paper_densenet121," in text
+    assert "Not started (no run on disk), not listed: dst_quickstart, paper_densenet121," in text
     assert "Missing cells" not in (results / "tables" / "vgg19-cifar10.md").read_text()

@@ -21,7 +21,8 @@ def attach_comparisons(cells: pd.DataFrame, baseline: str = DEFAULT_BASELINE) ->
     """Add the columns of COMPARISON_COLUMNS to ``cells`` (after reference.attach_reference).
 
     A cell is compared with the ``baseline`` method's cell of the same model, data set, precision and
-    sparsity (the one with the same epochs first, then the most seeds); the baseline's own cells say
+    sparsity (the one whose shared settings, e.g. ``budget``, differ least, then the same epochs, then the
+    most seeds); the baseline's own cells say
     "baseline"; dense cells and methods whose sparsity is an outcome are not compared.
     """
     cells = cells.copy()
@@ -57,8 +58,19 @@ def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str) -> pd.Serie
                  & (cells["n_seeds"].fillna(0) > 0) & ~cells["sparsity_is_outcome"].astype(bool)]
     if same.empty:
         return None
-    rank = same.assign(_e=(same["epochs"] != c.get("epochs")), _n=-same["n_seeds"]).sort_values(["_e", "_n"])
+    rank = same.assign(_d=[_shared_differences(b, c.get("flat")) for b in same.get("flat", [None] * len(same))],
+                       _e=(same["epochs"] != c.get("epochs")), _n=-same["n_seeds"]).sort_values(["_d", "_e", "_n"])
     return rank.iloc[0]
+
+
+def _shared_differences(base: dict | None, cell: dict | None) -> int:
+    """How many shared settings (everything but the method, its schedule and the seed: budget, pattern,
+    epochs, model, optimiser, ...) differ between a baseline cell and the compared one; the baseline with
+    the fewest is taken, so ``budget=erk`` is compared with the baseline's ``budget=erk`` cell."""
+    if not isinstance(base, dict) or not isinstance(cell, dict):
+        return 0
+    keys = {k for k in (*base, *cell) if not k.startswith(("schedule.", "method."))}
+    return sum(base.get(k) != cell.get(k) for k in keys)
 
 
 def fmt_diff(c: pd.Series) -> str:
