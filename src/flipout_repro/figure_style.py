@@ -44,7 +44,7 @@ def shades(color: str, n: int) -> list[str]:
     if n <= 1:
         return [mcolors.to_hex(color)]
     h, lightness, s = colorsys.rgb_to_hls(*mcolors.to_rgb(color))
-    lo, hi = 0.22, 0.72  # darker and lighter than any tab: colour, still visible on white
+    lo, hi = 0.22, 0.6  # darker and lighter than any tab: colour; the lightest still clear on white (olive, cyan)
     return [mcolors.to_hex(colorsys.hls_to_rgb(h, lo + (hi - lo) * i / (n - 1), s)) for i in range(n)]
 
 

@@ -28,14 +28,17 @@ from flipout_repro.reporting.tables import METHOD_ORDER  # noqa: E402
 
 COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue", "snip": "tab:green",
           "random": "tab:gray", "flipout_no_noise": "tab:orange", "noisy_global_magnitude": "tab:purple",
-          "hoyer_square": "tab:brown"}
+          "hoyer_square": "tab:brown", "group_hoyer_square": "sienna", "layer_magnitude": "tab:cyan",
+          "gradual_magnitude": "navy", "iter_snip": "olivedrab", "force": "darkgreen", "str": "tab:pink",
+          "weightmom": "goldenrod", "rigl": "tab:olive", "set": "teal", "static": "slategray"}
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
 _RANK = {m: i for i, m in enumerate(METHOD_ORDER)}
 POINTS_CSV = ["method", "variant", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
 
 
 def color_of(method: str, others: list[str]) -> str:
-    """A fixed colour per paper method; other methods take the next free colour."""
+    """A fixed colour per shipped method (the same in every figure of a report); other methods take the
+    next free colour of ``others`` (the unknown methods of the whole table, so both figures agree)."""
     if method in COLORS:
         return COLORS[method]
     return _EXTRA[others.index(method) % len(_EXTRA)] if method in others else _EXTRA[0]

@@ -42,7 +42,7 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
     rows = forest_rows(cells)
     if rows.empty:
         return False
-    others = sorted(m for m in rows["method"].unique() if m not in COLORS)
+    others = sorted(m for m in cells["method"].unique() if m not in COLORS)  # as the accuracy figure's
     groups = list(rows.groupby("sparsity", sort=True))
     styles = series_styles(list(zip(rows["method"], rows["label"])), lambda m: color_of(m, others))
     n_lines = len(rows) + len(groups)
