@@ -106,3 +106,39 @@ def test_a_stop_on_one_rank_stops_both_and_resumes_on_two_or_one_ranks(two_ranks
     s, _ = summary(copy)
     assert s["epochs"] == 4 and s["achieved_sparsity"] == 0.75 and "world_size" not in s
     assert abs(s["final_test_acc"] - summary(two_ranks)[0]["final_test_acc"]) <= TOLERANCE
+
+
+def image_folder(root):
+    """3 classes x 9 train and 3 val JPEGs of 48x40 in ImageNet's folder layout."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 9), ("val", 3)):
+        for wnid in ("n01", "n02", "n03"):
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / split / wnid / f"{i}.JPEG")
+    return root
+
+
+@pytest.mark.parametrize("case", ["force_quickstart", "snip_resnet18_streamed"])
+def test_scores_at_init_batchnorm_and_streamed_data_end_identical_on_both_ranks(tmp_path, case):
+    """FORCE (iterated scoring on all-reduced gradients) on the bundled subset; SNIP with ResNet18
+    (BatchNorm: per-rank batch statistics, running statistics averaged) on a streamed ImageFolder of real
+    JPEGs decoded by a DataLoader worker on each rank (27 images, global batch 4: the last batch 3, split 2/1)."""
+    if case == "force_quickstart":
+        extra = ["epochs=2", "sparsity=0.9", "method=force", "schedule=one_shot"]
+    else:
+        extra = ["dataset=imagenet", f"dataset.root={image_folder(tmp_path / 'imagenet')}", "dataset.num_classes=3",
+                 "dataset.image_size=16", "dataset.eval_resize=18", "dataset.workers=1", "model=resnet18",
+                 "method=snip", "sparsity=0.5", "epochs=2", "batch_size=4"]
+    r = torchrun(tmp_path / "res", tmp_path / "dump", *extra)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r0, r1 = ranks(tmp_path / "dump")
+    for k in r0["model"]:  # weights and BatchNorm buffers
+        assert torch.equal(r0["model"][k], r1["model"][k]), k
+    assert all(torch.equal(a, b) for a, b in zip(r0["masks"], r1["masks"]))
+    assert all(torch.equal(a, b) for a, b in zip(r0["method"]["scores"], r1["method"]["scores"]))
+    s, _ = summary(tmp_path / "res")
+    assert s["achieved_sparsity"] == pytest.approx(0.9 if case == "force_quickstart" else 0.5, abs=1e-6)
