@@ -15,7 +15,7 @@ from conftest import REPO, run_cli
 pytestmark = pytest.mark.slow  # every test starts torchrun with two training processes
 
 WORKER = REPO / "tests" / "training" / "ddp_worker.py"
-# 32 steps an epoch of the global batch 128 (5,000 images: the last batch 8, split 4/4); prune events at
+# 32 steps an epoch of the global batch 128 (4,000 training images: the last batch 32, split 16/16); prune events at
 # the ends of epochs 1 and 2
 ARGS = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=4", "sparsity=0.75",
         "schedule.rounding=exact", "method=flipout"]
@@ -142,3 +142,34 @@ def test_scores_at_init_batchnorm_and_streamed_data_end_identical_on_both_ranks(
     assert all(torch.equal(a, b) for a, b in zip(r0["method"]["scores"], r1["method"]["scores"]))
     s, _ = summary(tmp_path / "res")
     assert s["achieved_sparsity"] == pytest.approx(0.9 if case == "force_quickstart" else 0.5, abs=1e-6)
+
+
+def test_sigterm_to_torchrun_stops_both_ranks_at_one_step_and_the_run_resumes(tmp_path):
+    """torchrun passes SIGTERM on to its workers, which may see it at different steps: they agree on one
+    (through the all-reduce), rank 0 writes the checkpoint of it, both exit 143; the same command resumes."""
+    import re
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+            "flipout_repro.cli", *ARGS, "batch_size=16", "optim.lr=0.01", f"results_dir={tmp_path}"]  # 250 steps/epoch
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.time() + 1800  # against a hang only
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if not line or "epoch 1/4" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out = "".join(lines) + proc.communicate()[0]
+    assert proc.returncode != 0
+    stops = re.findall(r"flipout-train: error: stopped in epoch 2 at step (\d+)", out)
+    assert len(stops) == 2 and stops[0] == stops[1], out[-3000:]  # both ranks, the same step
+    [ck] = tmp_path.glob("runs/**/checkpoint.pt")
+    assert torch.load(ck, weights_only=True)["state"]["step"] == int(stops[0])
+    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"at epoch 1, step {stops[0]}" in r.stdout + r.stderr
+    s, _ = summary(tmp_path)
+    assert s["epochs"] == 4 and s["world_size"] == 2 and s["achieved_sparsity"] == 0.75
