@@ -126,7 +126,8 @@ class GradSync:
         agree on a stop request (any rank's).
 
         One flat buffer holds every gradient (times this rank's sample count), the count and the stop flag.
-        A parameter without a gradient on this rank (unused in a step) contributes zeros and gets one.
+        A parameter without a gradient (unused in the step: the same on every rank, which runs the same
+        graph) contributes zeros and keeps none, so the optimizer skips it as it does in one process.
         """
         dev = self.params[0].device
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
@@ -137,7 +138,8 @@ class GradSync:
         offset = 0
         for p, g in zip(self.params, grads):
             n = g.numel()
-            p.grad = flat[offset:offset + n].view_as(g).div_(total).to(g.dtype)
+            if p.grad is not None:
+                p.grad = flat[offset:offset + n].view_as(g).div_(total).to(g.dtype)
             offset += n
         previous, self._flag = self._flag, flat[-1:]
         if previous is not None and not self.stop:
