@@ -27,7 +27,7 @@ from flipout_repro.masking import Masks
 from flipout_repro.precision import pin_precision
 from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, config_hash,
                                   format_sparsity, git_sha, read_summary, write_json)
-from flipout_repro.training import checkpoint
+from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
 from flipout_repro.training.collapse import LayerCollapsed, collapse_watch
@@ -52,16 +52,20 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     cfg, target = prepare(cfg)
     if target != given:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, given)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(resolve_device(cfg.device))  # torchrun/SLURM ranks: join the group, cuda:LOCAL_RANK
     cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
     cfg = pin_init_from(cfg)  # model.init_from: checked, and hashed by its content
     run_dir = RunDir.for_config(cfg, target)
+    if not distributed.is_main():  # data-parallel ranks > 0 train alongside rank 0 and write nothing
+        return _follow(cfg, target, device)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
+        distributed.send_start(None)  # the other ranks (if any) have nothing to train
         return _already_finished(cfg, run_dir)
     b = build(cfg, target, device)
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
+                distributed.send_start(None)
                 return read_summary(run_dir)
             run_dir.summary.unlink()
         attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
@@ -117,6 +121,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         for stale in (run_dir.metrics, run_dir.checkpoint):
             stale.unlink(missing_ok=True)
         shutil.rmtree(run_dir.tb, ignore_errors=True)
+    distributed.send_start(objs, state)  # data-parallel: every rank starts from rank 0's state
     atomic_write_text(run_dir.config, OmegaConf.to_yaml(cfg, resolve=True))
     if getattr(b.method, "sparsity_is_outcome", False):
         log.info("method=%s: the final sparsity is an outcome of training, not the target %s; both are"
@@ -141,12 +146,9 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         metrics.write(rec)
         watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
 
-    trainer = Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
-                      target, cfg.batch_size, cfg.eval_batch_size, b.generator, cfg.progress,
-                      on_epoch=on_epoch, on_prune=on_prune,
-                      checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
-                      label_smoothing=float(cfg.loss.label_smoothing),
-                      on_mask_update=lambda rec, st: metrics.write(rec), **b.speed, **b.axes)
+    trainer = _trainer(cfg, target, b, cfg.progress, on_epoch=on_epoch, on_prune=on_prune,
+                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
+                       on_mask_update=lambda rec, st: metrics.write(rec))
     try:
         with stop_on_signals(trainer) as preempted:
             state = trainer.run(state)
@@ -171,6 +173,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
                         "test_acc": summary["final_test_acc"]})
     summary["curve"] = state.curve
+    if distributed.world_size() > 1:
+        summary["world_size"] = distributed.world_size()
     write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png, title=run_title(cfg))
     if preempted and cfg.quantize:
         log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
@@ -186,6 +190,30 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         preempted.pop()()
     phases.mark("done")
     return summary
+
+
+def _trainer(cfg: DictConfig, target: float, b: Built, progress: bool, **hooks: Any) -> Trainer:
+    """The run's Trainer; in a data-parallel job with the gradient all-reduce (training/distributed.py)."""
+    dist = distributed.GradSync(list(b.model.parameters())) if distributed.world_size() > 1 else None
+    return Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
+                   target, cfg.batch_size, cfg.eval_batch_size, b.generator, progress,
+                   label_smoothing=float(cfg.loss.label_smoothing), dist=dist, **hooks, **b.speed, **b.axes)
+
+
+def _follow(cfg: DictConfig, target: float, device: torch.device) -> dict[str, Any]:
+    """A data-parallel rank other than 0: the same objects, rank 0's start state, the same training, with
+    no run folder, metrics or checkpoint of its own. Returns {} (rank 0 returns the summary)."""
+    b = build(cfg, target, device)
+    objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
+                method=b.method, generator=b.generator)
+    state = distributed.receive_start(objs)
+    if state is None:  # rank 0 found the run finished
+        return {}
+    watch = collapse_watch(cfg.get("on_collapse", "warn"), quiet=True)  # on_collapse=stop: every rank stops
+    trainer = _trainer(cfg, target, b, progress=False, on_prune=lambda rec, st: watch(rec))
+    with stop_on_signals(trainer):
+        trainer.run(state)
+    return {}
 
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,

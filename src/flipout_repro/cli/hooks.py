@@ -13,6 +13,7 @@ where the command was started, under every launcher.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from flipout_repro.cli.failures import BAD_INPUT, fail
+from flipout_repro.training import ranks_env
 
 OUTCOME_FILE = "job_outcome.json"
 
@@ -36,7 +38,10 @@ def task_overrides() -> list[str]:
 
 
 def record(status: str, code: int = 0, error: str = "") -> None:
-    """This job's outcome (``done`` or ``failed`` with its exit code and message), in its output folder."""
+    """This job's outcome (``done`` or ``failed`` with its exit code and message), in its output folder;
+    in a data-parallel job (hydra/launcher=slurm_multi) rank 0's only."""
+    if ranks_env.rank_of(os.environ) != 0:
+        return
     hc = HydraConfig.get()
     outcome = {"job": int(hc.job.num), "overrides": task_overrides(), "status": status, "code": code,
                "error": error}

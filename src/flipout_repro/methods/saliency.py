@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -70,7 +71,21 @@ def average_gradients(model: nn.Module, params: list[nn.Parameter], batches: lis
         grads = torch.autograd.grad(loss_fn(model(x), y), params)
         torch._foreach_add_(total, [g.detach() for g in grads])
     torch._foreach_div_(total, float(len(batches)))
+    _mean_over_ranks(total)
     return total
+
+
+def _mean_over_ranks(tensors: list[torch.Tensor]) -> None:
+    """In a data-parallel run each rank scored its shard of the same batches (training/shard.py): the mean
+    over ranks is the gradient of the whole batches (exactly so for equal shards), and every rank gets the
+    same scores. Nothing in a single process."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.copy_(part.view_as(t))
 
 
 def check_loss(loss: str) -> str:

@@ -24,6 +24,8 @@ from flipout_repro.precision import resolved_precision
 from flipout_repro.training.init_from import load_init_weights
 from flipout_repro.training.lr_schedule import make_scheduler, milestone_epochs
 from flipout_repro.training.sgd import SGD
+from flipout_repro.training import distributed
+from flipout_repro.training.shard import shard
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,7 +173,8 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     """Seed, load the data, build model, masks, method, schedule events and optimizer."""
     seed_everything(cfg.seed)
     set_determinism(bool(cfg.deterministic), device)
-    data = load_data(cfg, device)
+    # a data-parallel rank trains on its shard of every batch (training/shard.py); one process: ``data``
+    data = shard(load_data(cfg, device), cfg.batch_size, distributed.rank(), distributed.world_size())
     phases.mark("data")
     speed = speed_settings(cfg, device)
     model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,

@@ -33,14 +33,21 @@ class CheckpointError(ValueError):
 def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
          state: TrainState) -> None:
     """Write everything needed to continue the run from ``state``."""
-    atomic_torch_save({
+    atomic_torch_save(snapshot(model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
+                               method=method, generator=generator, state=state), path)
+
+
+def snapshot(*, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
+             state: TrainState) -> dict[str, Any]:
+    """What :func:`save` writes, in memory (a data-parallel job's rank 0 hands it to the other ranks)."""
+    return {
         "format": FORMAT,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(), "masks": masks.state_dict(),
         "method": method.state_dict(), "generator": generator.get_state(),
         "rng": rng_states(generator.device),
         "state": dataclasses.asdict(state) | {"order": state.order},
-    }, path)
+    }
 
 
 def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator) -> TrainState:
@@ -49,6 +56,13 @@ def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
         ck = load_tensors(path)
     except ValueError as exc:  # truncated file, not a zip/pickle, unsafe content
         raise CheckpointError(_msg(path, str(exc))) from exc
+    return restore(ck, path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
+                   method=method, generator=generator)
+
+
+def restore(ck: Any, path: Path | str, *, model, optimizer, lr_scheduler, masks, method,
+            generator: torch.Generator) -> TrainState:
+    """Restore a :func:`snapshot` (read from ``path``, named in errors) into freshly built objects."""
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(_msg(path, "is not a flipout-repro checkpoint"))
     try:

@@ -19,9 +19,10 @@ class LayerCollapsed(RuntimeError):
         self.layers, self.epoch, self.step = layers, epoch, step
 
 
-def collapse_watch(on_collapse: str) -> Callable[[dict], None]:
+def collapse_watch(on_collapse: str, quiet: bool = False) -> Callable[[dict], None]:
     """A check for each prune record (trainer's ``on_prune``): a warning the first time a layer's kept
-    count (``rec["kept"]``) is 0, and :class:`LayerCollapsed` when ``on_collapse`` is ``stop``."""
+    count (``rec["kept"]``) is 0, and :class:`LayerCollapsed` when ``on_collapse`` is ``stop``. ``quiet``
+    (data-parallel ranks > 0): no warning, rank 0 gives it; the stop is the same on every rank."""
     warned: set[str] = set()
 
     def check(rec: dict) -> None:
@@ -36,6 +37,7 @@ def collapse_watch(on_collapse: str) -> Callable[[dict], None]:
             raise LayerCollapsed(f"{text}; on_collapse=stop ended the run there: lower the sparsity, or"
                                  " pick a method that prunes every layer to the same fraction (method=layer_magnitude)",
                                  new, int(rec["epoch"]), int(rec["step"]))
-        log.warning("%s; training goes on (on_collapse=stop ends a run here)", text)
+        if not quiet:
+            log.warning("%s; training goes on (on_collapse=stop ends a run here)", text)
 
     return check

@@ -91,6 +91,8 @@ class Trainer:
     #: sparsity pattern (patterns.Pattern; None: unstructured), passed to prune_to
     budget: Any = None
     pattern: Any = None
+    #: data-parallel runs: the gradient all-reduce and epoch sums over ranks (training/distributed.py)
+    dist: Any = None
 
     def __post_init__(self) -> None:
         self.forward = self.compiled if self.compiled is not None else self.model
@@ -127,6 +129,7 @@ class Trainer:
         loss_sum = torch.tensor(p.get("loss_sum", 0.0), device=dev)
         correct = torch.tensor(p.get("correct", 0), device=dev, dtype=torch.long)
         seen = p.get("seen", 0)
+        base = [p.get("loss_sum", 0.0), p.get("correct", 0), seen]  # a resumed half epoch's sums, on every rank
         lr = p.get("lr", self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
         t0 = time.perf_counter() - p.get("time_s", 0.0)
         order = state.order if state.batch else self.data.epoch_order(self.generator)
@@ -147,7 +150,9 @@ class Trainer:
             if state.step != epoch_end:  # events at an epoch's end wait for its evaluation
                 self._apply_due_events(state, at_step=state.step, test_acc=None)
             bar.update(1)
-            if self.stop_requested and state.step != epoch_end:
+            if (self.stop_requested if self.dist is None else self.dist.stop) and state.step != epoch_end:
+                if self.dist is not None:  # all ranks stop at this step (the agreed request)
+                    loss_sum, correct, seen = self.dist.settle(self.model, [loss_sum, correct, seen], base)
                 # never a checkpoint of bad weights over a good one (issue 13, item 2)
                 self._check_finite(epoch, float(loss_sum) / seen, lr)
                 state.batch, state.order = state.step - (epoch - 1) * spe, order
@@ -156,6 +161,8 @@ class Trainer:
                 self._save(state)
                 raise TrainingInterrupted(f"stopped after {position(state)}: a checkpoint was written; run"
                                           " the same command again to resume there")
+        if self.dist is not None:  # sums over all ranks; BatchNorm statistics averaged
+            loss_sum, correct, seen = self.dist.settle(self.model, [loss_sum, correct, seen], base)
         state.batch, state.order, state.partial = 0, None, {}
         self.method.on_epoch_end(epoch)
         self.lr_scheduler.step()
@@ -204,6 +211,8 @@ class Trainer:
             loss = ce if reg is None else ce + reg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist is not None:  # the whole batch's gradient on every rank, before any hook sees it
+            self.dist.all_reduce(len(y), self.stop_requested)
         if self.method.modifies_grads:
             # The hook sees masked gradients (FlipOut's noise scale is the masked gradient's norm) and
             # whatever it adds to pruned entries is masked away again.

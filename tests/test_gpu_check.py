@@ -1,0 +1,116 @@
+"""scripts/gpu_check.sh without a GPU: the script parses, --dry-run lists every step and runs nothing, the
+synthetic CIFAR writer writes files the real loader reads, a run on them passes the run checks (on the
+CPU, with a small model), and the summariser turns the steps' outputs into JSON and Markdown."""
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+from flipout_repro import data as data_mod
+from test_data import no_md5  # noqa: F401  (a fixture)
+
+SCRIPT = REPO / "scripts" / "gpu_check.sh"
+spec = importlib.util.spec_from_file_location("gpu_check_tools", REPO / "scripts" / "gpu_check_tools.py")
+tools = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tools)
+
+STEPS = ["install", "gpu_visible", "cuda_tests", "synthetic_cifar", "run_fp32", "check_fp32", "run_bf16", "check_bf16",
+         "inference"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
+                         for p in ("fp32", "bf16")] + ["summary"]
+
+
+def test_the_script_parses():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+
+
+def test_dry_run_lists_every_step_with_its_limit_and_runs_nothing(tmp_path):
+    out = tmp_path / "never"
+    r = subprocess.run(["bash", str(SCRIPT), "--dry-run", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split("]")[0][1:] for line in lines] == STEPS
+    assert all("(at most" in line for line in lines[:-1])
+    assert "pip install -q -e .[dev]" in lines[0] and "-m cuda" in lines[2]
+    assert "precision=bf16" in lines[6] and "--compile" in lines[-2] and "--compile" not in lines[9]
+    assert not out.exists()
+
+
+def test_usage_is_an_error():
+    r = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_synthetic_cifar_is_real_cifar_format_and_learnable(tmp_path, no_md5):  # noqa: F811
+    tools.write_cifar(tmp_path, train=50, test=20)
+    d = data_mod.load("cifar10", tmp_path, False, torch.device("cpu"), [0.5] * 3, [0.25] * 3)
+    assert d.train_x.shape == (50, 3, 32, 32) and d.test_x.shape == (20, 3, 32, 32)
+    assert d.train_x.dtype == torch.uint8 and int(d.train_y.max()) < 10
+    means = d.train_x.float().mean(dim=(2, 3))  # per image and channel: near its class colour
+    for k in d.train_y.unique():
+        spread = means[d.train_y == k].std(0) if (d.train_y == k).sum() > 1 else torch.zeros(3)
+        assert float(spread.max()) < 10  # noise of std 40 averaged over 1,024 pixels
+    with pytest.raises(ValueError, match="multiple of 5"):
+        tools.write_cifar(tmp_path / "x", train=12)
+
+
+@pytest.mark.slow
+def test_a_run_on_synthetic_files_passes_the_run_checks(tmp_path):
+    """The GPU runs' code path on the CPU: train on the synthetic files (MD5 check bypassed), check-run."""
+    tools.write_cifar(tmp_path / "data", train=500, test=100)
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check_tools.py"), "train", str(tmp_path / "data"),
+                        "--", "model=lenet5", "method=flipout", "sparsity=0.75", "epochs=3", "schedule.rounding=exact",
+                        "device=cpu", "progress=false", f"results_dir={tmp_path / 'res'}"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = tools.check_run(tmp_path / "res", 0.75)
+    assert result["ok"], result["checks"]
+    assert result["epochs"] == 3 and result["achieved_sparsity"] == pytest.approx(0.75, abs=1e-3)
+    assert result["final_test_acc"] > 30  # learnable: well above chance (10 %) after 3 epochs
+    bad = tools.check_run(tmp_path / "res", 0.9)
+    assert not bad["ok"] and not bad["checks"]["sparsity_at_target"]
+
+
+def fake_outputs(out):
+    (out / "bench").mkdir(parents=True)
+    steps = [{"step": "install", "status": "ok", "rc": 0, "seconds": 50, "limit_s": 120},
+             {"step": "bench_vgg19_fp32_compiled", "status": "timeout", "rc": 124, "seconds": 60, "limit_s": 60}]
+    (out / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    methods = {m: {"step_ms": ms, "images_per_s": 128 / ms * 1e3, "ratio_to_dense": ms / 40.0}
+               for m, ms in [("dense", 40.0), ("global_magnitude", 41.0), ("flipout_no_noise", 42.0), ("flipout", 44.0)]}
+    (out / "bench" / "cuda.json").write_text(json.dumps([{"model": "vgg19", "precision": "bf16", "compile": False,
+                                                          "device_name": "FakeGPU", "methods": methods}]))
+    checks = {"completed": True, "masks_binary": True, "sparsity_at_target": True}
+    (out / "run_fp32.json").write_text(json.dumps({"final_test_acc": 55.5, "achieved_sparsity": 0.75, "checks": checks,
+                                                   "ok": True}))
+    (out / "run_bf16.json").write_text(json.dumps({"final_test_acc": 54.0, "achieved_sparsity": 0.75, "ok": False,
+                                                   "checks": checks | {"weights_finite": False}}))
+    (out / "inference.json").write_text(json.dumps({"batches": {"1": {"speedup": 1.5}, "16": {"speedup": 0.8}}}))
+    (out / "cuda_tests.xml").write_text('<testsuites><testsuite tests="5" failures="1" errors="0" skipped="1">'
+                                        "</testsuite></testsuites>")
+
+
+def test_the_summary_of_fake_outputs(tmp_path):
+    fake_outputs(tmp_path)
+    r = tools.summarise(tmp_path)
+    assert not r["ok"]  # a step timed out and the bf16 run failed a check
+    assert r["cuda_tests"] == {"tests": 5, "failures": 1, "errors": 0, "skipped": 1, "passed": 3}
+    [cell] = r["bench"]
+    assert cell["images_per_s"]["dense"] == pytest.approx(3200)
+    assert cell["ratio_to_dense"]["flipout"] == pytest.approx(1.1)
+    assert cell["flipout_overhead"] == pytest.approx(44 / 42)
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == r
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "overall: NOT OK" in md and "| bench_vgg19_fp32_compiled | timeout (rc 124) | 60 | 60 |" in md
+    assert "| vgg19 | bf16 | False | 3200 | 3122 | 3048 | 2909 | 1.100 | 1.048 |" in md
+    assert "| fp32 | 55.50 | 0.7500 | all pass |" in md and "| bf16 | 54.00 | 0.7500 | FAILED: weights_finite |" in md
+    assert "3 passed, 1 failed, 1 skipped" in md and "batch 1: 1.50x, batch 16: 0.80x" in md
+
+
+def test_the_summary_of_nothing_still_writes_both_files(tmp_path):
+    r = tools.summarise(tmp_path)
+    assert not r["ok"] and r["bench"] == [] and r["cuda_tests"] is None
+    assert "| fp32 | - | - | no result |" in (tmp_path / "gpu_check.md").read_text()
