@@ -49,3 +49,26 @@ def test_the_files_are_those_savefig_writes_with_its_layout_pass(draw, tmp_path,
     assert sink.files.keys() == want.keys()
     assert sink.files[".png"] == want[".png"]
     assert sink.files[".pdf"] == want[".pdf"]
+
+
+def test_the_run_curve_laid_out_without_rasterising_is_the_same_figure(monkeypatch):
+    """draw_run_curve places its epoch labels after a layout pass that rasterises nothing
+    (``draw_without_rendering``); a full ``canvas.draw()`` there gives the same files. The points put
+    labels close together, so that they are moved."""
+    from matplotlib.figure import Figure
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    points = POINTS + [{"epoch": 41, "sparsity": 0.9961, "test_acc": 85.0}, {"epoch": 42, "sparsity": 0.9962,
+                                                                             "test_acc": 85.2}]
+
+    def files(fig):
+        out = {}
+        for fmt in ("png", "pdf"):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt)
+            out[fmt] = buf.getvalue()
+        return out
+
+    ours = files(draw_run_curve(points, "t"))
+    monkeypatch.setattr(Figure, "draw_without_rendering", lambda self: self.canvas.draw())
+    assert ours == files(draw_run_curve(points, "t"))
