@@ -95,3 +95,25 @@ def test_models_follow_the_dataset_shape():
     assert ResNet18(in_channels=1, num_classes=10)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     net = DenseNet121(num_classes=100, stem="cifar")
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_kept_counts_follow_every_in_place_change_of_a_mask():
+    """Masks.nonzero_counts is remembered between changes (issue 18): any in-place change is seen."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    masks = Masks.for_model(model)
+    assert masks.nonzero_counts() == [12, 6] and masks.sparsity() == 0.0
+    masks.values[0][0, 0] = 0  # an indexed write
+    assert masks.nonzero_counts() == [11, 6]
+    masks.values[1].mul_(0)
+    assert masks.nonzero_counts() == [11, 0]
+    masks.load_state_dict({"names": masks.names, "masks": [torch.ones(3, 4, dtype=torch.bool),
+                                                           torch.eye(2, 3, dtype=torch.bool)], "active": True})
+    assert masks.nonzero_counts() == [12, 2]
+    prune_to([torch.arange(12.0).view(3, 4), torch.arange(6.0).view(2, 3)], masks, 0.5)
+    assert masks.nonzero_counts() == [sum(masks.values[0].flatten() != 0), sum(masks.values[1].flatten() != 0)]
+    assert sum(masks.nonzero_counts()) == 9
+    masks.values = [torch.zeros(3, 4), torch.ones(2, 3)]  # new tensors altogether
+    assert masks.nonzero_counts() == [0, 6]
+    counts = masks.nonzero_counts()
+    counts[0] = 99  # the caller's list is its own
+    assert masks.nonzero_counts() == [0, 6]

@@ -108,6 +108,11 @@ def save_png_and_pdf(fig: plt.Figure, png: Path, opener: Callable[[Path, str], C
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     paths = [png, png.with_suffix(".pdf")]
+    if type(fig.get_layout_engine()).__name__ == "PlaceHolderLayoutEngine" and hasattr(fig, "_layout_engine"):
+        # fig.tight_layout() leaves a do-nothing placeholder engine behind, and savefig lays out (draws
+        # without rendering) every figure that has an engine before it draws it: a whole extra pass of
+        # text layout per file that changes nothing here (the same bytes: tests/analysis/test_plots_speed.py).
+        fig._layout_engine = None
     try:
         for path, fmt in zip(paths, ("png", "pdf")):
             with opener(path, "wb") as fh:

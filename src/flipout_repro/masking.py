@@ -83,9 +83,15 @@ class Masks:
         return sum(m.numel() for m in self.values)
 
     def nonzero_counts(self) -> list[int]:
-        """Kept weights per layer (one host sync, for reporting only)."""
-        counts = torch.stack([m.count_nonzero() for m in self.values]).tolist()
-        return [int(c) for c in counts]
+        """Kept weights per layer (one host sync, for reporting only). Remembered until a mask changes:
+        every change to a mask is an in-place operation on it, which bumps its version counter, so a
+        run's epochs between two prune events count once (issue 18)."""
+        seen, versions, counts = getattr(self, "_counted", ((), (), []))
+        now = tuple(m._version for m in self.values)
+        if len(seen) != len(self.values) or any(a is not b for a, b in zip(seen, self.values)) or versions != now:
+            counts = [int(c) for c in torch.stack([m.count_nonzero() for m in self.values]).tolist()]
+            self._counted = (tuple(self.values), now, counts)  # the tensors held: their ids stay theirs
+        return list(counts)
 
     def sparsity(self) -> float:
         """Fraction of prunable weights that are pruned."""

@@ -138,7 +138,7 @@ def draw_run_curve(points: list[dict], title: str = "") -> "Figure":
         texts.append(ax.annotate(f"ep {p['epoch']}", (x, p["test_acc"]), fontsize=7, textcoords="offset points",
                                  xytext=(4 * side, 5), ha={0: "center", 1: "left", -1: "right"}[side],
                                  va="bottom"))
-    fig.canvas.draw()
+    fig.draw_without_rendering()  # lays the figure out (tick labels, text sizes) without rasterising it
     from matplotlib.transforms import Bbox
 
     marks = [ax.transData.transform((x, y)) for x, y in zip(xs, ys)]

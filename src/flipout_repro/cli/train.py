@@ -8,6 +8,7 @@ the sweep, printed as ``interrupted``; the same command resumes.
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import sys
@@ -79,9 +80,23 @@ def _in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _freeze_at_exit() -> None:
+    """At the interpreter's exit (after the atexit handlers registered later, the run's, and before those
+    registered earlier, such as logging's flush and close), move every object into the collector's
+    permanent generation (``gc.freeze``), so that the collection Python runs while it shuts down does
+    not walk torch's, Hydra's and matplotlib's objects once more: about 0.1 s of every process's exit
+    (issue 18). Nothing is skipped: every atexit handler still runs, modules are torn down and objects
+    freed by their reference counts as before; only objects in reference cycles still alive at exit are left to the operating system, whose
+    ``__del__`` Python does not promise to run at exit anyway. Registered once per process."""
+    if not getattr(_freeze_at_exit, "done", False):
+        atexit.register(gc.freeze)
+        _freeze_at_exit.done = True  # type: ignore[attr-defined]
+
+
 def main() -> None:
     """flipout-train [overrides...]; see README.md."""
     phases.mark("cli")
+    _freeze_at_exit()
     check_command_line("flipout-train", sys.argv[1:])  # --version; lr=0.1 -> "did you mean optim.lr?"
     gc.disable()  # while torch and the run's code are imported (few cycles to collect); _main turns it on
     try:

@@ -7,11 +7,16 @@ everything is a tensor on the training device: batches are index slices, normali
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+
+
+#: a split is normalised once as a whole (float32) when it takes at most this much memory (MNIST at 32x32:
+#: 245 MB for 60,000 images; CIFAR-10 trains with augmentation and is normalised per batch)
+PRENORMALIZE_MAX_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -29,6 +34,9 @@ class TensorData:
     #: the images held out of training (``dataset.train_fraction`` < 1), evaluated like the test set
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
+    #: the normalised images of each split, made on first use by :meth:`normalized` (not a field of the
+    #: data set: ``to``/``dataclasses.replace`` start a fresh cache)
+    _normalized: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def in_channels(self) -> int:
@@ -48,6 +56,19 @@ class TensorData:
         """uint8 pixels -> float32, normalised per channel."""
         return (x.float().div_(255.0) - self.mean) / self.std
 
+    def normalized(self, split: str) -> torch.Tensor | None:
+        """All of ``split``'s images ("train", "test", "val") normalised once, or None where that is not
+        done: training images that are augmented per batch (the crop pads with zeros before normalising),
+        or a split over :data:`PRENORMALIZE_MAX_BYTES` as float32. Normalisation is element-wise, so a
+        batch gathered from these is bit for bit ``normalize`` of the gathered uint8 images
+        (tests/data/test_prenormalized.py); it only saves the per-batch conversion (issue 18)."""
+        if split not in self._normalized:
+            x = {"train": self.train_x, "test": self.test_x, "val": self.val_x}[split]
+            augmented = split == "train" and bool(self.crop_padding or self.flip)
+            small = x is not None and x.numel() * 4 <= PRENORMALIZE_MAX_BYTES
+            self._normalized[split] = self.normalize(x) if small and not augmented else None
+        return self._normalized[split]
+
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
         """A fresh permutation of the training set (one per epoch)."""
         return torch.randperm(len(self.train_y), device=self.train_y.device, generator=generator)
@@ -59,8 +80,12 @@ class TensorData:
         n = len(self.train_y)
         if order is None:
             order = self.epoch_order(generator)
+        ready = self.normalized("train")
         for begin in range(start * batch_size, n, batch_size):
             idx = order[begin:begin + batch_size]
+            if ready is not None:
+                yield ready[idx], self.train_y[idx]
+                continue
             x = self.train_x[idx]
             if self.crop_padding or self.flip:
                 x = random_crop_flip(x, self.crop_padding, self.flip, generator)
@@ -68,18 +93,21 @@ class TensorData:
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The test set in order, normalised, without augmentation."""
-        return self._plain_batches(self.test_x, self.test_y, batch_size)
+        return self._plain_batches(self.test_x, self.test_y, batch_size, self.normalized("test"))
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The held-out part of the training set in order, normalised, without augmentation."""
         if self.val_y is None:
             raise ValueError("this data set holds nothing out: set dataset.train_fraction below 1")
-        return self._plain_batches(self.val_x, self.val_y, batch_size)
+        return self._plain_batches(self.val_x, self.val_y, batch_size, self.normalized("val"))
 
-    def _plain_batches(self, x: torch.Tensor, y: torch.Tensor,
-                       batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _plain_batches(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                       ready: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(y), batch_size):
-            yield self.normalize(x[start:start + batch_size]), y[start:start + batch_size]
+            if ready is not None:
+                yield ready[start:start + batch_size], y[start:start + batch_size]
+            else:
+                yield self.normalize(x[start:start + batch_size]), y[start:start + batch_size]
 
     def eval_train_batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         """Training images ``indices``, normalised, without augmentation (int8 calibration)."""
@@ -90,7 +118,7 @@ class TensorData:
         """The same data set on ``device`` (itself when it is there already)."""
         if self.train_y.device == torch.device(device):
             return self
-        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         return dataclasses.replace(self, **{k: v.to(device) for k, v in moved.items()
                                             if isinstance(v, torch.Tensor)})
 

@@ -124,7 +124,7 @@ class FlipOut(Method):
     def epoch_stats(self) -> dict[str, float]:
         """Flip statistics over the surviving weights: total, this epoch, mean, max, share ever flipped."""
         total = float(self._total_flips())
-        kept = sum(int(m.count_nonzero()) for m in self.masks.values)
+        kept = sum(self.masks.nonzero_counts())
         flipped = sum(int(((c > 0) & m.bool()).sum()) for c, m in zip(self.counters, self.masks.values))
         stats = {
             "flips_total": total,
