@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--height", type=int, default=375)
     a = p.parse_args(argv)
     device = torch.device(a.device)
-    if not (a.root / "train").is_dir():
+    if not (a.root / "train").is_dir():  # an existing folder is reused as it is (--images then does not apply)
         write_folder(a.root, a.images, a.width, a.height)
     workers = default_workers() if a.workers is None else a.workers
     result: dict = {"device": str(device), "images": a.images, "batch_size": a.batch_size, "workers": workers,
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
                     eval_resize=a.eval_resize, workers=workers, num_classes=CLASSES, decode=decode)
         cold, _ = timed_epoch(data, a.batch_size, device, seed=1)
         warm, firsts[decode] = timed_epoch(data, a.batch_size, device, seed=0)
+        result["images"] = len(data.train_y)
         result.setdefault("decode", {})[decode] = {"first_epoch_s": cold, "epoch_s": warm,
-                                                   "images_per_s": a.images / warm}
+                                                   "images_per_s": len(data.train_y) / warm}
     diff = ((firsts["workers"] - firsts["device"]) * torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255).abs()
     result["pixel_diff_grey_levels"] = {"max": float(diff.max()), "mean": float(diff.mean())}
     speed = result["decode"]

@@ -79,6 +79,19 @@ def test_grey_jpegs_come_out_rgb(tmp_path):
     assert x.shape == (1, 3, 32, 32) and torch.allclose(pixels * 255, torch.full_like(x, 90.0), atol=1.01)
 
 
+def test_cmyk_jpegs_come_out_as_pils_rgb(tmp_path):
+    root = write_image_folder(tmp_path)
+    path = root / "train" / CLASSES[0] / f"{CLASSES[0]}_0.JPEG"
+    rgb = np.zeros((64, 80, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = np.linspace(0, 255, 80, dtype=np.uint8), 100, 30
+    Image.fromarray(rgb).convert("CMYK").save(path, quality=95)
+    assert Image.open(path).mode == "CMYK"
+    i = torch.tensor([folder(root, "workers").train_files.index(str(path))])
+    [xw] = list(folder(root, "workers").eval_train_batches(i, 1))
+    [xd] = list(folder(root, "device").eval_train_batches(i, 1))
+    assert grey_levels(xw, xd).max() <= 2  # the decoded pixels are equal (PIL-written CMYK); the resizes differ
+
+
 @pytest.mark.parametrize("content, match", [(b"not a jpeg", r"cannot be decoded as a JPEG on the device \(Unid"),
                                             ("png", r"cannot be decoded as a JPEG on the device \(OSError: a PNG")])
 def test_a_file_the_device_cannot_decode_is_named(tmp_path, content, match):

@@ -2,6 +2,7 @@
 (``<root>/train/<class>/*.JPEG``, ``<root>/val/<class>/*.JPEG``): decoded and augmented in DataLoader
 worker processes, handed over as uint8 batches (pinned when training on CUDA, a few batches decoded ahead),
 normalised on the device. :class:`FolderData` has TensorData's interface, so the loop does not change.
+``dataset.decode=device`` moves the decoding and the crop to the training device (data/jpeg_device.py).
 
 The recipe is the standard ImageNet one (pytorch/examples imagenet/main.py:241-258 at 77f55b9, which
 FORCE's train_imagenet.py:242-271 at 7494eed copies): training ``RandomResizedCrop(224)`` (scale 0.08-1,
