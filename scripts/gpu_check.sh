@@ -3,7 +3,8 @@
 # GPU_CHECK_BUDGET_S seconds (default 480 = 8 minutes) in all:
 #   install (pip install -e ".[dev]"), the CUDA-marked tests (pytest -m cuda), a 3-epoch VGG19 FlipOut run
 #   on synthetic CIFAR-10 files in fp32 and in bf16 (masks, sparsity, no NaN checked), the CPU inference
-#   benchmark of the fp32 run, the throughput matrix (VGG19 and ResNet18, batch 128, fp32/bf16,
+#   benchmark of the fp32 run, JPEG decoding in DataLoader workers vs on the GPU (scripts/decode_bench.py),
+#   the throughput matrix (VGG19 and ResNet18, batch 128, fp32/bf16,
 #   eager/compiled; dense, global_magnitude, flipout_no_noise, flipout; ratios measured in one process
 #   per cell by flipout-bench), then OUT_DIR/gpu_check.json and OUT_DIR/gpu_check.md.
 # Every step has its own time limit (and never more than what is left of the budget); a step that fails
@@ -69,6 +70,8 @@ for prec in fp32 bf16; do
   step "check_$prec" 20 "$PY" "$TOOLS" check-run "$OUT/results_$prec" "$OUT/run_$prec.json" --target 0.75
 done
 step inference 40 "$PY" "$TOOLS" inference "$OUT/results_fp32" -- --batches 1 16 --repeats 5 --warmup 1
+# dataset.decode=workers vs device: an epoch of 1,024 synthetic 500x375 JPEGs each, into OUT/decode.json
+step decode_bench 40 "$PY" scripts/decode_bench.py "$OUT/imagenet_jpeg" --out "$OUT/decode.json" --device cuda
 BENCH=(--device cuda --batch-size 128 --channels-last --methods dense global_magnitude flipout_no_noise flipout
        --steps 20 --rounds 3 --warmup 5 --out "$OUT/bench")
 for compiled in eager compiled; do

@@ -140,7 +140,7 @@ def summarise(out: Path) -> dict:
              for b in bench]
     runs = {p: _read_json(out / f"run_{p}.json") for p in ("fp32", "bf16")}
     result = {"steps": steps, "cuda_tests": _junit(out / "cuda_tests.xml"), "bench": cells, "runs": runs,
-              "inference": _read_json(out / "inference.json"),
+              "inference": _read_json(out / "inference.json"), "decode": _read_json(out / "decode.json"),
               "ok": bool(steps) and all(s["status"] == "ok" for s in steps)
               and all(r is not None and r["ok"] for r in runs.values())}
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -179,6 +179,11 @@ def markdown(r: dict) -> str:
     if inf:
         lines += ["", "CPU inference speed-up (sparse / dense): " + ", ".join(
             f"batch {b}: {v['speedup']:.2f}x" for b, v in inf.get("batches", {}).items())]
+    dec = r.get("decode")
+    if dec:  # scripts/decode_bench.py
+        lines += ["", f"JPEG decoding ({dec['images']} images, batch {dec['batch_size']}, {dec['workers']} workers): "
+                  + ", ".join(f"decode={k} {v['images_per_s']:.0f} img/s" for k, v in dec["decode"].items())
+                  + f"; device / workers {dec['device_over_workers_speed']:.2f}x"]
     return "\n".join(lines) + "\n"
 
 

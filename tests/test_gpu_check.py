@@ -19,7 +19,7 @@ tools = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tools)
 
 STEPS = ["install", "gpu_visible", "cuda_tests", "synthetic_cifar", "run_fp32", "check_fp32", "run_bf16", "check_bf16",
-         "inference"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
+         "inference", "decode_bench"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
                          for p in ("fp32", "bf16")] + ["summary"]
 
 
@@ -35,6 +35,7 @@ def test_dry_run_lists_every_step_with_its_limit_and_runs_nothing(tmp_path):
     assert [line.split("]")[0][1:] for line in lines] == STEPS
     assert all("(at most" in line for line in lines[:-1])
     assert "pip install -q -e .[dev]" in lines[0] and "-m cuda" in lines[2]
+    assert "decode_bench.py" in lines[9] and "--device cuda" in lines[9]
     assert "precision=bf16" in lines[6] and "--compile" in lines[-2] and "--compile" not in lines[9]
     assert not out.exists()
 
@@ -89,6 +90,10 @@ def fake_outputs(out):
     (out / "run_bf16.json").write_text(json.dumps({"final_test_acc": 54.0, "achieved_sparsity": 0.75, "ok": False,
                                                    "checks": checks | {"weights_finite": False}}))
     (out / "inference.json").write_text(json.dumps({"batches": {"1": {"speedup": 1.5}, "16": {"speedup": 0.8}}}))
+    (out / "decode.json").write_text(json.dumps({"images": 1024, "batch_size": 128, "workers": 15,
+                                                 "decode": {"workers": {"images_per_s": 2000.0},
+                                                            "device": {"images_per_s": 5000.0}},
+                                                 "device_over_workers_speed": 2.5}))
     (out / "cuda_tests.xml").write_text('<testsuites><testsuite tests="5" failures="1" errors="0" skipped="1">'
                                         "</testsuite></testsuites>")
 
@@ -107,6 +112,9 @@ def test_the_summary_of_fake_outputs(tmp_path):
     assert "overall: NOT OK" in md and "| bench_vgg19_fp32_compiled | timeout (rc 124) | 60 | 60 |" in md
     assert "| vgg19 | bf16 | False | 3200 | 3122 | 3048 | 2909 | 1.100 | 1.048 |" in md
     assert "| fp32 | 55.50 | 0.7500 | all pass |" in md and "| bf16 | 54.00 | 0.7500 | FAILED: weights_finite |" in md
+    assert r["decode"]["device_over_workers_speed"] == 2.5
+    assert ("JPEG decoding (1024 images, batch 128, 15 workers): decode=workers 2000 img/s, decode=device 5000 img/s;"
+            " device / workers 2.50x") in md
     assert "3 passed, 1 failed, 1 skipped" in md and "batch 1: 1.50x, batch 16: 0.80x" in md
 
 

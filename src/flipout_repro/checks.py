@@ -202,7 +202,11 @@ def check_dataset(cfg: DictConfig) -> None:
            fix="the fraction of the training set to train on, e.g. 0.9 (FORCE's), or 1.0 for all of it")
     if ds.workers is not None:
         number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
+    choice(cfg, "dataset.decode", ("workers", "device"))
     if ds.eval_resize is None:  # an in-memory set (data.load refuses a streamed one without it)
+        if ds.decode != "workers":
+            raise ConfigError("dataset.decode", ds.decode, "applies to streamed sets only (dataset=imagenet)",
+                              "set dataset.decode=workers")
         return
     number(cfg, "dataset.eval_resize", int, ds.image_size, None,
            fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")

@@ -35,6 +35,7 @@ NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "r
 #: behaviour from before they existed), so existing run folders keep their hash and are still found.
 #: A knob added later with a neutral default goes here.
 HASH_NEUTRAL: dict[str, Any] = {
+    "dataset.decode": "workers",  # before the knob; ``device`` changes the pixels slightly, so it is hashed
     "dataset.resize": None,
     "dataset.train_fraction": 1.0,
     "dataset.eval_resize": None,

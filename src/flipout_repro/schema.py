@@ -85,6 +85,10 @@ class DatasetConfig:
     #: streamed sets: DataLoader worker processes that decode and augment (null: CPUs - 1, 1 to 16); does not
     #: change results (each image's augmentation is seeded by the run, the epoch and the image)
     workers: Optional[int] = None
+    #: streamed sets: ``workers`` decode the JPEGs with PIL; ``device``: workers read the bytes and draw the
+    #: same crop boxes, the training process decodes them on its device (torchvision.io.decode_jpeg; nvjpeg
+    #: on CUDA) and crops there. Pixels differ slightly (other decoder and resize): hashed unless ``workers``
+    decode: str = "workers"
 
 
 @dataclass

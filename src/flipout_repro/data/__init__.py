@@ -30,11 +30,12 @@ __all__ = ["DataError", "DataSet", "FolderData", "LOADERS", "STREAMING", "Tensor
 def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],
          std: list[float], crop_padding: int = 0, flip: bool = False, resize: int | None = None, *,
          train_fraction: float = 1.0, image_size: int | None = None, eval_resize: int | None = None,
-         workers: int | None = None, num_classes: int | None = None) -> DataSet:
+         workers: int | None = None, num_classes: int | None = None, decode: str = "workers") -> DataSet:
     """Load data set ``name`` for training on ``device`` (``root``/``download`` apply to file-based sets),
     resized once to ``resize`` x ``resize`` when given, with ``1 - train_fraction`` of the training set
     held out. Streamed sets (:data:`STREAMING`) crop to ``image_size`` and, for evaluation, resize to
-    ``eval_resize`` first; ``workers`` decode them (None: :func:`default_workers`)."""
+    ``eval_resize`` first; ``workers`` read them (None: :func:`default_workers`) and decode them, or, with
+    ``decode="device"``, the training process decodes them on ``device`` (data/jpeg_device.py)."""
     if name in STREAMING:
         if download:
             raise DataError(f"dataset.download=true cannot fetch {name}: set dataset.download=false and"
@@ -43,7 +44,10 @@ def load(name: str, root: str | Path, download: bool, device: torch.device, mean
             raise DataError(f"dataset={name} is streamed from files: set dataset.image_size (the crop, e.g. 224) and"
                             " dataset.eval_resize (the side resized to before the evaluation crop, e.g. 256)")
         return load_folder(name, root, device, mean, std, image_size, eval_resize, flip, workers, train_fraction,
-                           num_classes)
+                           num_classes, decode)
+    if decode != "workers":
+        raise DataError(f"dataset.decode={decode} applies to streamed data sets only ({', '.join(STREAMING)}),"
+                        f" not {name}: set dataset.decode=workers")
     if name not in LOADERS:
         raise DataError(f"dataset.name={name!r} is not known: use one of {sorted([*LOADERS, *STREAMING])}")
     if eval_resize is not None:

@@ -2,6 +2,7 @@
 (``<root>/train/<class>/*.JPEG``, ``<root>/val/<class>/*.JPEG``): decoded and augmented in DataLoader
 worker processes, handed over as uint8 batches (pinned when training on CUDA, a few batches decoded ahead),
 normalised on the device. :class:`FolderData` has TensorData's interface, so the loop does not change.
+``dataset.decode=device`` moves the decoding and the crop to the training device (data/jpeg_device.py).
 
 The recipe is the standard ImageNet one (pytorch/examples imagenet/main.py:241-258 at 77f55b9, which
 FORCE's train_imagenet.py:242-271 at 7494eed copies): training ``RandomResizedCrop(224)`` (scale 0.08-1,
@@ -27,13 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from flipout_repro.data.crop_draw import RATIO, SCALE, draw_crop, sample_seed  # noqa: F401 (re-exported)
 from flipout_repro.data.errors import DataError
+from flipout_repro.data.jpeg_device import ImageBytes
 from flipout_repro.data.split import holdout_split
 
 #: data sets read this way (``dataset.name``)
 STREAMING = ("imagenet",)
-#: RandomResizedCrop's defaults, which main.py:247 uses
-SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 #: batches each worker decodes ahead (DataLoader's prefetch_factor)
 PREFETCH = 4
 
@@ -49,11 +50,6 @@ def default_workers() -> int:
     return min(16, max(1, cpus - 1))
 
 
-def sample_seed(key: int, index: int) -> int:
-    """The seed of image ``index``'s augmentation in the epoch of ``key`` (a hash of both, 63 bits)."""
-    return int(np.random.SeedSequence([key, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 class ImageFiles(Dataset):
     """uint8 (3, size, size) images of ``files``: augmented with the per-image seeds of the epoch
     ``key``, or, when ``key`` is None, resized (shorter side ``eval_resize``) and center-cropped."""
@@ -65,9 +61,14 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    collate = None  # DataLoader's default: stacks the uint8 images
+
+    def pixels(self, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The batch on ``device`` (decoded and augmented already)."""
+        return batch.to(device, non_blocking=True)
+
     def __getitem__(self, i: int) -> torch.Tensor:
         # torchvision and PIL where a streamed set uses them: importing them costs every other run a second
-        import torchvision.transforms as T
         import torchvision.transforms.functional as TF
         from PIL import Image
 
@@ -79,10 +80,7 @@ class ImageFiles(Dataset):
                             "replace or remove it") from exc
         if self.key is None:
             return TF.pil_to_tensor(TF.center_crop(TF.resize(img, self.eval_resize), self.size))
-        with torch.random.fork_rng(devices=[]):  # leaves the process's own stream alone (workers=0)
-            torch.manual_seed(sample_seed(self.key, i))
-            top, left, h, w = T.RandomResizedCrop.get_params(img, list(SCALE), list(RATIO))
-            flip = self.flip and bool(torch.rand(1) < 0.5)  # RandomHorizontalFlip's draw
+        top, left, h, w, flip = draw_crop(img, self.key, i, self.flip)  # data/crop_draw.py
         img = TF.resized_crop(img, top, left, h, w, [self.size, self.size])  # bilinear, as RandomResizedCrop
         return TF.pil_to_tensor(TF.hflip(img) if flip else img)
 
@@ -115,6 +113,8 @@ class FolderData:
     eval_resize: int = 256
     flip: bool = True
     workers: int = 0
+    #: ``workers`` (PIL in the DataLoader workers) or ``device`` (data/jpeg_device.py)
+    decode: str = "workers"
     val_files: list[str] | None = None
     val_y: torch.Tensor | None = None
     classes: list[str] = field(default_factory=list)
@@ -151,7 +151,7 @@ class FolderData:
             order = self.epoch_order(generator)
         host = order.cpu().numpy()
         perm, key = order[:-1], int(host[-1])
-        images = ImageFiles(self.train_files, self.size, self.eval_resize, self.flip, key)
+        images = self._images(self.train_files, key)
         for (b, e), x in self._stream(images, host[:-1], batch_size, start):
             yield x, self.train_y[perm[b:e]]
 
@@ -167,7 +167,7 @@ class FolderData:
 
     def eval_train_batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
         """Training images ``indices`` with the evaluation transform, normalised (int8 calibration)."""
-        images = ImageFiles(self.train_files, self.size, self.eval_resize, self.flip)
+        images = self._images(self.train_files)
         for _, x in self._stream(images, indices.cpu().numpy(), batch_size):
             yield x
 
@@ -179,20 +179,25 @@ class FolderData:
 
     def _plain(self, files: list[str], labels: torch.Tensor,
                batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        images = ImageFiles(files, self.size, self.eval_resize, self.flip)
+        images = self._images(files)
         for (b, e), x in self._stream(images, np.arange(len(files)), batch_size):
             yield x, labels[b:e]
 
-    def _stream(self, images: ImageFiles, indices: np.ndarray, batch_size: int,
+    def _images(self, files: list[str], key: int | None = None) -> ImageFiles | ImageBytes:
+        kind = ImageBytes if self.decode == "device" else ImageFiles
+        return kind(files, self.size, self.eval_resize, self.flip, key)
+
+    def _stream(self, images: ImageFiles | ImageBytes, indices: np.ndarray, batch_size: int,
                 start: int = 0) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
         """((begin, end) positions in ``indices``, normalised images on the device), batch by batch."""
         dev = self.train_y.device
         loader = DataLoader(images, batch_sampler=_Slices(indices, batch_size, start), num_workers=self.workers,
-                            pin_memory=dev.type == "cuda", prefetch_factor=PREFETCH if self.workers else None)
+                            collate_fn=images.collate, pin_memory=dev.type == "cuda",
+                            prefetch_factor=PREFETCH if self.workers else None)
         try:
             for i, x in enumerate(loader, start=start):
                 b = i * batch_size
-                yield (b, min(b + batch_size, len(indices))), self.normalize(x.to(dev, non_blocking=True))
+                yield (b, min(b + batch_size, len(indices))), self.normalize(images.pixels(x, dev))
         except DataError as exc:  # from a worker, the message carries its traceback: keep the last line
             raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
 
@@ -214,7 +219,7 @@ def _scan(folder: Path, name: str) -> tuple[list[str], list[int], list[str]]:
 
 def load_folder(name: str, root: str | Path, device: torch.device, mean: list[float], std: list[float],
                 size: int, eval_resize: int, flip: bool, workers: int | None = None, train_fraction: float = 1.0,
-                num_classes: int | None = None) -> FolderData:
+                num_classes: int | None = None, decode: str = "workers") -> FolderData:
     """The data set in ``root`` (train/ and val/ by class), labels on ``device``; ``train_fraction`` < 1
     holds part of train/ out (data/split.py), ``workers`` None is :func:`default_workers`."""
     root = Path(root)
@@ -239,5 +244,5 @@ def load_folder(name: str, root: str | Path, device: torch.device, mean: list[fl
         train_files, labels = [train_files[i] for i in keep], labels[torch.from_numpy(keep)]
     test_labels = torch.tensor(test_y, dtype=torch.int64).to(device)
     return FolderData(train_files, labels.to(device), test_files, test_labels, as_t(mean), as_t(std), size,
-                      eval_resize, flip, default_workers() if workers is None else workers, val_files, val_y,
-                      classes)
+                      eval_resize, flip, default_workers() if workers is None else workers, decode, val_files,
+                      val_y, classes)
