@@ -10,6 +10,7 @@ import pytest
 from omegaconf import DictConfig
 
 from flipout_repro.config import compose_config
+from flipout_repro.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,3 +37,22 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True)
+
+
+def stop_after(monkeypatch, n: int, check=None):
+    """Make Trainer ask for a stop after its ``n``-th step, as the SIGTERM/SIGINT handler does (the loop then
+    writes a checkpoint of that exact position and raises TrainingInterrupted); ``check(x, y)`` sees every
+    batch. Returns the original ``Trainer.step``, to put back before resuming."""
+    original, calls = Trainer.step, {"n": 0}
+
+    def step_then_stop(self, x, y):
+        if check is not None:
+            check(x, y)
+        out = original(self, x, y)
+        calls["n"] += 1
+        if calls["n"] == n:
+            self.stop_requested = True
+        return out
+
+    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    return original

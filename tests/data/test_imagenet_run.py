@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg, run_cli
+from conftest import make_cfg, run_cli, stop_after
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
 from test_folder_data import write_image_folder
@@ -34,18 +34,11 @@ def test_stop_and_resume_on_streamed_files_equals_an_uninterrupted_run(tmp_path,
     assert reference["dataset"] == "imagenet" and reference["achieved_sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert 0 <= reference["final_val_acc"] <= 100 and reference["best_val_acc"] >= reference["final_val_acc"]
 
-    original_step, calls = Trainer.step, {"n": 0}
-
-    def step_then_stop(self, x, y):
+    def check(x, y):
         assert x.shape[1:] == (3, 16, 16) and x.dtype == torch.float32
-        out = original_step(self, x, y)
-        calls["n"] += 1
-        if calls["n"] == STOP_AT:
-            self.stop_requested = True  # what the SIGTERM handler does
-        return out
 
     cfg = cfg_for(root, tmp_path / "b", 2)
-    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    original_step = stop_after(monkeypatch, STOP_AT, check)
     with pytest.raises(TrainingInterrupted, match=r"stopped after step 4 \(epoch 2, batch 1\)"):
         run(cfg)
     monkeypatch.setattr(Trainer, "step", original_step)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import stop_after
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
 
@@ -53,18 +54,8 @@ def test_stop_mid_update_interval_and_resume_equals_uninterrupted(quick_cfg, tmp
     args = ["epochs=5", "sparsity=0.9", f"method={method}", "method.update_every=15"]
     reference = run(quick_cfg(*args))
 
-    original_step = Trainer.step
-    calls = {"n": 0}
-
-    def step_then_stop(self, x, y):
-        out = original_step(self, x, y)
-        calls["n"] += 1
-        if calls["n"] == STOP_AT:
-            self.stop_requested = True  # what the SIGTERM handler does
-        return out
-
     cfg = quick_cfg(*args, f"results_dir={tmp_path / 'interrupted'}")
-    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    original_step = stop_after(monkeypatch, STOP_AT)
     with pytest.raises(TrainingInterrupted):
         run(cfg)
     monkeypatch.setattr(Trainer, "step", original_step)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import stop_after
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
 
@@ -34,19 +35,9 @@ def test_stop_mid_epoch_and_resume_equals_uninterrupted(quick_cfg, tmp_path, mon
     args = ["epochs=6", "sparsity=0.75", f"method={method}", *extra]
     reference = final_state(run(quick_cfg(*args)))
 
-    original_step = Trainer.step
-    calls = {"n": 0}
-
-    def step_then_stop(self, x, y):
-        out = original_step(self, x, y)
-        calls["n"] += 1
-        if calls["n"] == STOP_AT:
-            self.stop_requested = True  # what the SIGTERM handler does
-        return out
-
     other = tmp_path / "interrupted"
     cfg = quick_cfg(*args, f"results_dir={other}")
-    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    original_step = stop_after(monkeypatch, STOP_AT)
     with pytest.raises(TrainingInterrupted):
         run(cfg)
     monkeypatch.setattr(Trainer, "step", original_step)

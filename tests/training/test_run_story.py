@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stop_after
 from flipout_repro.config import ConfigError, validate
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
@@ -39,16 +40,7 @@ def test_position_names_the_same_place_in_every_message():
 def test_run_log_and_command_txt_tell_each_attempt_and_a_stop_and_resume_say_the_same_place(
         quick_cfg, monkeypatch, info_logs):
     cfg = quick_cfg("epochs=3", "sparsity=0.75", "method=global_magnitude")
-    original, calls = Trainer.step, {"n": 0}
-
-    def step_then_stop(self, x, y):
-        out = original(self, x, y)
-        calls["n"] += 1
-        if calls["n"] == 40:  # epoch 2 (32 steps an epoch), batch 8
-            self.stop_requested = True  # what the SIGINT/SIGTERM handler does
-        return out
-
-    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    original = stop_after(monkeypatch, 40)  # epoch 2 (32 steps an epoch), batch 8
     with pytest.raises(TrainingInterrupted) as exc:
         run(cfg, ["epochs=3", "method=global_magnitude"])
     where = "step 40 (epoch 2, batch 8)"
