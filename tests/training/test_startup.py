@@ -62,12 +62,15 @@ def test_flipout_bench_startup_prints_every_phase_and_appends_its_result(tmp_pat
     for label, _, _ in PHASES:
         assert label in out
     assert "fixed cost" in out and "whole process" in out and "--against" in out
+    assert "import torch alone" in out and "beyond it" in out
     [result] = json.loads((tmp_path / "startup.json").read_text())
     run = result["runs"][0]
     assert set(run["phases_s"]) == {label for label, _, _ in PHASES}
     assert all(v >= 0 for v in run["phases_s"].values())
     assert abs(sum(run["phases_s"].values()) - run["total_s"]) < 1e-6  # the phases tile the whole process
     assert run["fixed_s"] < run["total_s"] and len(result["against_s"]) == 1
+    # the floor: a fresh interpreter importing torch; what is left of the fixed cost is the package's own
+    assert 0 < run["torch_import_s"] and run["fixed_beyond_torch_s"] == run["fixed_s"] - run["torch_import_s"]
     assert not set(run["modules_at_first_step"]) & {"torchvision", "matplotlib", "torch._dynamo"}
     assert format_startup(result).splitlines()[0].startswith("flipout-train experiment=quickstart method=dense")
 
