@@ -84,3 +84,25 @@ def test_cfg_job_shows_the_milestones_as_epochs_of_the_run():
     assert r.returncode == 0
     assert "milestones_of: 350" in r.stdout
     assert "# optim.milestones as epochs of this run (epochs=40, lr x 0.1 at each): [17, 29]" in r.stdout
+
+
+def test_ctrl_c_before_training_exits_130_and_writes_no_run(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the run is being set up (here: while the model is built, after the config and the data)
+    is the user's stop too: exit code 130, one ``interrupted`` line that says how to go on, and no run
+    folder, since nothing had been trained."""
+    from flipout_repro import run as run_module
+    from flipout_repro.cli import train
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "build", ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["flipout-train", *QUICK, f"results_dir={tmp_path}", "method=dense", "epochs=1"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    assert stop.value.code == INTERRUPTED_BY_USER == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("flipout-train: interrupted by SIGINT: Ctrl-C outside the training loop: the same command"
+                       " starts or resumes the run")
+    assert not (tmp_path / "runs").exists()
