@@ -89,3 +89,32 @@ def test_marks_are_off_without_the_variable(tmp_path, monkeypatch):
 def test_bad_runs_is_refused_before_anything_runs():
     with pytest.raises(ValueError, match=r"--runs=0 must be >= 1: e.g. --runs 3"):
         startup_bench(["experiment=quickstart"], runs=0)
+
+
+def test_sweep_marks_split_into_jobs_with_hand_computed_fixed_costs():
+    """A sweep process's marks: the cli mark, then each job's from its own ``job`` mark on."""
+    from flipout_repro.training.startup import _job_marks
+
+    marks = [{"phase": p, "t": t} for p, t in [
+        ("cli", 0.1), ("job", 1.5), ("imported", 1.6), ("first_step", 2.0), ("train_end", 9.0), ("done", 10.0),
+        ("job", 10.2), ("imported", 10.25), ("first_step", 10.5), ("train_end", 17.5), ("done", 18.1)]]
+    jobs = _job_marks(marks)
+    assert [sorted(j) for j in jobs] == [["done", "first_step", "imported", "job", "train_end"]] * 2
+    assert jobs[1]["first_step"] - jobs[0]["done"] + jobs[1]["done"] - jobs[1]["train_end"] == pytest.approx(1.1)
+
+
+@pytest.mark.slow
+def test_startup_bench_times_a_sweep_and_each_further_jobs_fixed_cost(capsys):
+    result = startup_bench(["experiment=quickstart", "method=dense", "device=cpu", "epochs=1", "seed=5"], runs=1,
+                           sweep_jobs=2)
+    sweep = result["sweep"]
+    assert sweep["jobs"] == 2 and len(sweep["per_job"]) == 2 and sweep["exit_s"] >= 0
+    assert all(j["fixed_s"] > 0 and j["training_s"] >= 0 for j in sweep["per_job"])
+    assert sum(j["fixed_s"] + j["training_s"] for j in sweep["per_job"]) + sweep["exit_s"] == pytest.approx(
+        sweep["total_s"])  # the jobs and the exit tile the whole process
+    assert "one sweep process of 2 jobs (-m seed=0..1)" in format_startup(result)
+
+
+def test_a_sweep_of_one_job_is_refused():
+    with pytest.raises(ValueError, match=r"--sweep-jobs=1 must be 0 \(no sweep\) or >= 2: e.g. --sweep-jobs 3"):
+        startup_bench(["experiment=quickstart"], sweep_jobs=1)

@@ -45,9 +45,11 @@ def main(argv: list[str] | None = None) -> None:
                    " experiment=quickstart method=flipout sparsity=0.996 epochs=40)")
     p.add_argument("--runs", type=int, default=3, help="--startup: processes timed (3)")
     p.add_argument("--against", default=None, metavar="CMD", help="--startup: a shell command timed in turns")
+    p.add_argument("--sweep-jobs", type=int, default=0, metavar="N", help="--startup: also time one sweep"
+                   " process (-m) of N jobs, seed=0..N-1: the fixed cost of each job after the first (0: none)")
     a = p.parse_args(argv)
     if a.startup:
-        guard("flipout-bench", lambda: _startup(a.overrides, a.runs, a.against, Path(a.out)))
+        guard("flipout-bench", lambda: _startup(a.overrides, a.runs, a.against, Path(a.out), a.sweep_jobs))
         return
     if a.inference is not None:
         guard("flipout-bench", lambda: _inference(a.inference, tuple(a.batches), max(a.warmup, 1), a.repeats))
@@ -94,10 +96,10 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) ->
     print(f"\nwritten: {loaded.run.path / 'inference.json'}; speed-ups in {loaded.run.summary}")
 
 
-def _startup(overrides: list[str] | None, runs: int, against: str | None, out: Path) -> None:
+def _startup(overrides: list[str] | None, runs: int, against: str | None, out: Path, sweep_jobs: int = 0) -> None:
     from flipout_repro.training.startup import format_startup, startup_bench
 
-    result = startup_bench(overrides, runs, against)
+    result = startup_bench(overrides, runs, against, sweep_jobs)
     print(format_startup(result))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "startup.json"

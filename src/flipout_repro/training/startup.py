@@ -13,6 +13,11 @@ The floor under the fixed cost: each run is followed by a fresh ``python -c "imp
 same way. Importing torch is the one part of the fixed cost no change of this package can remove (on a
 2-core machine 1.3-2.9 s from one start to the next), so the table shows it and the fixed cost beyond it,
 the part that is this package's own (issue 18).
+
+In a sweep (``flipout-train -m`` with the default launcher) the jobs run one after the other in one
+process, so torch, Hydra and the package are imported once: with ``--sweep-jobs N`` one such process of N
+jobs (``seed=0,...,N-1``) is timed as well, and each job after the first gets its own fixed cost (from
+the end of the previous job to its first step, plus the end of its run).
 """
 from __future__ import annotations
 
@@ -73,6 +78,46 @@ def time_run(overrides: list[str], python: str = sys.executable) -> dict[str, An
             "modules_at_first_step": first["modules"]}
 
 
+def _job_marks(marks: list[dict]) -> list[dict[str, float]]:
+    """The marks of a sweep process split into its jobs: one {phase: time} per job, in order (a job starts
+    at its ``job`` mark; the process's ``cli`` mark precedes the first)."""
+    jobs: list[dict[str, float]] = []
+    for m in marks:
+        if m["phase"] == "job":
+            jobs.append({})
+        if jobs:
+            jobs[-1].setdefault(m["phase"], m["t"])
+    return jobs
+
+
+def time_sweep(overrides: list[str], jobs: int, python: str = sys.executable) -> dict[str, Any]:
+    """One ``flipout-train -m`` process of ``jobs`` runs (``overrides`` with ``seed=0,...,jobs-1``): its whole
+    time, each job's training (first step to last) and fixed cost; for the first job that is from the
+    process's start, for every later one from the end of the job before it. RuntimeError if it fails."""
+    seeds = "seed=" + ",".join(str(i) for i in range(jobs))
+    with tempfile.TemporaryDirectory(prefix="flipout-startup-") as tmp:
+        marks_file = Path(tmp) / "phases.jsonl"
+        cmd = [python, "-m", "flipout_repro.cli", "-m", *[o for o in overrides if not o.startswith("seed=")],
+               seeds, f"results_dir={tmp}/results", "progress=false"]
+        start = time.time()
+        proc = subprocess.run(cmd, env={**os.environ, ENV: str(marks_file)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        end = time.time()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed (exit code {proc.returncode}): "
+                               f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+        found = _job_marks([json.loads(line) for line in marks_file.read_text().splitlines()])
+    need = ("first_step", "train_end", "done")
+    if len(found) != jobs or any(k not in j for j in found for k in need):
+        raise RuntimeError(f"the sweep marked {len(found)} complete jobs of {jobs}: are some runs finished already?")
+    out, prev_end = [], start
+    for j in found:
+        out.append({"training_s": j["train_end"] - j["first_step"],
+                    "fixed_s": (j["first_step"] - prev_end) + (j["done"] - j["train_end"])})
+        prev_end = j["done"]
+    return {"jobs": jobs, "total_s": end - start, "exit_s": end - prev_end, "per_job": out}
+
+
 def time_command(command: str | list[str], what: str = "--against") -> float:
     """Seconds a command (a shell line, or an argument list run without a shell) takes, whole process;
     RuntimeError naming ``what`` if it fails."""
@@ -90,11 +135,15 @@ def time_torch_import(python: str = sys.executable) -> float:
     return time_command([python, "-c", "import torch"], what="the torch import")
 
 
-def startup_bench(overrides: list[str] | None = None, runs: int = 3, against: str | None = None) -> dict[str, Any]:
+def startup_bench(overrides: list[str] | None = None, runs: int = 3, against: str | None = None,
+                  sweep_jobs: int = 0) -> dict[str, Any]:
     """``runs`` timed runs of ``flipout-train overrides`` (default: the quickstart), each followed by one
-    of ``against`` when given (interleaved: ours, theirs, ours, ...)."""
+    of ``against`` when given (interleaved: ours, theirs, ours, ...); then, with ``sweep_jobs`` >= 2, one
+    sweep process of that many jobs (:func:`time_sweep`)."""
     if runs < 1:
         raise ValueError(f"--runs={runs} must be >= 1: e.g. --runs 3")
+    if sweep_jobs == 1 or sweep_jobs < 0:
+        raise ValueError(f"--sweep-jobs={sweep_jobs} must be 0 (no sweep) or >= 2: e.g. --sweep-jobs 3")
     overrides = list(overrides or DEFAULT_OVERRIDES)
     ours, theirs, torch_s = [], [], []
     for _ in range(runs):
@@ -105,9 +154,10 @@ def startup_bench(overrides: list[str] | None = None, runs: int = 3, against: st
     for run, floor in zip(ours, torch_s):
         run["torch_import_s"] = floor
         run["fixed_beyond_torch_s"] = run["fixed_s"] - floor
+    sweep = {"sweep": time_sweep(overrides, sweep_jobs)} if sweep_jobs else {}
     return {"overrides": overrides, "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
             "threads": os.environ.get("OMP_NUM_THREADS"), "runs": ours,
-            **({"against": against, "against_s": theirs} if against else {})}
+            **({"against": against, "against_s": theirs} if against else {}), **sweep}
 
 
 def format_startup(result: dict[str, Any]) -> str:
@@ -130,6 +180,15 @@ def format_startup(result: dict[str, Any]) -> str:
     lines.append(row("whole process", [r["total_s"] for r in runs]))
     if result.get("against_s"):
         lines.append(row("--against", result["against_s"]))
+    if result.get("sweep"):
+        sw = result["sweep"]
+        fixed = [j["fixed_s"] for j in sw["per_job"]]
+        training = [j["training_s"] for j in sw["per_job"]]
+        lines.append(f"\none sweep process of {sw['jobs']} jobs (-m seed=0..{sw['jobs'] - 1}): whole {sw['total_s']:.2f} s;"
+                     f" fixed cost of the first job {fixed[0]:.2f} s, of each further job"
+                     f" {med(fixed[1:]):.2f} s (median; {', '.join(f'{f:.2f}' for f in fixed[1:])}),"
+                     f" process exit {sw['exit_s']:.2f} s; training per job"
+                     f" {', '.join(f'{t:.2f}' for t in training)} s")
     first = runs[0]["modules_at_first_step"]
     lines.append(f"\nfixed cost = whole process - training after the first step; import torch alone = a fresh"
                  f" `python -c \"import torch\"` after each run, the part of the fixed cost no package can remove;"
