@@ -15,7 +15,7 @@ from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
 from flipout_repro.training.build import build
 from flipout_repro.training.init_from import file_sha256, pin_init_from
-from flipout_repro.training.trainer import evaluate
+from flipout_repro.training.evaluate import evaluate
 
 
 def quick(root, *overrides):

@@ -16,7 +16,8 @@ from flipout_repro.methods.dense import Dense
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.rundir import config_hash
 from flipout_repro.training.build import build_model
-from flipout_repro.training.trainer import Trainer, evaluate
+from flipout_repro.training.evaluate import evaluate
+from flipout_repro.training.trainer import Trainer
 
 
 def two_class_trainer(label_smoothing):

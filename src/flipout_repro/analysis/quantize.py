@@ -33,7 +33,7 @@ from flipout_repro.analysis.int8_export import int8_file_name, save_int8
 from flipout_repro.masking import Masks
 from flipout_repro.rundir import RunLock, write_json
 from flipout_repro.schema import BACKENDS, OBSERVERS
-from flipout_repro.training.trainer import evaluate
+from flipout_repro.training.evaluate import evaluate
 
 log = logging.getLogger("flipout_repro")
 

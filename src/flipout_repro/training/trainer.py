@@ -5,7 +5,6 @@ Metrics accumulate on the device and are read once per epoch, so a step has no h
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from flipout_repro.data import DataSet
 from flipout_repro.masking import Masks, drop_and_grow, prune_to
 from flipout_repro.methods.base import Method
 from flipout_repro.schedule import PruneEvent
+from flipout_repro.training.evaluate import autocast, evaluate
 
 log = logging.getLogger("flipout_repro")
 
@@ -306,37 +306,3 @@ def position(state: TrainState) -> str:
     if not state.batch:
         return f"step {state.step} (end of epoch {state.epoch})"
     return f"step {state.step} (epoch {state.epoch + 1}, batch {state.batch})"
-
-
-def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast to ``dtype``, or nothing when ``dtype`` is None (fp32)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=dtype)
-
-
-@torch.no_grad()
-def evaluate(forward: Callable, data: DataSet, batch_size: int, autocast_dtype: torch.dtype | None = None,
-             channels_last: bool = False, module: nn.Module | None = None,
-             split: str = "test") -> tuple[float, float]:
-    """(mean cross-entropy, accuracy %) on the test set (``split="val"``: the held-out part of the
-    training set); ``module`` (default ``forward``) is put in eval mode for the duration."""
-    module = module if module is not None else forward
-    was_training = module.training
-    module.eval()
-    val = split == "val"
-    labels = data.val_y if val else data.test_y
-    batches = data.val_batches(batch_size) if val else data.test_batches(batch_size)
-    dev = labels.device
-    loss_sum = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    for x, y in batches:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(dev.type, autocast_dtype):
-            out = forward(x)
-        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
-        correct += (out.argmax(1) == y).sum()
-    module.train(was_training)
-    n = len(labels)
-    return float(loss_sum) / n, 100.0 * float(correct) / n
