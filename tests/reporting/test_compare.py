@@ -104,6 +104,10 @@ def test_published_summary_line(tmp_path):
     n_pub = int(pd.read_csv(tmp_path / "tables" / "vgg19-cifar10.csv")["paper_acc"].notna().sum())
     assert f"**Published cells: {n_pub}; reproduced 1, missing {n_pub - 2}, above 0, below 1.**" in md
     assert "| 92.77 ± 0.08 | reproduced |" in md and "| 93.78 ± 0.24 | -3.11 |" in md
+    # tables/published.md counts the same cells as the table's line, and names the table
+    row = next(x for x in (tmp_path / "tables" / "published.md").read_text().splitlines() if x.startswith("| vgg19 |"))
+    assert row == (f"| vgg19 | cifar10 | flipout_paper, hoyer_square_paper | {n_pub} | 1 | {n_pub - 2} | 0 | 1 |"
+                   " vgg19-cifar10.md |")
     only_missing = compare.published_summary(pd.DataFrame({"paper_acc": [1.0, 2.0], "paper_status": ["missing"] * 2}))
     assert only_missing == "Published cells: 2; reproduced 0, missing 2, above 0, below 0 (all missing: no runs of these cells here)."
 
@@ -120,3 +124,19 @@ def test_the_baseline_cell_with_the_same_budget_is_taken(tmp_path):
     fo = cells[cells["method"] == "flipout"]
     diffs = sorted(fo["base_diff"].round(6))
     assert diffs == [-1.0, 2.0]  # erk: 95 - 96; global: 92 - 90 (the first baseline cell for both: -4 or -1)
+
+
+def test_a_report_without_paper_runs_still_says_where_every_published_table_stands(runs, capsys):
+    """Only LeNet runs (no paper table has a run): tables/published.md lists every paper table with all its
+    published rows missing, and the report's output sums them up in one line."""
+    ref = reference.load_reference(_ref())
+    main(["--results-dir", str(runs), "--no-sweeps"])
+    out = capsys.readouterr().out
+    n = {pair: len(part) for pair, part in ref.groupby(["model", "dataset"])}
+    assert (f"published cells: {sum(n.values())} in {len(n)} paper tables (0 with runs here); reproduced 0,"
+            f" missing {sum(n.values())}, above 0, below 0 (see tables/published.md)") in out
+    md = (runs / "tables" / "published.md").read_text()
+    assert (f"| vgg19 | cifar10 | flipout_paper, hoyer_square_paper | {n[('vgg19', 'cifar10')]} | 0 |"
+            f" {n[('vgg19', 'cifar10')]} | 0 | 0 | no run of this model on this data set here |") in md
+    assert f"| wrn22_2 | cifar10 | rigl_paper | {n[('wrn22_2', 'cifar10')]} | 0 |" in md
+    assert "lenet300_100" not in md  # no published numbers for it

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline))
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets you started not done"
           " (see tables/missing.md)")
+    print(r["published"])
     for name, why in r["problems"].items():
         print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
     for f in r["files"]:
