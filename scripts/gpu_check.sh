@@ -3,7 +3,8 @@
 # GPU_CHECK_BUDGET_S seconds (default 480 = 8 minutes) in all:
 #   install (pip install -e ".[dev]"), the CUDA-marked tests (pytest -m cuda), a 3-epoch VGG19 FlipOut run
 #   on synthetic CIFAR-10 files in fp32 and in bf16 (masks, sparsity, no NaN checked), the CPU inference
-#   benchmark of the fp32 run, JPEG decoding in DataLoader workers vs on the GPU (scripts/decode_bench.py),
+#   benchmark of the fp32 run, a 2-epoch LeNet-300-100 run with 2:4 masks and its 2:4 semi-structured
+#   inference timing (dense, to_sparse_semi_structured, CSR; fp16), JPEG decoding in DataLoader workers vs on the GPU (scripts/decode_bench.py),
 #   the throughput matrix (VGG19 and ResNet18, batch 128, fp32/bf16,
 #   eager/compiled; dense, global_magnitude, flipout_no_noise, flipout; ratios measured in one process
 #   per cell by flipout-bench), then OUT_DIR/gpu_check.json and OUT_DIR/gpu_check.md.
@@ -70,6 +71,11 @@ for prec in fp32 bf16; do
   step "check_$prec" 20 "$PY" "$TOOLS" check-run "$OUT/results_$prec" "$OUT/run_$prec.json" --target 0.75
 done
 step inference 40 "$PY" "$TOOLS" inference "$OUT/results_fp32" -- --batches 1 16 --repeats 5 --warmup 1
+# 2:4 semi-structured (issue 15): LeNet-300-100 on the bundled subset with 2:4 masks (pattern=nm), then its
+# Linear layers timed in fp16 as dense, torch.sparse.to_sparse_semi_structured and CSR on the GPU
+NM=(experiment=quickstart method=flipout pattern=nm epochs=2 device=cuda progress=false)
+step run_2_4 40 "$PY" -m flipout_repro.cli "${NM[@]}" results_dir="$OUT/results_2_4"
+step inference_2_4 40 "$PY" "$TOOLS" inference "$OUT/results_2_4" -- --batches 1 64 --repeats 10 --warmup 2
 # dataset.decode=workers vs device: an epoch of 1,024 synthetic 500x375 JPEGs each, into OUT/decode.json
 step decode_bench 40 "$PY" scripts/decode_bench.py "$OUT/imagenet_jpeg" --out "$OUT/decode.json" --device cuda
 BENCH=(--device cuda --batch-size 128 --channels-last --methods dense global_magnitude flipout_no_noise flipout
@@ -88,5 +94,6 @@ if [ "$DRY" = 1 ]; then
 fi
 # the inference benchmark writes inference.json into the run folder: keep a copy beside the others
 find "$OUT/results_fp32" -name inference.json -exec cp {} "$OUT/inference.json" \; 2>/dev/null
+find "$OUT/results_2_4" -name inference.json -exec cp {} "$OUT/inference_2_4.json" \; 2>/dev/null
 "$PY" "$TOOLS" summarise "$OUT"
 echo "total ${SECONDS}s; written: $OUT/gpu_check.json, $OUT/gpu_check.md"

@@ -141,6 +141,7 @@ def summarise(out: Path) -> dict:
     runs = {p: _read_json(out / f"run_{p}.json") for p in ("fp32", "bf16")}
     result = {"steps": steps, "cuda_tests": _junit(out / "cuda_tests.xml"), "bench": cells, "runs": runs,
               "inference": _read_json(out / "inference.json"), "decode": _read_json(out / "decode.json"),
+              "semi_structured": (_read_json(out / "inference_2_4.json") or {}).get("semi_structured"),
               "ok": bool(steps) and all(s["status"] == "ok" for s in steps)
               and all(r is not None and r["ok"] for r in runs.values())}
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -179,12 +180,32 @@ def markdown(r: dict) -> str:
     if inf:
         lines += ["", "CPU inference speed-up (sparse / dense): " + ", ".join(
             f"batch {b}: {v['speedup']:.2f}x" for b, v in inf.get("batches", {}).items())]
+    lines += semi_structured_lines(r.get("semi_structured"))
     dec = r.get("decode")
     if dec:  # scripts/decode_bench.py
         lines += ["", f"JPEG decoding ({dec['images']} images, batch {dec['batch_size']}, {dec['workers']} workers): "
                   + ", ".join(f"decode={k} {v['images_per_s']:.0f} img/s" for k, v in dec["decode"].items())
                   + f"; device / workers {dec['device_over_workers_speed']:.2f}x"]
     return "\n".join(lines) + "\n"
+
+
+def semi_structured_lines(semi: dict | None) -> list[str]:
+    """The 2:4 run's GPU fp16 timing (analysis/inference.py semi_structured_bench): per batch and layer, dense,
+    2:4 semi-structured and CSR milliseconds and the 2:4 speed-up; or why it was skipped."""
+    if not semi:
+        return ["", "2:4 semi-structured: no result"]
+    if semi.get("skipped"):
+        return ["", f"2:4 semi-structured: skipped: {semi['skipped']}"]
+    lines = ["", f"2:4 semi-structured on {semi.get('device', '?')} ({semi.get('dtype', 'float16')}; ms per forward):",
+             "", "| batch | layer | shape (padded) | dense | 2:4 | CSR | 2:4 speed-up |", "|---:|---|---|---:|---:|---:|---:|"]
+    for b, layers in semi.get("batches", {}).items():
+        for name, t in layers.items():
+            dense, s24 = t.get("dense_ms"), t.get("semi_structured_ms")
+            up = dense / s24 if dense and s24 else None
+            lines.append(f"| {b} | {name} | {t.get('shape')} ({t.get('padded_shape')}) | {_f(dense, '{:.4f}')} | "
+                         + (_f(s24, '{:.4f}') if s24 is not None else "error: " + str(t.get("semi_structured_error", "-"))[:80])
+                         + f" | {_f(t.get('csr_ms'), '{:.4f}')} | {_f(up, '{:.2f}x')} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ tools = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tools)
 
 STEPS = ["install", "gpu_visible", "cuda_tests", "synthetic_cifar", "run_fp32", "check_fp32", "run_bf16", "check_bf16",
-         "inference", "decode_bench"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
+         "inference", "run_2_4", "inference_2_4", "decode_bench"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
                          for p in ("fp32", "bf16")] + ["summary"]
 
 
@@ -35,8 +35,9 @@ def test_dry_run_lists_every_step_with_its_limit_and_runs_nothing(tmp_path):
     assert [line.split("]")[0][1:] for line in lines] == STEPS
     assert all("(at most" in line for line in lines[:-1])
     assert "pip install -q -e .[dev]" in lines[0] and "-m cuda" in lines[2]
-    assert "decode_bench.py" in lines[9] and "--device cuda" in lines[9]
-    assert "precision=bf16" in lines[6] and "--compile" in lines[-2] and "--compile" not in lines[9]
+    assert "pattern=nm" in lines[9] and "device=cuda" in lines[9] and "results_2_4 -- --batches 1 64" in lines[10]
+    assert "decode_bench.py" in lines[11] and "--device cuda" in lines[11]
+    assert "precision=bf16" in lines[6] and "--compile" in lines[-2] and "--compile" not in lines[11]
     assert not out.exists()
 
 
@@ -90,6 +91,10 @@ def fake_outputs(out):
     (out / "run_bf16.json").write_text(json.dumps({"final_test_acc": 54.0, "achieved_sparsity": 0.75, "ok": False,
                                                    "checks": checks | {"weights_finite": False}}))
     (out / "inference.json").write_text(json.dumps({"batches": {"1": {"speedup": 1.5}, "16": {"speedup": 0.8}}}))
+    (out / "inference_2_4.json").write_text(json.dumps({"semi_structured": {
+        "layers_2_4": ["fc1"], "dtype": "float16", "device": "FakeGPU", "batches": {"64": {"fc1": {
+            "shape": [300, 784], "padded_shape": [320, 832], "dense_ms": 0.02, "semi_structured_ms": 0.016,
+            "csr_ms": 0.05}}}}}))
     (out / "decode.json").write_text(json.dumps({"images": 1024, "batch_size": 128, "workers": 15,
                                                  "decode": {"workers": {"images_per_s": 2000.0},
                                                             "device": {"images_per_s": 5000.0}},
@@ -116,9 +121,14 @@ def test_the_summary_of_fake_outputs(tmp_path):
     assert ("JPEG decoding (1024 images, batch 128, 15 workers): decode=workers 2000 img/s, decode=device 5000 img/s;"
             " device / workers 2.50x") in md
     assert "3 passed, 1 failed, 1 skipped" in md and "batch 1: 1.50x, batch 16: 0.80x" in md
+    assert "2:4 semi-structured on FakeGPU (float16; ms per forward):" in md
+    assert "| 64 | fc1 | [300, 784] ([320, 832]) | 0.0200 | 0.0160 | 0.0500 | 1.25x |" in md
 
 
 def test_the_summary_of_nothing_still_writes_both_files(tmp_path):
     r = tools.summarise(tmp_path)
     assert not r["ok"] and r["bench"] == [] and r["cuda_tests"] is None
-    assert "| fp32 | - | - | no result |" in (tmp_path / "gpu_check.md").read_text()
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "| fp32 | - | - | no result |" in md and "2:4 semi-structured: no result" in md
+    skipped = tools.semi_structured_lines({"skipped": "no Linear layer has a 2:4 mask"})
+    assert skipped == ["", "2:4 semi-structured: skipped: no Linear layer has a 2:4 mask"]
