@@ -9,7 +9,7 @@ from flipout_repro.analysis.int8_export import int8_file_name, load_int8
 from flipout_repro.analysis.quantize import QuantSettings
 from flipout_repro.cli.finished_run import quantize_main
 from flipout_repro.run import run
-from flipout_repro.training.trainer import evaluate
+from flipout_repro.training.evaluate import evaluate
 
 
 def test_saved_int8_model_loads_and_gives_the_measured_accuracy(tmp_path, capsys):
@@ -26,3 +26,22 @@ def test_saved_int8_model_loads_and_gives_the_measured_accuracy(tmp_path, capsys
     assert acc == pytest.approx(q["test_acc"]) and acc > 50
     x, _ = next(loaded.data.test_batches(3))  # traced on 8 images, run on 3
     assert model(x).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg19"])
+def test_a_quantized_conv_net_is_saved_and_loads_back_with_the_same_outputs(tmp_path, name):
+    """The CIFAR conv nets trace too (BatchNorm folded, residual adds and pooling quantized): the reloaded
+    TorchScript model gives the converted model's logits, at another batch size than the traced one."""
+    from flipout_repro.analysis.int8_export import save_int8
+    from flipout_repro.analysis.quantize import quantize_model
+    from flipout_repro.training.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model(make_cfg(f"model={name}").model, 3, 10, 32).eval()
+    images = [torch.randn(4, 3, 32, 32) for _ in range(2)]
+    qmodel = quantize_model(model, iter(images), QuantSettings(observer="minmax"))
+    path = save_int8(qmodel, images[0], tmp_path / "int8.pt")
+    reloaded = load_int8(path)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), qmodel(x)) and reloaded(x).shape == (3, 10)
