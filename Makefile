@@ -32,7 +32,7 @@ bench-gpu: ## the GPU matrix: VGG19 and ResNet18 on CIFAR shapes, fp32/bf16, eag
 	done; done; done
 
 .PHONY: bench-startup
-bench-startup: ## a whole quickstart process by phase (import, config, data, build, first step, end of run), 3 runs (results/bench/startup.json)
+bench-startup: ## a whole quickstart process by phase (import, config, data, build, first step, end of run), 3 runs, beside a fresh torch import; then a 3-job sweep process (results/bench/startup.json)
 	flipout-bench --startup --runs 3 --sweep-jobs 3 $(BENCH_ARGS)
 
 # The paper's sweeps (conf/sweep/paper_*.yaml): 3 models x (75 pruning runs + 15 SNIP + 3 dense + Hoyer-Square).
