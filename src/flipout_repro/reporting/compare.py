@@ -93,12 +93,20 @@ def fmt_published(c: pd.Series) -> str:
     return status if isinstance(status, str) else ""
 
 
+PAPER_STATUSES = ("reproduced", "missing", "above", "below")
+
+
+def published_counts(cells: pd.DataFrame) -> tuple[int, dict[str, int]]:
+    """(number of cells with a published value, how many of them are in each of PAPER_STATUSES)."""
+    status = cells["paper_status"][cells["paper_acc"].notna()] if "paper_status" in cells else pd.Series([])
+    return len(status), {k: int((status == k).sum()) for k in PAPER_STATUSES}
+
+
 def published_summary(cells: pd.DataFrame) -> str:
     """One line: how many published cells are reproduced, missing, above and below ('' if none)."""
-    status = cells["paper_status"][cells["paper_acc"].notna()] if "paper_status" in cells else pd.Series([])
-    if status.empty:
+    total, n = published_counts(cells)
+    if not total:
         return ""
-    n = {k: int((status == k).sum()) for k in ("reproduced", "missing", "above", "below")}
-    line = (f"Published cells: {len(status)}; reproduced {n['reproduced']}, missing {n['missing']}, "
+    line = (f"Published cells: {total}; reproduced {n['reproduced']}, missing {n['missing']}, "
             f"above {n['above']}, below {n['below']}")
-    return line + (" (all missing: no runs of these cells here)." if n["missing"] == len(status) else ".")
+    return line + (" (all missing: no runs of these cells here)." if n["missing"] == total else ".")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-STATUSES = ("reproduced", "missing", "above", "below")
+from flipout_repro.reporting.compare import PAPER_STATUSES as STATUSES, published_counts
 
 
 def overview(cells: pd.DataFrame, ref: pd.DataFrame) -> list[dict]:
@@ -20,9 +20,7 @@ def overview(cells: pd.DataFrame, ref: pd.DataFrame) -> list[dict]:
         part = cells[(cells["model"] == model) & (cells["dataset"] == dataset)] if len(cells) else cells
         has_runs = bool(len(part)) and bool((part["n_seeds"].fillna(0) > 0).any())
         if has_runs:
-            status = part["paper_status"][part["paper_acc"].notna()]
-            counts = {k: int((status == k).sum()) for k in STATUSES}
-            total = len(status)
+            total, counts = published_counts(part)  # the same count as the table's own summary line
         else:
             total = len(pub)
             counts = {k: 0 for k in STATUSES} | {"missing": total}
