@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import flipout_repro
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.reporting.aggregate import make_report
 from flipout_repro.rundir import RunDir
 from flipout_repro.run import run
@@ -65,7 +65,7 @@ def test_a_run_folder_written_before_the_move_is_found_skipped_and_reported(tmp_
 def test_run_folders_of_the_root_defaults_keep_their_hashes():
     """The run folder of every method at the root defaults, as version 0.1.0 computed it: knobs added
     since (HASH_NEUTRAL) leave the hash alone while they hold their neutral value."""
-    from flipout_repro.config import prepare
+    from flipout_repro.config.validate import prepare
 
     expected = json.loads((Path(__file__).parent / "fixtures" / "run_paths_v0_1_0.json").read_text())
     for overrides, path in expected.items():

@@ -16,15 +16,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import flipout_repro
-from flipout_repro import phases
+from flipout_repro.training import phases
 from flipout_repro.analysis import run_end
 from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, result_for, settings_from_config
-from flipout_repro.budgets import Budget
-from flipout_repro.config import prepare, validate
-from flipout_repro.masking import Masks
-from flipout_repro.precision import pin_precision
+from flipout_repro.sparsity.budgets import Budget
+from flipout_repro.config.validate import prepare, validate
+from flipout_repro.sparsity.masking import Masks
+from flipout_repro.config.precision import pin_precision
 from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, config_hash,
                                   format_sparsity, git_sha, read_summary, write_json)
 from flipout_repro.training import checkpoint, distributed

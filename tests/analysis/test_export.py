@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.analysis.export import PRUNE_LAYOUT_FILE, STATE_DICT_FILE, load_prune_layout
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.models.lenet import LeNet300100

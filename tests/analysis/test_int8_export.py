@@ -3,7 +3,7 @@ without our code) with the measured test accuracy and any batch size."""
 import pytest
 import torch
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.analysis.int8_export import int8_file_name, load_int8
 from flipout_repro.analysis.quantize import QuantSettings

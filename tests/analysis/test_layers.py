@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from flipout_repro.analysis.layers import dead_units, layer_report, output_positions
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.analysis.size import model_size, sparse_weight_bytes
 from flipout_repro.rundir import RunDir
 from flipout_repro.analysis.run_end import at_run_end

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.analysis.quantize import QuantSettings, calibration_batches, check_zeros, quantize_model
 from flipout_repro.rundir import config_hash
@@ -148,7 +148,7 @@ def test_fx_quantization_prepares_and_converts_every_model(name):
     """Every model traces, fuses (conv+BN folded) and converts with FX on CPU, and keeps its zeros."""
     import importlib
 
-    from flipout_repro.masking import Masks
+    from flipout_repro.sparsity.masking import Masks
 
     target, (channels, side), kwargs = MODELS[name]
     module, _, cls = target.rpartition(".")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.analysis.inference import bench_inference, semi_structured_bench
-from flipout_repro.masking import Masks, prune_to
-from flipout_repro.patterns import Pattern
+from flipout_repro.bench.inference import bench_inference, semi_structured_bench
+from flipout_repro.sparsity.masking import Masks, prune_to
+from flipout_repro.sparsity.patterns import Pattern
 
 
 def two_four_net():

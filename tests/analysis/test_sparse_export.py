@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.analysis.sparse_export import (SPARSE_FILE, decode_weight, encode_weight, load_sparse,
                                                   pack_bits, unpack_bits)

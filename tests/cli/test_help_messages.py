@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from conftest import run_cli
-from flipout_repro import __version__, schema
+from helpers import run_cli
+from flipout_repro import __version__
+from flipout_repro.config import schema
 from flipout_repro.cli.failures import COLLAPSED, INTERRUPTED, INTERRUPTED_BY_USER, exit_code
 from flipout_repro.training.collapse import LayerCollapsed
 from flipout_repro.training.trainer import TrainingInterrupted

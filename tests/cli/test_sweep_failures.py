@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import make_cfg, run_cli
+from helpers import make_cfg, run_cli
 from flipout_repro.rundir import RunDir, RunLock
 
 BASE = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=2", "sparsity=0.5"]

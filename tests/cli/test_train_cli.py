@@ -4,7 +4,7 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow  # every test here starts flipout-train in a subprocess
 

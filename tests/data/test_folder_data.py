@@ -1,44 +1,22 @@
 """dataset=imagenet: real JPEG files in torchvision's ImageFolder layout, decoded and augmented in
 DataLoader workers, against torchvision's own transforms."""
-import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from conftest import make_cfg
+from helpers import CLASSES, MEAN, STD, epoch, make_cfg, write_image_folder
 from flipout_repro.config import ConfigError, validate
 from flipout_repro.data import DataError, FolderData, holdout_split, load
 from flipout_repro.data.folder import ImageFiles, sample_seed
 from flipout_repro.rundir import config_hash
 
-CLASSES = ["n01440764", "n01443537", "n01484850"]
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def write_image_folder(root, per_class=(4, 2), size=(80, 64)):
-    """3 classes x 4 train and 2 val JPEGs of 80x64 (w x h) in train/<wnid>/ and val/<wnid>/; one grey."""
-    rng = np.random.default_rng(0)
-    for split, n in zip(("train", "val"), per_class):
-        for wnid in CLASSES:
-            (root / split / wnid).mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / wnid / f"{wnid}_{i}.JPEG", quality=95)
-    Image.fromarray(np.full((size[1], size[0]), 90, np.uint8)).save(root / "train" / CLASSES[1] / "grey.JPEG")
-    return root
 
 
 def folder(root, workers=0, fraction=1.0, size=32, eval_resize=36, device="cpu"):
     return load("imagenet", root, False, torch.device(device), MEAN, STD, 0, True, train_fraction=fraction,
                 image_size=size, eval_resize=eval_resize, workers=workers, num_classes=3)
-
-
-def epoch(d, batch_size, seed=0, start=0):
-    g = torch.Generator().manual_seed(seed)
-    order = d.epoch_order(g)
-    return order, list(d.train_batches(batch_size, g, order, start))
 
 
 def test_files_labels_and_evaluation_transform_are_torchvisions(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg, run_cli, stop_after
+from helpers import make_cfg, run_cli, stop_after
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
-from test_folder_data import write_image_folder
+from helpers import write_image_folder
 
 STOP_AT = 4  # optimizer steps: 10 training images, batch 4 -> 3 steps an epoch; step 4 is in epoch 2
 

@@ -7,14 +7,14 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, load
 from flipout_repro.data.folder import sample_seed
 from flipout_repro.data.jpeg_device import ImageBytes
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
-from test_folder_data import CLASSES, MEAN, STD, epoch, write_image_folder
+from helpers import CLASSES, MEAN, STD, epoch, write_image_folder
 
 STD_T = torch.tensor(STD).view(1, 3, 1, 1)
 

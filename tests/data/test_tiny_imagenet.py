@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_cfg
-from flipout_repro.config import validate
+from helpers import make_cfg
+from flipout_repro.config.validate import validate
 from flipout_repro.data import LOADERS, DataError, TensorData
 from flipout_repro.run import run
 from flipout_repro.training.build import load_data

@@ -7,9 +7,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro import data as data_mod
-from flipout_repro.config import ConfigError, validate
+from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, holdout_split
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run

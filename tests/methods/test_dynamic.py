@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.masking import Masks
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.dynamic import SET, RigL
 from flipout_repro.training.trainer import Trainer
 

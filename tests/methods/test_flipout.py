@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from flipout_repro.data import TensorData
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.flipout import FlipOut
 from flipout_repro.methods.magnitude import Magnitude
 from flipout_repro.methods.noise import add_gradient_noise
-from flipout_repro.schedule import PruneEvent
+from flipout_repro.sparsity.schedule import PruneEvent
 from flipout_repro.training.trainer import Trainer, TrainState
 
 

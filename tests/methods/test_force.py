@@ -69,7 +69,7 @@ def test_iterative_snip_cannot_revive():
 def test_method_scores_reproduce_the_final_mask_and_bad_knobs():
     m = FORCE(steps=2)
     net = two_layer()
-    from flipout_repro.masking import Masks, prune_to
+    from flipout_repro.sparsity.masking import Masks, prune_to
     masks = Masks.for_model(net)
     m.bind(net, masks)
     m.on_train_start(iter([BATCH]), 0.5, 1, 1)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.masking import Masks
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, reference_cut
 from flipout_repro.methods.iter_snip import IterSNIP
 from flipout_repro.methods.saliency import BatchSource, reinitialise

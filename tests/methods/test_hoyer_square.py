@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.hoyer_square import HoyerSquare, group_hoyer_square, group_scores, hoyer_square
 from flipout_repro.run import run
 

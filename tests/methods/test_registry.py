@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg
-from flipout_repro.paths import config_dir
-from flipout_repro.config import instantiate, validate
-from flipout_repro.masking import Masks
+from helpers import make_cfg
+from flipout_repro.config.paths import config_dir
+from flipout_repro.config.validate import instantiate, validate
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.models.lenet import LeNet300100
 
 METHODS = sorted(p.stem for p in Path(config_dir(), "method").glob("*.yaml"))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_cfg, run_cli
-from flipout_repro.masking import Masks, prune_to
+from helpers import make_cfg, run_cli
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.snip import SNIP, snip_saliency
 from flipout_repro.run import run
 
@@ -65,7 +65,7 @@ def test_scores_feed_prune_to_and_survive_a_resume():
 
 @pytest.mark.parametrize("bad", ["method.batches=0", "method.batches=1.5"])
 def test_bad_knobs_fail_with_the_key(bad):
-    from flipout_repro.config import ConfigError, validate
+    from flipout_repro.config.validate import ConfigError, validate
     with pytest.raises(ConfigError, match="method.batches"):
         validate(make_cfg("experiment=quickstart", "method=snip", bad))
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.str import STR, soft_threshold
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.run import run

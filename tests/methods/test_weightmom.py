@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.weightmom import WeightMom
 from flipout_repro.run import run
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.analysis.export import plain_state_dict
 from flipout_repro.analysis.quantize import QuantSettings, check_zeros, quantize_model
-from flipout_repro.config import validate
-from flipout_repro.masking import Masks, prune_to
-from flipout_repro.paths import config_dir
+from flipout_repro.config.validate import validate
+from flipout_repro.sparsity.masking import Masks, prune_to
+from flipout_repro.config.paths import config_dir
 from flipout_repro.training.build import build_model
 
 MODELS = sorted(p.stem for p in Path(config_dir(), "model").glob("*.yaml"))

@@ -4,15 +4,15 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.config import ConfigError
-from flipout_repro.masking import count_prunable
+from flipout_repro.config.validate import ConfigError
+from flipout_repro.sparsity.masking import count_prunable
 from flipout_repro.models.resnet50 import ResNet50
 from flipout_repro.models.resnet50_cifar import ResNet50CIFAR
 from flipout_repro.models.vgg import VGG, VGG19
 from flipout_repro.models.vgg_force import VGGForce
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
-from conftest import make_cfg
+from helpers import make_cfg
 
 K = 9  # a 3x3 kernel
 # Bottleneck stages (planes, blocks): the first block of each stage has a 1x1 shortcut conv (in -> 4 planes)

@@ -3,9 +3,9 @@ dropout only in training, and bad depths refused."""
 import pytest
 import torch
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.masking import Masks, count_prunable
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.sparsity.masking import Masks, count_prunable
 from flipout_repro.models.wrn import WideResNet
 from flipout_repro.training.build import build_model
 

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 import pytest
-from test_report import write_summary
+from helpers import write_summary
 
 from flipout_repro.cli.report import main
 from flipout_repro.reporting import compare, reference, tables
@@ -30,7 +30,7 @@ def cells_of(root, baseline="global_magnitude"):
 
 
 def _ref():
-    from flipout_repro.paths import reference_dir
+    from flipout_repro.config.paths import reference_dir
 
     return reference_dir()
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO
-from flipout_repro.config import validate
-from flipout_repro.paths import config_dir
+from helpers import REPO
+from flipout_repro.config.validate import validate
+from flipout_repro.config.paths import config_dir
 from flipout_repro.reporting.reference import load_reference
 from flipout_repro.reporting.sweep_status import sweep_overrides
 

@@ -5,10 +5,10 @@ labels that keep clear of each other and the frame, and a PDF beside every PNG."
 import matplotlib.colors as mcolors
 import pytest
 
-from test_report import write_summary
+from helpers import write_summary
 from flipout_repro.analysis.plots import draw_layer_sparsity, draw_run_curve, plot_layer_sparsity, write_run_curve
 from flipout_repro.figure_style import MIN_ACC_SPAN, natural_key, series_styles, shades
-from flipout_repro.paths import reference_dir
+from flipout_repro.config.paths import reference_dir
 from flipout_repro.reporting import reference, tables
 from flipout_repro.reporting.aggregate import make_report
 from flipout_repro.reporting.figures import draw_pair

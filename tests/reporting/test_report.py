@@ -7,32 +7,9 @@ import pandas as pd
 import pytest
 
 from flipout_repro.reporting import markdown, reference, tables
+from helpers import write_summary
 from flipout_repro.cli.report import main
 from flipout_repro.reporting.aggregate import make_report
-
-
-def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
-                  speedups=None, extra_cfg=None):
-    """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
-    cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
-           "sparsity": sparsity, "seed": seed, "epochs": epochs, **(extra_cfg or {})}
-    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision, json.dumps(extra_cfg)))) % 10**8:08d}"
-    run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
-    run.mkdir(parents=True)
-    s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
-         "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
-         "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
-         "config": cfg, "wall_time_s": 360.0 if status == "completed" else 36.0, "device": "cuda:0"}
-    if int8 is not None:
-        s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
-    if precision is not None:
-        s["precision"] = precision
-    if train_fraction is not None:
-        s["train_macs_fraction"] = train_fraction
-    if speedups is not None:
-        s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
-    (run / "summary.json").write_text(json.dumps(s))
 
 
 @pytest.fixture
@@ -91,7 +68,7 @@ def test_cells_aggregate_seeds_beside_the_published_value(results):
 
 
 def tables_ref():
-    from flipout_repro.paths import reference_dir
+    from flipout_repro.config.paths import reference_dir
 
     return reference_dir()
 
@@ -162,8 +139,8 @@ def test_setting_labels_tell_every_setting_apart_and_variants_skip_mirrored_defa
 
     from flipout_repro.reporting.tables import _variant, setting_labels
 
-    periodic = {"schedule._target_": "flipout_repro.schedule.Periodic", "schedule.rate": "0.5", "epochs": "40"}
-    cubic = {"schedule._target_": "flipout_repro.schedule.Cubic", "schedule.end": "0.5", "schedule.epoch": "None",
+    periodic = {"schedule._target_": "flipout_repro.sparsity.schedule.Periodic", "schedule.rate": "0.5", "epochs": "40"}
+    cubic = {"schedule._target_": "flipout_repro.sparsity.schedule.Cubic", "schedule.end": "0.5", "schedule.epoch": "None",
              "epochs": "40"}
     cells = pd.DataFrame([
         dict(model="m", dataset="d", method="flipout", variant="", setting="A", flat=periodic),

@@ -9,7 +9,7 @@ import pytest
 from flipout_repro.cli.report import main
 from flipout_repro.reporting import sweep_status, tables
 from flipout_repro.rundir import RunDir
-from test_report import write_summary
+from helpers import write_summary
 
 
 def test_a_seed_with_nan_accuracy_or_an_infinite_best_is_left_out_of_the_cell(tmp_path, caplog):

@@ -10,10 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, run_cli
-from flipout_repro import launch
-from flipout_repro.paths import config_dir
-from flipout_repro.config import SPARSITY_HINTS, validate
+from helpers import REPO, run_cli
+from flipout_repro.config import launch
+from flipout_repro.config.paths import config_dir
+from flipout_repro.config.validate import SPARSITY_HINTS, validate
 from flipout_repro.reporting.sweep_status import sweep_jobs, sweep_overrides
 from flipout_repro.reporting.aggregate import make_report
 

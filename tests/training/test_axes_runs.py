@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg, run_cli
-from flipout_repro.budgets import Budget, layer_zeros
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.patterns import is_nm
+from helpers import make_cfg, run_cli
+from flipout_repro.sparsity.budgets import Budget, layer_zeros
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.sparsity.patterns import is_nm
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
 

@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from flipout_repro.data import TensorData
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.flipout import FlipOut, count_flips
 from flipout_repro.methods.noise import add_gradient_noise, noise_plan
-from flipout_repro.schedule import PruneEvent
+from flipout_repro.sparsity.schedule import PruneEvent
 from flipout_repro.training.build import resolve_device, speed_settings
 from flipout_repro.training.trainer import Trainer
 
-from conftest import make_cfg
+from helpers import make_cfg
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

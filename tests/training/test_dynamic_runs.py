@@ -8,7 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import stop_after
+from helpers import stop_after
 from flipout_repro.run import run
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 from flipout_repro.rundir import RunDir, RunLock
 
 pytestmark = pytest.mark.slow  # every test here starts flipout-train in a subprocess
@@ -152,7 +152,7 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
 
 def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
     from conftest import make_cfg
-    from flipout_repro.config import effective_sparsity
+    from flipout_repro.config.validate import effective_sparsity
 
     args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     cfg = make_cfg(*args)

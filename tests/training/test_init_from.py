@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg
-from flipout_repro.checks import ConfigError
-from flipout_repro.config import prepare
+from helpers import make_cfg
+from flipout_repro.config.checks import ConfigError
+from flipout_repro.config.validate import prepare
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run
 from flipout_repro.training.build import build

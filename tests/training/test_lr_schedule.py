@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import make_cfg
+from helpers import make_cfg
 from flipout_repro.training.build import build_optimizer
 from flipout_repro.training.lr_schedule import lr_factor, make_scheduler
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_cfg
-from flipout_repro import precision
-from flipout_repro.config import prepare
-from flipout_repro.precision import pin_precision
+from helpers import make_cfg
+from flipout_repro.config import precision
+from flipout_repro.config.validate import prepare
+from flipout_repro.config.precision import pin_precision
 from flipout_repro.reporting import tables
 from flipout_repro.rundir import RunDir
 from flipout_repro.run import run

@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from flipout_repro.training.ranks_env import export_slurm, first_host, from_slurm, world
 
 # what SLURM sets in task 5 of a 2-node x 4-task job (srun / submitit with tasks_per_node=4)

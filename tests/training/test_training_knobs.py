@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import make_cfg, run_cli
+from helpers import make_cfg, run_cli
 from flipout_repro.data import TensorData
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.dense import Dense
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.rundir import config_hash

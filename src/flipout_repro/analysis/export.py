@@ -34,8 +34,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from flipout_repro.analysis.sparse_export import SPARSE_FILE, save_sparse
-from flipout_repro.masking import Masks
-from flipout_repro.patterns import is_nm, semi_structured_padding, semi_structured_problem
+from flipout_repro.sparsity.masking import Masks
+from flipout_repro.sparsity.patterns import is_nm, semi_structured_padding, semi_structured_problem
 from flipout_repro.rundir import atomic_torch_save
 
 STATE_DICT_FILE = "pruned_state_dict.pt"

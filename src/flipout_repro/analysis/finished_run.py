@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flipout_repro.config import ConfigError
+from flipout_repro.config.validate import ConfigError
 from flipout_repro.data import DataError
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import DamagedRun, RunDir, load_tensors
 from flipout_repro.rundir import read_summary as rundir_read_summary
-from flipout_repro.schema import RunConfig
+from flipout_repro.config.schema import RunConfig
 from flipout_repro.training.build import build_model, load_data
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 
 
 def dead_units(mask: torch.Tensor, groups: int = 1) -> tuple[int, int]:

@@ -30,9 +30,9 @@ from torch import nn
 
 from flipout_repro.analysis.finished_run import load_run, read_summary
 from flipout_repro.analysis.int8_export import int8_file_name, save_int8
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import RunLock, write_json
-from flipout_repro.schema import BACKENDS, OBSERVERS
+from flipout_repro.config.schema import BACKENDS, OBSERVERS
 from flipout_repro.training.evaluate import evaluate
 
 log = logging.getLogger("flipout_repro")

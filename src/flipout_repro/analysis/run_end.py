@@ -17,7 +17,7 @@ from flipout_repro.analysis.plots import FIGURE_FILE, plot_layer_sparsity, run_t
 from flipout_repro.analysis.quantize import log_quantization, merge_quantization, quantize_and_evaluate, \
     settings_from_config
 from flipout_repro.analysis.size import model_size
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import RunDir
 
 log = logging.getLogger("flipout_repro")

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 
 
 def sparse_weight_bytes(shape: tuple[int, ...], kept: int, value_bytes: int) -> dict[str, int]:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from flipout_repro.analysis.size import sparse_weight_bytes
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import atomic_torch_save
 
 SPARSE_FILE = "pruned_sparse.pt"

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     """flipout-bench [--model vgg19] [--methods dense flipout ...] [--device auto] ...
     | flipout-bench --inference RUN [--batches 1 64] [--repeats 30] [--warmup N]"""
     from flipout_repro.cli.failures import guard
-    from flipout_repro.training.bench import DEFAULT_METHODS, SPREAD_LIMIT, bench, format_table, resolve_device
+    from flipout_repro.bench.training import DEFAULT_METHODS, SPREAD_LIMIT, bench, format_table, resolve_device
 
     p = argparse.ArgumentParser(prog="flipout-bench", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vgg19")
@@ -79,7 +79,7 @@ def _bad_spread(value: float) -> None:
 
 def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) -> None:
     from flipout_repro.analysis.finished_run import load_run
-    from flipout_repro.analysis.inference import bench_inference, format_inference
+    from flipout_repro.bench.inference import bench_inference, format_inference
     from flipout_repro.rundir import write_json
 
     if min(batches) < 1 or repeats < 1:
@@ -97,7 +97,7 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) ->
 
 
 def _startup(overrides: list[str] | None, runs: int, against: str | None, out: Path, sweep_jobs: int = 0) -> None:
-    from flipout_repro.training.startup import format_startup, startup_bench
+    from flipout_repro.bench.startup import format_startup, startup_bench
 
     result = startup_bench(overrides, runs, against, sweep_jobs)
     print(format_startup(result))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from flipout_repro.cli import failures
-from flipout_repro.schema import BACKENDS, OBSERVERS
+from flipout_repro.config.schema import BACKENDS, OBSERVERS
 
 RUN_HELP = "a run folder: results/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>"
 

@@ -96,7 +96,7 @@ class TrainHooks(Callback):
 def _check_results_dir(config: DictConfig) -> None:
     """One line and exit code 2 when ``results_dir`` is a file or cannot be written (Hydra's own log
     folder goes there first, and would fail with a traceback)."""
-    from flipout_repro.checks import writable_folder_problem  # here: --help stays fast (no torch)
+    from flipout_repro.config.checks import writable_folder_problem  # here: --help stays fast (no torch)
 
     value = OmegaConf.select(config, "results_dir", throw_on_resolution_failure=False)
     if value is None:

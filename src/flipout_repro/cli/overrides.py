@@ -10,7 +10,9 @@ import os
 import sys
 from importlib import metadata
 
-from flipout_repro import __version__, paths, schema
+from flipout_repro import __version__
+from flipout_repro.config import paths
+from flipout_repro.config import schema
 from flipout_repro.cli.failures import BAD_INPUT, fail
 
 #: groups whose keys are free-form (a constructor's signature is their schema: config.instantiate)
@@ -63,7 +65,7 @@ def check_command_line(prog: str, args: list[str]) -> None:
         return
     found = unknown_key(args)
     if found:
-        from flipout_repro.config import unknown_key_error  # torch: only on this error path
+        from flipout_repro.config.validate import unknown_key_error  # torch: only on this error path
 
         fail(prog, str(unknown_key_error(*found)), BAD_INPUT)
 
@@ -78,7 +80,7 @@ def print_resolved_notes(args: list[str]) -> None:
             kind = value
     if kind not in ("job", "all") or {"-m", "--multirun", "-p", "--package"} & set(args):
         return
-    from flipout_repro.config import compose_config
+    from flipout_repro.config.validate import compose_config
     from flipout_repro.training.lr_schedule import milestone_epochs
 
     try:

@@ -8,8 +8,6 @@ the sweep, printed as ``interrupted``; the same command resumes.
 """
 from __future__ import annotations
 
-import atexit
-import gc
 import logging
 import sys
 
@@ -18,7 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from flipout_repro import launch, paths, phases, schema
+from flipout_repro.config import launch, paths, schema
+from flipout_repro.training import phases
 from flipout_repro.cli import hooks
 from flipout_repro.cli.overrides import check_command_line, print_resolved_notes
 from flipout_repro.cli.failures import (COLLAPSED, DIVERGED, INTERRUPTED_BY_USER, STOPPED, SWEEP_FAILED, UNEXPECTED, exit_code, fail,
@@ -32,15 +31,10 @@ log = logging.getLogger("flipout_repro")
 @hydra.main(version_base="1.3", config_path=paths.config_dir(), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     phases.mark("job")  # Hydra composed the config (flipout-bench --startup)
-    from flipout_repro.config import check_overrides
+    from flipout_repro.config.validate import check_overrides
     from flipout_repro.run import run  # here, not at the top: --help and bad overrides stay fast
 
     phases.mark("imported")
-    if not gc.isenabled():  # the first job of this process (main() turned the collector off)
-        # What is imported by now lives as long as the process: the collector need not scan it again and
-        # again (its full passes over torch's and Hydra's objects cost a run about half a second; issue 18).
-        gc.freeze()
-        gc.enable()
     in_sweep = _in_sweep()
     try:
         check_overrides(hooks.task_overrides())  # resume=no: only the command line shows it
@@ -80,33 +74,16 @@ def _in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _freeze_at_exit() -> None:
-    """At the interpreter's exit (after the atexit handlers registered later, the run's, and before those
-    registered earlier, such as logging's flush and close), move every object into the collector's
-    permanent generation (``gc.freeze``), so that the collection Python runs while it shuts down does
-    not walk torch's, Hydra's and matplotlib's objects once more: about 0.1 s of every process's exit
-    (issue 18). Nothing is skipped: every atexit handler still runs, modules are torn down and objects
-    freed by their reference counts as before; only objects in reference cycles still alive at exit are left to the operating system, whose
-    ``__del__`` Python does not promise to run at exit anyway. Registered once per process."""
-    if not getattr(_freeze_at_exit, "done", False):
-        atexit.register(gc.freeze)
-        _freeze_at_exit.done = True  # type: ignore[attr-defined]
-
-
 def main() -> None:
     """flipout-train [overrides...]; see README.md."""
     phases.mark("cli")
-    _freeze_at_exit()
     check_command_line("flipout-train", sys.argv[1:])  # --version; lr=0.1 -> "did you mean optim.lr?"
-    gc.disable()  # while torch and the run's code are imported (few cycles to collect); _main turns it on
     try:
         _main()
         print_resolved_notes(sys.argv[1:])  # --cfg job: the milestones as epochs of this run
     except KeyboardInterrupt:  # Ctrl-C outside training (composing, loading): nothing to resume from
         fail("flipout-train", "Ctrl-C outside the training loop: the same command starts or resumes the run",
              INTERRUPTED_BY_USER, kind="interrupted by SIGINT")
-    finally:
-        gc.enable()
     if hooks.state["failed"]:
         sys.exit(SWEEP_FAILED)
 

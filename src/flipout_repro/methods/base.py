@@ -31,7 +31,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, Regrowth
+from flipout_repro.sparsity.masking import Masks, Regrowth
 
 
 @dataclass

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, Regrowth
+from flipout_repro.sparsity.masking import Masks, Regrowth
 from flipout_repro.methods.base import MaskUpdate, Method
 
 

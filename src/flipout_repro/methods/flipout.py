@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.methods.noise import add_gradient_noise, noise_plan
 

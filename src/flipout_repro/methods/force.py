@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, prunable_weights, prune_to
+from flipout_repro.sparsity.masking import Masks, prunable_weights, prune_to
 from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_gradients, check_init, check_loss,
                                              reinitialise)
 

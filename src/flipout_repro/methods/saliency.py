@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from flipout_repro.masking import prunable_weights
+from flipout_repro.sparsity.masking import prunable_weights
 from flipout_repro.methods.base import Method
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import prunable_weights
+from flipout_repro.sparsity.masking import prunable_weights
 from flipout_repro.methods.saliency import BatchSource, ScoredAtInit, average_gradients
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from flipout_repro.masking import PRUNABLE_TYPES, Masks
+from flipout_repro.sparsity.masking import PRUNABLE_TYPES, Masks
 from flipout_repro.methods.base import Method
 
 

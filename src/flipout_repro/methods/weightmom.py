@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flipout_repro.paths import reference_dir
+from flipout_repro.config.paths import reference_dir
 from flipout_repro.reporting import compare, figures, forest, markdown, published, reference, sweep_status, tables
 from flipout_repro.rundir import curves_dir, tables_dir
 

@@ -20,9 +20,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from flipout_repro.config import prepare
-from flipout_repro.paths import config_dir
-from flipout_repro.precision import pin_precision
+from flipout_repro.config.validate import prepare
+from flipout_repro.config.paths import config_dir
+from flipout_repro.config.precision import pin_precision
 from flipout_repro.rundir import DamagedRun, RunDir, read_summary
 
 

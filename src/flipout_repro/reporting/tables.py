@@ -18,8 +18,8 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from flipout_repro.launch import register_resolvers
-from flipout_repro.paths import config_dir
+from flipout_repro.config.launch import register_resolvers
+from flipout_repro.config.paths import config_dir
 from flipout_repro.rundir import NOT_HASHED, RunDir, config_hash, read_summary
 
 log = logging.getLogger("flipout_repro")
@@ -177,7 +177,7 @@ def _distinguishing(keys: list[str], flats: dict[str, dict[str, str]]) -> list[s
 
 
 def _label_part(key: str, value: str | None) -> str:
-    """``schedule._target_=flipout_repro.schedule.Cubic`` -> ``schedule=Cubic``."""
+    """``schedule._target_=flipout_repro.sparsity.schedule.Cubic`` -> ``schedule=Cubic``."""
     if key.endswith("._target_") and value:
         return f"{key[:-len('._target_')]}={value.rsplit('.', 1)[-1]}"
     return f"{key}={value}"

@@ -13,17 +13,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flipout_repro import budgets, patterns
+from flipout_repro.sparsity import budgets
+from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
-from flipout_repro import phases
-from flipout_repro.config import ConfigError, instantiate
-from flipout_repro.masking import Masks
+from flipout_repro.training import phases
+from flipout_repro.config.validate import ConfigError, instantiate
+from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
-from flipout_repro.precision import resolved_precision
+from flipout_repro.config.precision import resolved_precision
 from flipout_repro.training.init_from import load_init_weights
 from flipout_repro.training.lr_schedule import make_scheduler, milestone_epochs
-from flipout_repro.training.sgd import SGD
 from flipout_repro.training import distributed
 from flipout_repro.training.shard import shard
 
@@ -68,11 +68,10 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.opti
     """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
-    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape. The SGD is
-    torch's, without its first-call import of torch._dynamo when nothing is compiled (training/sgd.py).
+    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
     """
     o = cfg.optim
-    opt = SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                           nesterov=o.nesterov)
     milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)

@@ -17,11 +17,11 @@ from torch import nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from flipout_repro import phases
+from flipout_repro.training import phases
 from flipout_repro.data import DataSet
-from flipout_repro.masking import Masks, drop_and_grow, prune_to
+from flipout_repro.sparsity.masking import Masks, drop_and_grow, prune_to
 from flipout_repro.methods.base import Method
-from flipout_repro.schedule import PruneEvent
+from flipout_repro.sparsity.schedule import PruneEvent
 from flipout_repro.training.evaluate import autocast, evaluate
 
 log = logging.getLogger("flipout_repro")

@@ -6,7 +6,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from flipout_repro.paths import config_dir
+from flipout_repro.config.paths import config_dir
 from flipout_repro.data import LOADERS, DataError
 from flipout_repro.training.build import load_data
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 # the counting rules live with the budgets (budgets.py); re-exported here, where they were defined first
-from flipout_repro.budgets import COUNTS, Budget, event_zeros, layer_zeros, target_zeros
-from flipout_repro.patterns import Pattern, group_zeros, zero_lowest_per_group
+from flipout_repro.sparsity.budgets import COUNTS, Budget, event_zeros, layer_zeros, target_zeros
+from flipout_repro.sparsity.patterns import Pattern, group_zeros, zero_lowest_per_group
 
 __all__ = ["COUNTS", "Masks", "PRUNABLE_TYPES", "count_prunable", "event_zeros", "prunable_weights", "prune_to",
            "target_zeros"]

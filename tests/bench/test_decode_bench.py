@@ -3,7 +3,7 @@ folder the streamed loader reads, times both dataset.decode settings and finds t
 import importlib.util
 import json
 
-from conftest import REPO
+from helpers import REPO
 
 spec = importlib.util.spec_from_file_location("decode_bench", REPO / "scripts" / "decode_bench.py")
 bench = importlib.util.module_from_spec(spec)

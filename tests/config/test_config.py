@@ -1,8 +1,8 @@
 """Validation of composed configs: each bad value names the key, the value and the fix."""
 import pytest
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
 
 CASES = [
     (["sparsity=99.6"], "sparsity=99.6 must be in [0, 1): did you mean 0.996?"),
@@ -88,7 +88,7 @@ def test_paper_defaults_are_valid():
 
 
 def test_dense_ignores_sparsity_but_still_checks_it():
-    from flipout_repro.config import effective_sparsity
+    from flipout_repro.config.validate import effective_sparsity
 
     assert effective_sparsity(make_cfg("method=dense", "sparsity=0.9")) == 0.0
     with pytest.raises(ConfigError, match="did you mean 0.9"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks, drop_and_grow
+from flipout_repro.sparsity.masking import Masks, drop_and_grow
 
 
 def layer(mask, weights):

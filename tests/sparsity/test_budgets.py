@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.budgets import Budget, BudgetError, apportion, check, erk_densities, erk_raw, layer_zeros, resolve
-from flipout_repro.masking import Masks, prune_to
+from flipout_repro.sparsity.budgets import Budget, BudgetError, apportion, check, erk_densities, erk_raw, layer_zeros, resolve
+from flipout_repro.sparsity.masking import Masks, prune_to
 
 
 def toy(*dims: tuple[int, int]) -> Masks:

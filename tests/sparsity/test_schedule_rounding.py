@@ -3,10 +3,10 @@ weights at every event, as the FlipOut code (models/master_model.py: int(rate * 
 import pytest
 import torch
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.masking import Masks, event_zeros, prune_to
-from flipout_repro.schedule import Cubic, OneShot, Periodic
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.sparsity.masking import Masks, event_zeros, prune_to
+from flipout_repro.sparsity.schedule import Cubic, OneShot, Periodic
 
 LEVELS = (0.75, 0.9375, 0.984375, 0.99609375, 0.9990234375)  # 1 - 2^-k, k = 2, 4, 6, 8, 10
 # Weights kept after the k events of rate 0.5, each removing int(0.5 x surviving): surviving becomes

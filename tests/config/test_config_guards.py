@@ -3,9 +3,9 @@ infinity, booleans spelled otherwise than true/false, and the keys no check reac
 before anything is written, with the key, the value and a fix that works."""
 import pytest
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
-from flipout_repro.schema import key_paths
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.schema import key_paths
 
 QUICK = ["experiment=quickstart", "device=cpu", "progress=false"]
 
@@ -30,7 +30,7 @@ def test_values_that_become_path_components_must_be_plain_names(tmp_path, overri
     ["schedule._target_=subprocess.run", "+schedule.args=[touch,{marker}]"],
     ["method._target_=flipout_repro.methods.base.torch.load", "+method.f={marker}"],
     ["method._target_=flipout_repro.models.lenet.LeNet5"],  # in the package, but not a method
-    ["method._target_=flipout_repro.schedule.Periodic"],
+    ["method._target_=flipout_repro.sparsity.schedule.Periodic"],
     ["schedule._target_=flipout_repro.methods.flipout.FlipOut"],
 ])
 def test_target_must_name_a_class_of_the_packages_methods_models_or_schedules(tmp_path, overrides):
@@ -66,7 +66,7 @@ FLOAT_KEYS = ["sparsity", "optim.lr", "optim.momentum", "optim.weight_decay", "o
 
 
 def test_every_float_key_of_the_schema_is_in_this_list():
-    from flipout_repro import schema
+    from flipout_repro.config import schema
 
     floats = []
     for cls, prefix in ((schema.RunConfig, ""), (schema.OptimConfig, "optim."), (schema.LossConfig, "loss."),
@@ -123,7 +123,7 @@ BOOL_KEYS = ["resume", "progress", "compile", "deterministic", "quantize", "opti
 
 
 def test_every_bool_key_of_the_schema_is_in_this_list():
-    from flipout_repro import schema
+    from flipout_repro.config import schema
 
     bools = [prefix + n for cls, prefix in ((schema.RunConfig, ""), (schema.OptimConfig, "optim."),
                                             (schema.DatasetConfig, "dataset."))

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.budgets import Budget
-from flipout_repro.masking import Masks, prune_to
-from flipout_repro.patterns import (Pattern, PatternError, check_config, check_layers, group_zeros, is_nm,
+from flipout_repro.sparsity.budgets import Budget
+from flipout_repro.sparsity.masking import Masks, prune_to
+from flipout_repro.sparsity.patterns import (Pattern, PatternError, check_config, check_layers, group_zeros, is_nm,
                                     semi_structured_padding, semi_structured_problem)
 
 NM24 = Pattern("nm", 2, 4)

@@ -1,7 +1,7 @@
 """The paper's periodic schedule, checked against its published table."""
 import pytest
 
-from flipout_repro.schedule import Periodic, PruneEvent, ScheduleError
+from flipout_repro.sparsity.schedule import Periodic, PruneEvent, ScheduleError
 
 PAPER = {0.75: (2, 117), 0.9375: (4, 70), 0.984375: (6, 50), 0.99609375: (8, 39), 0.999: (10, 32)}
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.analysis.inference import CSRLinear, bench_inference, sparse_model
+from flipout_repro.bench.inference import CSRLinear, bench_inference, sparse_model
 from flipout_repro.cli.bench import main
-from flipout_repro.masking import Masks
+from flipout_repro.sparsity.masking import Masks
 
 
 def tiny():

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from flipout_repro.config import compose_config
+from flipout_repro.config.validate import compose_config
 from flipout_repro.data import TensorData
-from flipout_repro.masking import Masks, prune_to
-from flipout_repro.schedule import PruneEvent
+from flipout_repro.sparsity.masking import Masks, prune_to
+from flipout_repro.sparsity.schedule import PruneEvent
 from flipout_repro.training.build import build_method, build_model, set_determinism
 from flipout_repro.training.build import resolve_device as run_resolve_device
 from flipout_repro.training.trainer import Trainer

@@ -105,7 +105,7 @@ class QuantizationConfig:
 
 @dataclass
 class BudgetConfig:
-    """How a prune event's zeros are shared among layers (conf/budget/, src/flipout_repro/budgets.py)."""
+    """How a prune event's zeros are shared among layers (conf/budget/, src/flipout_repro/sparsity/budgets.py)."""
 
     #: method (each method's own: method.scope, global or layer), global, uniform or erk
     name: str = "method"
@@ -116,7 +116,7 @@ class BudgetConfig:
 
 @dataclass
 class PatternConfig:
-    """Which weights may go (conf/pattern/, src/flipout_repro/patterns.py): unstructured, or nm (N:M)."""
+    """Which weights may go (conf/pattern/, src/flipout_repro/sparsity/patterns.py): unstructured, or nm (N:M)."""
 
     name: str = "unstructured"
     #: nm only: keep n of every m consecutive weights along the input dimension (null for unstructured)

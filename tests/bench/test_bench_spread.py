@@ -3,7 +3,7 @@ the warning above the limit (shown with the limit), and the torch thread count i
 import pytest
 
 from flipout_repro.cli.bench import main as bench_main
-from flipout_repro.training.bench import SPREAD_LIMIT, format_table, spread_warnings, summarize_rounds
+from flipout_repro.bench.training import SPREAD_LIMIT, format_table, spread_warnings, summarize_rounds
 
 
 def result_of(times, limit=SPREAD_LIMIT):

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flipout_repro.phases import ENV
+from flipout_repro.training.phases import ENV
 
 #: the quickstart of the issue that asked for this (issue 18)
 DEFAULT_OVERRIDES = ["experiment=quickstart", "method=flipout", "sparsity=0.996", "epochs=40"]

@@ -20,11 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from flipout_repro import budgets, launch, paths, patterns, schema
-from flipout_repro.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
+from flipout_repro.sparsity import budgets
+from flipout_repro.config import launch
+from flipout_repro.config import paths
+from flipout_repro.sparsity import patterns
+from flipout_repro.config import schema
+from flipout_repro.config.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
                                   check_finite, check_optim, check_plain_name, check_quantization, choice, number,
                                   type_hints, writable_folder_problem)
-from flipout_repro.schedule import ScheduleError
+from flipout_repro.sparsity.schedule import ScheduleError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:} used by the presets
@@ -44,7 +48,7 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "method": ("flipout_repro.methods.<module>", "flipout_repro.methods.flipout.FlipOut",
                lambda c: callable(getattr(c, "bind", None)) and callable(getattr(c, "scores", None))),
     "model": ("flipout_repro.models.<module>", "flipout_repro.models.vgg.VGG19", lambda c: issubclass(c, nn.Module)),
-    "schedule": ("flipout_repro.schedule", "flipout_repro.schedule.Periodic",
+    "schedule": ("flipout_repro.sparsity.schedule", "flipout_repro.sparsity.schedule.Periodic",
                  lambda c: callable(getattr(c, "events", None))),
 }
 

@@ -6,33 +6,10 @@ import struct
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from flipout_repro import data as data_mod
+from helpers import no_md5, write_cifar10  # noqa: F401,F811  (no_md5 is a fixture)
 from flipout_repro.data import DataError, random_crop_flip
-
-
-@pytest.fixture
-def no_md5(monkeypatch):
-    """torchvision checks CIFAR files against the real archives' MD5s; tiny files cannot match them."""
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
-
-
-def write_cifar10(root, n=6, seed=0):
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        y = rng.integers(0, 10, n).tolist()
-        batches[name] = (x, y)
-        with open(folder / name, "wb") as fh:
-            pickle.dump({"data": x, "labels": y, "batch_label": name}, fh)
-    with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
-    return batches
 
 
 def test_cifar10_pickle_batches_load_as_nchw_uint8(tmp_path, no_md5):

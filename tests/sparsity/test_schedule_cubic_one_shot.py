@@ -2,10 +2,10 @@
 each method's yaml picks its default schedule and the command line overrides it."""
 import pytest
 
-from conftest import make_cfg
-from flipout_repro.config import ConfigError, validate
+from helpers import make_cfg
+from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.run import run
-from flipout_repro.schedule import Cubic, NoPruning, OneShot, PruneEvent, ScheduleError
+from flipout_repro.sparsity.schedule import Cubic, NoPruning, OneShot, PruneEvent, ScheduleError
 
 
 def test_cubic_values_by_hand():

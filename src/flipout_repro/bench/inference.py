@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from flipout_repro.masking import Masks
-from flipout_repro.patterns import is_nm, semi_structured_padding, semi_structured_problem
+from flipout_repro.sparsity.masking import Masks
+from flipout_repro.sparsity.patterns import is_nm, semi_structured_padding, semi_structured_problem
 
 
 class CSRLinear(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # src/flipout_repro (or the installed package)
 
 
 def _first(candidates: tuple[Path, ...], marker: str, what: str) -> Path:
@@ -21,9 +21,9 @@ def _first(candidates: tuple[Path, ...], marker: str, what: str) -> Path:
 
 def config_dir() -> str:
     """conf/ of a source checkout, else the copy packaged inside flipout_repro."""
-    return str(_first((_HERE.parents[1] / "conf", _HERE / "conf"), "config.yaml", "conf/"))
+    return str(_first((_PACKAGE.parents[1] / "conf", _PACKAGE / "conf"), "config.yaml", "conf/"))
 
 
 def reference_dir() -> Path:
     """The published numbers: results/reference of a source checkout, else the copy inside the package."""
-    return _first((_HERE.parents[1] / "results" / "reference", _HERE / "reference"), ".", "results/reference")
+    return _first((_PACKAGE.parents[1] / "results" / "reference", _PACKAGE / "reference"), ".", "results/reference")

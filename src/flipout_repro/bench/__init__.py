@@ -1,0 +1,1 @@
+"""Speed: training steps, a run's start-up, sparse inference."""

@@ -1,0 +1,1 @@
+"""Run configuration: the schema, its checks, composition, identity and the resolvers."""

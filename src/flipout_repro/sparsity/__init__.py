@@ -1,0 +1,1 @@
+"""Which weights a network keeps: masks, layer budgets, patterns and pruning schedules."""

@@ -1,0 +1,125 @@
+"""Helpers the tests share: composing configs, running the CLI, writing tiny data sets and summaries."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from omegaconf import DictConfig
+from PIL import Image
+
+from flipout_repro.config.validate import compose_config
+from flipout_repro.training.trainer import Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """The composed run config for ``overrides``, as flipout-train would see it."""
+    return compose_config(*overrides)
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """flipout-train ARGS in a subprocess (the installed console script's module); no wall-clock limit:
+    a loaded machine is slow, not wrong."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "flipout_repro.cli", *args], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True)
+
+
+def stop_after(monkeypatch, n: int, check=None):
+    """Make Trainer ask for a stop after its ``n``-th step, as the SIGTERM/SIGINT handler does (the loop then
+    writes a checkpoint of that exact position and raises TrainingInterrupted); ``check(x, y)`` sees every
+    batch. Returns the original ``Trainer.step``, to put back before resuming."""
+    original, calls = Trainer.step, {"n": 0}
+
+    def step_then_stop(self, x, y):
+        if check is not None:
+            check(x, y)
+        out = original(self, x, y)
+        calls["n"] += 1
+        if calls["n"] == n:
+            self.stop_requested = True
+        return out
+
+    monkeypatch.setattr(Trainer, "step", step_then_stop)
+    return original
+
+
+@pytest.fixture
+def no_md5(monkeypatch):
+    """torchvision checks CIFAR files against the real archives' MD5s; tiny files cannot match them."""
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+
+
+def write_cifar10(root, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, n).tolist()
+        batches[name] = (x, y)
+        with open(folder / name, "wb") as fh:
+            pickle.dump({"data": x, "labels": y, "batch_label": name}, fh)
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+    return batches
+
+
+CLASSES = ["n01440764", "n01443537", "n01484850"]
+
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def write_image_folder(root, per_class=(4, 2), size=(80, 64)):
+    """3 classes x 4 train and 2 val JPEGs of 80x64 (w x h) in train/<wnid>/ and val/<wnid>/; one grey."""
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "val"), per_class):
+        for wnid in CLASSES:
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / wnid / f"{wnid}_{i}.JPEG", quality=95)
+    Image.fromarray(np.full((size[1], size[0]), 90, np.uint8)).save(root / "train" / CLASSES[1] / "grey.JPEG")
+    return root
+
+
+def epoch(d, batch_size, seed=0, start=0):
+    g = torch.Generator().manual_seed(seed)
+    order = d.epoch_order(g)
+    return order, list(d.train_batches(batch_size, g, order, start))
+
+
+def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
+                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
+                  speedups=None, extra_cfg=None):
+    """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
+    cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
+           "sparsity": sparsity, "seed": seed, "epochs": epochs, **(extra_cfg or {})}
+    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision, json.dumps(extra_cfg)))) % 10**8:08d}"
+    run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
+    run.mkdir(parents=True)
+    s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
+         "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
+         "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
+         "config": cfg, "wall_time_s": 360.0 if status == "completed" else 36.0, "device": "cuda:0"}
+    if int8 is not None:
+        s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
+    if precision is not None:
+        s["precision"] = precision
+    if train_fraction is not None:
+        s["train_macs_fraction"] = train_fraction
+    if speedups is not None:
+        s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
+    (run / "summary.json").write_text(json.dumps(s))
