@@ -15,7 +15,10 @@ import torchvision
 from omegaconf import DictConfig
 from PIL import Image
 
-from flipout_repro.config.validate import compose_config
+from flipout_repro.config.identity import identity, run_dir as identity_run_dir
+from flipout_repro.config.precision import pin_precision
+from flipout_repro.config.validate import compose_config, prepare
+from flipout_repro.rundir import RunDir
 from flipout_repro.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +126,14 @@ def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=No
     if speedups is not None:
         s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
     (run / "summary.json").write_text(json.dumps(s))
+
+
+def run_hash(cfg: DictConfig) -> str:
+    """The ``<hash8>`` of the run folder a composed config gets (config/identity.py)."""
+    return identity(cfg).hash
+
+
+def run_folder(cfg: DictConfig) -> RunDir:
+    """The run folder flipout-train would use for a composed config (on this CPU machine)."""
+    prepared, _ = prepare(cfg)
+    return identity_run_dir(pin_precision(prepared, torch.device("cpu")))

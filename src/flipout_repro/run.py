@@ -25,8 +25,10 @@ from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.config.validate import prepare, validate
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.config.precision import pin_precision
-from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, config_hash,
-                                  format_sparsity, git_sha, read_summary, write_json)
+from flipout_repro.config.identity import identity, run_dir as identity_run_dir
+from flipout_repro.config.migrate import migrate
+from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, format_sparsity, git_sha,
+                                  read_summary, write_json)
 from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
@@ -55,7 +57,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     device = distributed.setup(resolve_device(cfg.device))  # torchrun/SLURM ranks: join the group, cuda:LOCAL_RANK
     cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
     cfg = pin_init_from(cfg)  # model.init_from: checked, and hashed by its content
-    run_dir = RunDir.for_config(cfg, target)
+    if distributed.is_main():
+        migrate(cfg.results_dir)  # run folders of an earlier identity format move to theirs, once
+    run_dir = identity_run_dir(cfg)
     if not distributed.is_main():  # data-parallel ranks > 0 train alongside rank 0 and write nothing
         return _follow(cfg, target, device)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
@@ -224,7 +228,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
     nm = OmegaConf.select(cfg, "pattern.name", default="unstructured") == "nm"  # N:M: its checks (issue 16)
     return {
         "model": cfg.model.name, "dataset": cfg.dataset.name, "method": cfg.method.name,
-        "seed": cfg.seed, "epochs": cfg.epochs, "hash": config_hash(cfg),
+        "seed": cfg.seed, "epochs": cfg.epochs, "hash": identity(cfg).hash,
         "target_sparsity": target,
         "achieved_sparsity": masks.sparsity(),
         "sparsity_is_outcome": bool(getattr(method, "sparsity_is_outcome", False)),

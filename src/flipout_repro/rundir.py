@@ -1,17 +1,15 @@
-"""A run's folder: where everything a run writes goes, its hash, its lock, its metrics log, atomic writes.
+"""A run's folder: the files a run writes, its lock, atomic writes.
 
     <results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>/
         config.yaml  metrics.jsonl  tb/  checkpoint.pt  model.pt  masks.pt  curve.csv  curve.png  summary.json
 
-``<hash8>`` hashes the resolved config minus the seed, paths, device and logging knobs, so runs that
-differ in any hyperparameter never share a folder. summary.json is written last and atomically: a run
-folder with a summary is finished, and a sweep skips it.
+Which folder a config gets is its identity's (config/identity.py). summary.json is written last and
+atomically: a run folder with a summary is finished, and a sweep skips it.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -21,71 +19,15 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-
-#: Keys that do not change what a run computes (left out of the hash).
-NOT_HASHED = ("seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile",
-              "channels_last", "deterministic", "quantize", "quantization",
-              "dataset.root", "dataset.download", "dataset.workers",
-              "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
-              "on_collapse")  # stop or warn: a run that completes computes the same either way
-
-
-#: Knobs added after runs were written, left out of the hash while they hold their neutral value (the
-#: behaviour from before they existed), so existing run folders keep their hash and are still found.
-#: A knob added later with a neutral default goes here.
-HASH_NEUTRAL: dict[str, Any] = {
-    "dataset.decode": "workers",  # before the knob; ``device`` changes the pixels slightly, so it is hashed
-    "dataset.resize": None,
-    "dataset.train_fraction": 1.0,
-    "dataset.eval_resize": None,
-    "schedule.rounding": "exact",
-    "optim.schedule": "step",
-    "optim.warmup_epochs": 0,
-    "loss.label_smoothing": 0.0,
-    "model.init": "default",
-    "model.depth": 19,  # VGG's depth knob; 19 is the only VGG there was
-    "method.init": "model",  # FORCE / Iterative SNIP: keep the model's own initialisation
-    "method.cut": "exact",  # FORCE / Iterative SNIP: each iteration prunes exactly round(N (1 - k_t))
-    "model.init_from_sha256": None,  # set only with model.init_from (training/init_from.py): a fresh start
-    "budget.name": "method",  # budget=: each method's own (method.scope)
-    "budget.dense_first": False,
-    "budget.dense_last": False,
-    "pattern.name": "unstructured",  # pattern=
-    "pattern.n": None,
-    "pattern.m": None,
-}
-
 
 def format_sparsity(s: float) -> str:
     """0.99609375 -> '0.99609375', 0.996 -> '0.996', 0 -> '0'."""
     return format(float(s), ".10g")
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """First 8 hex digits of the SHA-256 of the resolved config without the NOT_HASHED keys and the
-    HASH_NEUTRAL keys that hold their neutral value."""
-    d = OmegaConf.to_container(cfg, resolve=True)
-    for key in (*NOT_HASHED, *HASH_NEUTRAL):
-        *parents, leaf = key.split(".")
-        chain = [d]
-        for p in parents:
-            chain.append(chain[-1].get(p, {}) if isinstance(chain[-1], dict) else {})
-        node = chain[-1]
-        if isinstance(node, dict) and leaf in node and (key in NOT_HASHED or node[leaf] == HASH_NEUTRAL[key]):
-            del node[leaf]
-            # a group that only holds neutral knobs (e.g. a new ``loss`` group at its defaults) is left out
-            # too; a group that existed before (e.g. ``dataset``) never becomes empty
-            for parent, name, child in zip(reversed(chain[:-1]), reversed(parents), reversed(chain[1:])):
-                if child == {} and key not in NOT_HASHED:
-                    del parent[name]
-    blob = json.dumps(d, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:8]
-
-
-def runs_root(cfg: DictConfig) -> Path:
+def runs_root(results_dir: str | Path) -> Path:
     """<results_dir>/runs."""
-    return Path(cfg.results_dir) / "runs"
+    return Path(results_dir) / "runs"
 
 
 def tables_dir(results_dir: str | Path) -> Path:
@@ -112,14 +54,6 @@ class RunDir:
         self.tb = self.path / "tb"
         self.curve_csv = self.path / "curve.csv"
         self.curve_png = self.path / "curve.png"
-
-    @classmethod
-    def for_config(cls, cfg: DictConfig, sparsity: float) -> "RunDir":
-        """The folder of the run ``cfg`` describes; ``sparsity`` is the effective target."""
-        return cls(
-            runs_root(cfg) / f"{cfg.model.name}-{cfg.dataset.name}" / cfg.method.name
-            / f"sparsity_{format_sparsity(sparsity)}" / config_hash(cfg) / f"seed_{cfg.seed}"
-        )
 
     def finished(self) -> bool:
         """True once summary.json exists."""

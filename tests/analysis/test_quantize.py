@@ -11,7 +11,7 @@ from helpers import make_cfg
 from flipout_repro.config.validate import ConfigError
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.analysis.quantize import QuantSettings, calibration_batches, check_zeros, quantize_model
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 from flipout_repro.cli.finished_run import quantize_main
 
@@ -122,7 +122,7 @@ def test_calibration_is_one_pass_over_the_training_set_unless_a_number_of_batche
 
 def test_quantize_keys_leave_the_run_hash_alone(tmp_path):
     plain = quick(tmp_path)
-    assert config_hash(plain) == config_hash(quick(tmp_path, "quantize=true", "quantization.observer=minmax"))
+    assert run_hash(plain) == run_hash(quick(tmp_path, "quantize=true", "quantization.observer=minmax"))
 
 
 def test_quantize_true_on_an_already_finished_run_quantizes_it(tmp_path):

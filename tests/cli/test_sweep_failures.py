@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from helpers import make_cfg, run_cli
-from flipout_repro.rundir import RunDir, RunLock
+from helpers import make_cfg, run_cli, run_folder
+from flipout_repro.rundir import RunLock
 
 BASE = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=2", "sparsity=0.5"]
 
@@ -29,10 +29,10 @@ def test_a_bad_value_in_one_job_fails_that_job_only(tmp_path):
 @pytest.mark.slow
 def test_a_corrupt_checkpoint_or_a_lock_fails_that_job_only(tmp_path):
     args = [*BASE, f"results_dir={tmp_path}"]
-    corrupt = RunDir.for_config(make_cfg(*args, "seed=0"), 0.5)
+    corrupt = run_folder(make_cfg(*args, "seed=0"))
     corrupt.path.mkdir(parents=True)
     corrupt.checkpoint.write_bytes(b"PK\x03\x04 cut short")
-    locked = RunDir.for_config(make_cfg(*args, "seed=2"), 0.5)
+    locked = run_folder(make_cfg(*args, "seed=2"))
     with RunLock(locked):
         r = run_cli("-m", *args, "seed=0,1,2")
     assert r.returncode == 5, r.stderr[-2000:]

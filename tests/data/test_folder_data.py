@@ -10,7 +10,7 @@ from helpers import CLASSES, MEAN, STD, epoch, make_cfg, write_image_folder
 from flipout_repro.config import ConfigError, validate
 from flipout_repro.data import DataError, FolderData, holdout_split, load
 from flipout_repro.data.folder import ImageFiles, sample_seed
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 
 
 
@@ -142,7 +142,7 @@ def test_the_preset_and_the_worker_count_leave_hashes_alone():
     ds = cfg.dataset
     assert (ds.image_size, ds.num_classes, ds.crop_padding, ds.flip, ds.eval_resize) == (224, 1000, 0, True, 256)
     assert list(ds.mean) == MEAN and list(ds.std) == STD and ds.workers is None
-    assert config_hash(make_cfg("dataset=imagenet", "model=resnet18", "dataset.workers=3")) == config_hash(cfg)
+    assert run_hash(make_cfg("dataset=imagenet", "model=resnet18", "dataset.workers=3")) == run_hash(cfg)
 
 
 def test_int8_quantization_runs_on_a_streamed_set(tmp_path):

@@ -12,7 +12,7 @@ from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, load
 from flipout_repro.data.folder import sample_seed
 from flipout_repro.data.jpeg_device import ImageBytes
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 from helpers import CLASSES, MEAN, STD, epoch, write_image_folder
 
@@ -135,8 +135,8 @@ def test_load_refuses_device_decoding_of_an_in_memory_set(tmp_path):
 
 def test_hash_only_changes_for_device_decoding():
     base = ("dataset=imagenet", "model=resnet18")
-    assert config_hash(make_cfg(*base, "dataset.decode=workers")) == config_hash(make_cfg(*base))
-    assert config_hash(make_cfg(*base, "dataset.decode=device")) != config_hash(make_cfg(*base))
+    assert run_hash(make_cfg(*base, "dataset.decode=workers")) == run_hash(make_cfg(*base))
+    assert run_hash(make_cfg(*base, "dataset.decode=device")) != run_hash(make_cfg(*base))
 
 
 def test_one_epoch_run_with_device_decoding(tmp_path):
@@ -149,4 +149,4 @@ def test_one_epoch_run_with_device_decoding(tmp_path):
     summary = run(cfg)
     assert summary["dataset"] == "imagenet" and summary["achieved_sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert summary["status"] == "completed" and 0 <= summary["final_test_acc"] <= 100
-    assert summary["hash"] == config_hash(cfg) != config_hash(make_cfg(*[o for o in cfg_args if "decode" not in o]))
+    assert summary["hash"] == run_hash(cfg) != run_hash(make_cfg(*[o for o in cfg_args if "decode" not in o]))

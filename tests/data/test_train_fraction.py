@@ -11,7 +11,7 @@ from helpers import make_cfg
 from flipout_repro import data as data_mod
 from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, holdout_split
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 
 
@@ -77,8 +77,8 @@ def test_bad_fractions_are_named(value, message):
 
 def test_the_knob_at_one_keeps_run_hashes():
     base = make_cfg("experiment=quickstart")
-    assert config_hash(make_cfg("experiment=quickstart", "dataset.train_fraction=1")) == config_hash(base)
-    assert config_hash(make_cfg("experiment=quickstart", "dataset.train_fraction=0.9")) != config_hash(base)
+    assert run_hash(make_cfg("experiment=quickstart", "dataset.train_fraction=1")) == run_hash(base)
+    assert run_hash(make_cfg("experiment=quickstart", "dataset.train_fraction=0.9")) != run_hash(base)
 
 
 def test_a_run_records_val_metrics_only_when_it_holds_out(quick_cfg):

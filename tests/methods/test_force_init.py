@@ -12,7 +12,7 @@ from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, reference_cut
 from flipout_repro.methods.iter_snip import IterSNIP
 from flipout_repro.methods.saliency import BatchSource, reinitialise
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 
 
@@ -86,10 +86,10 @@ def test_bad_init_fails_validation_and_the_neutral_value_keeps_the_hash(method):
         FORCE(init="xavier")
     with pytest.raises(ConfigError, match="method.init"):
         validate(make_cfg(f"method={method}", "method.init=orthogonal"))
-    base = config_hash(make_cfg(f"method={method}"))
+    base = run_hash(make_cfg(f"method={method}"))
     assert make_cfg(f"method={method}").method.init == "model"
-    assert config_hash(make_cfg(f"method={method}", "method.init=model")) == base
-    assert config_hash(make_cfg(f"method={method}", "method.init=kaiming_normal")) != base
+    assert run_hash(make_cfg(f"method={method}", "method.init=model")) == base
+    assert run_hash(make_cfg(f"method={method}", "method.init=kaiming_normal")) != base
 
 
 def test_force_reinit_end_to_end(quick_cfg):
@@ -159,5 +159,5 @@ def test_bad_cut():
         IterSNIP(cut="floor")
     with pytest.raises(ValueError, match="method.scope=global"):
         FORCE(cut="reference", scope="layer")
-    assert config_hash(make_cfg("method=force", "method.cut=exact")) == config_hash(make_cfg("method=force"))
-    assert config_hash(make_cfg("method=force", "method.cut=reference")) != config_hash(make_cfg("method=force"))
+    assert run_hash(make_cfg("method=force", "method.cut=exact")) == run_hash(make_cfg("method=force"))
+    assert run_hash(make_cfg("method=force", "method.cut=reference")) != run_hash(make_cfg("method=force"))

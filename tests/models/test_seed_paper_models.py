@@ -10,7 +10,7 @@ from flipout_repro.models.resnet50 import ResNet50
 from flipout_repro.models.resnet50_cifar import ResNet50CIFAR
 from flipout_repro.models.vgg import VGG, VGG19
 from flipout_repro.models.vgg_force import VGGForce
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 from helpers import make_cfg
 
@@ -112,7 +112,7 @@ def test_bad_depth_fails_before_anything_is_written(quick_cfg, tmp_path):
 
 
 def test_vgg_depth_19_keeps_the_hash():
-    base = config_hash(make_cfg("model=vgg19"))
+    base = run_hash(make_cfg("model=vgg19"))
     assert make_cfg("model=vgg19").model.depth == 19
-    assert config_hash(make_cfg("model=vgg19", "model.depth=19")) == base
-    assert config_hash(make_cfg("model=vgg19", "model.depth=16")) != base
+    assert run_hash(make_cfg("model=vgg19", "model.depth=19")) == base
+    assert run_hash(make_cfg("model=vgg19", "model.depth=16")) != base

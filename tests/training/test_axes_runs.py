@@ -9,7 +9,7 @@ from helpers import make_cfg, run_cli
 from flipout_repro.sparsity.budgets import Budget, layer_zeros
 from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.sparsity.patterns import is_nm
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 
 QUICK = ("experiment=quickstart", "progress=false", "device=cpu")
@@ -58,9 +58,9 @@ def test_nm_sets_the_target_and_an_equal_sparsity_is_accepted(tmp_path):
 
 
 def test_defaults_leave_the_hash_and_other_values_change_it(tmp_path):
-    base = config_hash(quick(tmp_path))
-    assert config_hash(quick(tmp_path, "budget=method", "pattern=unstructured")) == base
-    others = {config_hash(quick(tmp_path, *o)) for o in (["budget=erk"], ["budget=global"], ["budget.dense_last=true"],
+    base = run_hash(quick(tmp_path))
+    assert run_hash(quick(tmp_path, "budget=method", "pattern=unstructured")) == base
+    others = {run_hash(quick(tmp_path, *o)) for o in (["budget=erk"], ["budget=global"], ["budget.dense_last=true"],
                                                           ["pattern=nm"], ["pattern=nm", "pattern.n=1"])}
     assert len(others) == 5 and base not in others
 

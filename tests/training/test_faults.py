@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-from helpers import REPO, run_cli
-from flipout_repro.rundir import RunDir, RunLock
+from helpers import REPO, run_cli, run_folder
+from flipout_repro.rundir import RunLock
 
 pytestmark = pytest.mark.slow  # every test here starts flipout-train in a subprocess
 
@@ -152,11 +152,10 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
 
 def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
     from conftest import make_cfg
-    from flipout_repro.config.validate import effective_sparsity
 
     args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     cfg = make_cfg(*args)
-    run = RunDir.for_config(cfg, effective_sparsity(cfg))
+    run = run_folder(cfg)
     with RunLock(run):
         r = run_cli(*args)
         assert r.returncode == 4 and "is in use by pid" in r.stderr

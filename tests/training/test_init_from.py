@@ -11,7 +11,7 @@ import torch
 from helpers import make_cfg
 from flipout_repro.config.checks import ConfigError
 from flipout_repro.config.validate import prepare
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 from flipout_repro.training.build import build
 from flipout_repro.training.init_from import file_sha256, pin_init_from
@@ -51,26 +51,26 @@ def test_train_prune_finetune_is_recorded_and_hashed_by_content(dense, tmp_path)
     assert prune["type"] == "prune" and prune["epoch"] == 0  # one-shot pruning of the trained weights
     assert first["epoch"] == 1 and first["test_acc"] > 80
     plain = quick(tmp_path, "method=global_magnitude", "schedule=one_shot", "epochs=2", "sparsity=0.9")
-    assert summary["hash"] != config_hash(plain)
+    assert summary["hash"] != run_hash(plain)
     # the same bytes elsewhere (a copied state dict file) are the same run: the folder is found
     copy = tmp_path / "elsewhere.pt"
     shutil.copyfile(weights, copy)
     again = pin_init_from(quick(tmp_path, "method=global_magnitude", "schedule=one_shot", "epochs=2",
                                 "sparsity=0.9", f"model.init_from={copy}"))
-    assert config_hash(again) == summary["hash"]
+    assert run_hash(again) == summary["hash"]
     # other weights (a state dict nested under "state_dict", with DataParallel's prefix) are another run
     state = torch.load(weights, weights_only=True)
     state["fc3.bias"] = state["fc3.bias"] + 1
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "other.pt")
     other = pin_init_from(quick(tmp_path, "method=global_magnitude", "schedule=one_shot", "epochs=2",
                                 "sparsity=0.9", f"model.init_from={tmp_path / 'other.pt'}"))
-    assert config_hash(other) != summary["hash"]
+    assert run_hash(other) != summary["hash"]
     b = build(prepare(other)[0], 0.9, torch.device("cpu"))
     assert torch.equal(b.model.fc3.bias, state["fc3.bias"])
 
 
 def test_null_is_hash_neutral():
-    assert config_hash(make_cfg("model.init_from=null")) == config_hash(make_cfg())
+    assert run_hash(make_cfg("model.init_from=null")) == run_hash(make_cfg())
     assert pin_init_from(make_cfg()) == make_cfg()
 
 

@@ -1,17 +1,15 @@
-"""Issue 13, item 12: the precision a run computes in decides its folder. ``precision=auto`` is bf16 on
-GPUs with native bf16 and fp32 elsewhere; a bf16 run gets the folder (and table cell) of precision=bf16,
-while an fp32 one keeps the hash ``auto`` always had on CPUs (tests/test_architecture.py pins those)."""
+"""The precision a run computes in is part of its protocol and decides its folder. ``precision=auto`` is
+bf16 on GPUs with native bf16 and fp32 elsewhere; config.yaml records which, and an auto run shares the
+folder (and table cell) of the explicit setting it computes in."""
 import json
 from pathlib import Path
 
 import pytest
 
-from helpers import make_cfg
+from helpers import make_cfg, run_folder
 from flipout_repro.config import precision
-from flipout_repro.config.validate import prepare
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.reporting import tables
-from flipout_repro.rundir import RunDir
 from flipout_repro.run import run
 
 ARGS = ["epochs=2", "sparsity=0.5", "method=global_magnitude", "schedule=one_shot", "schedule.epoch=1"]
@@ -20,7 +18,7 @@ ARGS = ["epochs=2", "sparsity=0.5", "method=global_magnitude", "schedule=one_sho
 def test_auto_on_a_device_with_native_bf16_lands_in_the_bf16_folder(quick_cfg, monkeypatch):
     fp32 = run(quick_cfg(*ARGS))
     assert fp32["precision"] == "fp32"
-    assert Path(fp32["run_dir"]) == RunDir.for_config(*prepare(quick_cfg(*ARGS))).path  # the hash auto had
+    assert Path(fp32["run_dir"]) == run_folder(quick_cfg(*ARGS)).path
     monkeypatch.setattr(precision, "has_native_bf16", lambda device: True)  # as on an A100 or newer
     bf16 = run(quick_cfg(*ARGS))
     assert bf16["precision"] == "bf16" and bf16["run_dir"] != fp32["run_dir"]
@@ -32,7 +30,7 @@ def test_auto_on_a_device_with_native_bf16_lands_in_the_bf16_folder(quick_cfg, m
     assert run(quick_cfg(*ARGS))["run_dir"] == fp32["run_dir"]  # found again, skipped as finished
 
 
-@pytest.mark.parametrize("given, native, hashed", [("auto", False, "auto"), ("auto", True, "bf16"),
+@pytest.mark.parametrize("given, native, hashed", [("auto", False, "fp32"), ("auto", True, "bf16"),
                                                    ("fp32", True, "fp32"), ("bf16", False, "bf16")])
 def test_pin_precision(monkeypatch, given, native, hashed):
     import torch

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import stop_after
 from flipout_repro.config.validate import ConfigError, validate
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.run import run
 from flipout_repro.training.collapse import LayerCollapsed
 from flipout_repro.training.trainer import Trainer, TrainingInterrupted, TrainState, position
@@ -103,4 +103,4 @@ def test_on_collapse_stop_ends_the_run_at_the_event_and_says_why(quick_cfg):
 def test_on_collapse_is_checked_and_leaves_the_hash_alone(quick_cfg):
     with pytest.raises(ConfigError, match="on_collapse='maybe' is not a valid choice: use one of warn, stop"):
         validate(quick_cfg(*COLLAPSE, "on_collapse=maybe"))
-    assert config_hash(quick_cfg("on_collapse=stop")) == config_hash(quick_cfg())
+    assert run_hash(quick_cfg("on_collapse=stop")) == run_hash(quick_cfg())

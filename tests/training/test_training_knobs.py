@@ -14,7 +14,7 @@ from flipout_repro.data import TensorData
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.dense import Dense
 from flipout_repro.models.weight_init import initialize
-from flipout_repro.rundir import config_hash
+from helpers import run_hash
 from flipout_repro.training.build import build_model
 from flipout_repro.training.evaluate import evaluate
 from flipout_repro.training.trainer import Trainer
@@ -83,13 +83,13 @@ def test_every_model_gets_the_init_and_old_configs_without_the_key_still_build()
                                      "model.init=default"])
 def test_new_knobs_at_their_neutral_value_leave_the_hash_alone(neutral):
     base = make_cfg("method=flipout")
-    assert config_hash(make_cfg("method=flipout", neutral)) == config_hash(base)
+    assert run_hash(make_cfg("method=flipout", neutral)) == run_hash(base)
 
 
 @pytest.mark.parametrize("other", ["optim.schedule=cosine", "optim.warmup_epochs=5", "loss.label_smoothing=0.1",
                                    "model.init=kaiming_normal"])
 def test_new_knobs_away_from_neutral_change_the_hash(other):
-    assert config_hash(make_cfg("method=flipout", other)) != config_hash(make_cfg("method=flipout"))
+    assert run_hash(make_cfg("method=flipout", other)) != run_hash(make_cfg("method=flipout"))
 
 
 def test_strs_recipe_end_to_end_through_the_cli(tmp_path):

@@ -1,5 +1,5 @@
-"""What ``precision`` (auto, bf16, fp32) computes in on a device, and the precision a run's folder is
-hashed with. A leaf: the runner, the build and the sweep status all ask it.
+"""What ``precision`` (auto, bf16, fp32) computes in on a device: part of a run's protocol, so the
+runner, the build and the sweep status all ask it.
 """
 from __future__ import annotations
 
@@ -22,11 +22,10 @@ def resolved_precision(precision: str, device: torch.device) -> str:
 
 
 def pin_precision(cfg: DictConfig, device: torch.device) -> DictConfig:
-    """``cfg`` with ``precision=auto`` replaced by ``bf16`` where it computes in bf16 on ``device``, so the
-    precision decides the run's folder (issue 13). Where auto means fp32 it is left as it is: run folders
-    of CPU runs (and of GPUs without native bf16) keep the hash ``auto`` always had."""
-    if cfg.precision != "auto" or resolved_precision("auto", device) != "bf16":
+    """``cfg`` with ``precision=auto`` replaced by what it computes in on ``device`` (bf16 or fp32): the
+    precision is part of the run's protocol (config/identity.py), and its config.yaml says which."""
+    if cfg.precision != "auto":
         return cfg
     cfg = cfg.copy()
-    cfg.precision = "bf16"
+    cfg.precision = resolved_precision("auto", device)
     return cfg

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from flipout_repro.config.migrate import migrate
 from flipout_repro.config.paths import reference_dir
 from flipout_repro.reporting import compare, figures, forest, markdown, published, reference, sweep_status, tables
 from flipout_repro.rundir import curves_dir, tables_dir
@@ -22,6 +23,7 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     """
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir
+    migrate(results_dir)  # run folders of an earlier identity format move to theirs, once
     runs = tables.load_runs(results_dir / "runs")
     ref = reference.load_reference(reference_dir())
     cells = compare.attach_comparisons(reference.attach_reference(tables.aggregate(runs), ref), baseline)

@@ -2,7 +2,7 @@
 
 A preset's ``hydra.sweeper.params`` are expanded exactly as Hydra's basic sweeper does; each job's config is
 composed (once per choice of config groups, the plain values set on top) and its run folder found with
-the same hash the runner uses. The command for one missing run is the preset narrowed to that job
+the identity the runner uses (config/identity.py). The command for one missing run is the preset narrowed to that job
 (``flipout-train +sweep=<name> method=... sparsity=... seed=...``: command-line values replace the
 preset's lists), so it computes exactly what the sweep would.
 """
@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from flipout_repro.config.identity import run_dir as identity_run_dir
 from flipout_repro.config.validate import prepare
 from flipout_repro.config.paths import config_dir
 from flipout_repro.config.precision import pin_precision
@@ -92,7 +93,7 @@ def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
             cfg.device = "auto"  # never resolve ${job_device:} here: it would claim a GPU
             cfg, target = prepare(cfg)  # as run.run(): a method that never prunes records sparsity 0
             cfg = pin_precision(cfg, _this_machine())  # as run.run(): the folder of the precision used here
-            run = RunDir.for_config(cfg, target)
+            run = identity_run_dir(cfg)
             jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
                             int(cfg.seed), run.path, run_state(run)))
     return jobs

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 
 from flipout_repro.config.launch import register_resolvers
 from flipout_repro.config.paths import config_dir
-from flipout_repro.rundir import NOT_HASHED, RunDir, config_hash, read_summary
+from flipout_repro.config.identity import NOT_IDENTITY, stored_identity
+from flipout_repro.rundir import RunDir, read_summary
 
 log = logging.getLogger("flipout_repro")
 
@@ -66,7 +67,7 @@ def _run_row(s: dict[str, Any], path: Path) -> dict[str, Any]:
     quant = s.get("quantization") or {}
     return {
         "model": s["model"], "dataset": s["dataset"], "method": s["method"],
-        "variant": _variant(s["method"], knobs, cfg), "setting": _setting(cfg),
+        "variant": _variant(s["method"], knobs, cfg), "setting": _setting(cfg, s),
         "target_sparsity": float(s["target_sparsity"]), "precision": s.get("precision") or "",
         "seed": s["seed"], "status": s.get("status", "completed"),
         "achieved_sparsity": s.get("achieved_sparsity"), "sparsity_is_outcome": bool(s.get("sparsity_is_outcome")),
@@ -125,11 +126,11 @@ def _method_defaults(method: str) -> dict[str, Any] | None:
     return {k: v for k, v in node.items() if k not in ("defaults", "_target_", "name")}
 
 
-def _setting(cfg: dict[str, Any]) -> str:
-    """Hash of the run's config without its sparsity: runs of one setting at several sparsities share it."""
+def _setting(cfg: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The run's identity without sparsity and seed: runs of one setting at several sparsities share it."""
     if not cfg:
         return ""
-    return config_hash(OmegaConf.create({k: v for k, v in cfg.items() if k != "sparsity"}))
+    return stored_identity(cfg, summary).setting_hash
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -153,7 +154,7 @@ def setting_labels(cells: pd.DataFrame) -> pd.Series:
         flats = {r.setting: r.flat or {} for r in firsts.itertuples()}
         keys = sorted({k for f in flats.values() for k in f})
         differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1
-                  and k not in NOT_HASHED and k.split(".")[0] not in NOT_HASHED]
+                  and k not in NOT_IDENTITY and k.split(".")[0] not in NOT_IDENTITY]
         shown = _distinguishing(differ, flats)
         for i, r in g.iterrows():
             parts = [_label_part(k, flats[r["setting"]].get(k)) for k in shown

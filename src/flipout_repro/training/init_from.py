@@ -9,7 +9,7 @@ prefix). The weights are loaded after the model is built (``model.init`` then ha
 start full, as in any run, so pruning and fine-tuning follow the configured method and schedule.
 
 The run hash depends on the weights' CONTENT, not on where they lie (our choice): :func:`pin_init_from`
-records the resolved file as ``model.init_from`` (not hashed, rundir.NOT_HASHED) and its SHA-256 as
+records the resolved file as ``model.init_from`` (not part of the identity: config/identity.py) and its SHA-256 as
 ``model.init_from_sha256`` (hashed). The same weights reached by two paths are one run; a file changed in
 place is a new run. ``init_from: null`` (the default) adds nothing, so existing hashes are unchanged.
 

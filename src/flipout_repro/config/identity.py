@@ -1,0 +1,315 @@
+"""What a run is: its protocol and its axes, computed once from a config, and the folder that follows.
+
+A run's identity has two parts, each written as group names plus the values that differ from each
+group's defaults (OpenLTH's rule), so that a module can move or a knob with a default can be added
+without renaming any run; changing a default is a deliberate change of :data:`FORMAT`:
+
+- the **protocol**: how the network is trained: model, data set and its preprocessing, optimiser and lr
+  schedule, loss, epochs, batch size, precision, initialisation (``model.init_from_sha256``), ...;
+- the **axes** a study compares: the method and its knobs, the pruning schedule where it is not the
+  method's own, the target sparsity, the layer budget (``budget=method`` is written as the budget the
+  method's ``scope`` means: global or uniform), the pattern, and the seed.
+
+Runs compare only within one protocol. The run folder, the sweep status, the report and the matching
+of published numbers all ask :func:`identity` (of a composed config) or :func:`stored_identity` (of a run
+folder's config.yaml or summary.json).
+
+    <results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>/
+
+``<hash8>`` hashes protocol and axes without the seed: runs that differ in anything but the seed never
+share a folder; the seeds of one setting sit side by side.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from flipout_repro.config import launch, schema
+from flipout_repro.config.paths import config_dir
+from flipout_repro.rundir import RunDir, format_sparsity
+
+#: The identity rule's version: run folders written under another one are moved (config/migrate.py).
+FORMAT = 2
+
+#: Keys that do not change what a run computes: not part of its identity (the seed is its own folder).
+NOT_IDENTITY = frozenset({
+    "seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile", "channels_last",
+    "deterministic", "quantize", "quantization",
+    "on_collapse",  # stop or warn: a run that completes computes the same either way
+    "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
+    "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
+})
+#: Config groups chosen by name (conf/<group>/<name>.yaml).
+GROUPS = ("model", "dataset", "optim", "method", "schedule", "budget", "pattern")
+#: The axes a study compares (besides the seed); everything else is the protocol.
+AXES = ("method", "schedule", "sparsity", "budget", "pattern")
+#: Protocol values always written out, default or not: what a reader of a table needs to see.
+ALWAYS = ("epochs", "batch_size", "precision")
+_ABSENT = object()
+#: ``budget=method``: the layer budget a method's ``scope`` stands for
+SCOPE_BUDGET = {"global": "global", "layer": "uniform"}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A run's protocol and axes (plain JSON values), its seed, and the hashes and folder they give."""
+
+    protocol: dict[str, Any]
+    axes: dict[str, Any]
+    seed: int
+
+    @property
+    def hash(self) -> str:
+        """Protocol and axes without the seed: the ``<hash8>`` of the run folder."""
+        return _hash({"protocol": self.protocol, "axes": self.axes})
+
+    @property
+    def protocol_hash(self) -> str:
+        """The protocol alone: runs with equal protocol hashes may be compared."""
+        return _hash(self.protocol)
+
+    @property
+    def setting_hash(self) -> str:
+        """Protocol and axes without sparsity and seed: one method setting across its sparsity levels."""
+        return _hash({"protocol": self.protocol, "axes": {k: v for k, v in self.axes.items() if k != "sparsity"}})
+
+    def folder(self, results_dir: str | Path) -> Path:
+        """``<results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>``."""
+        p, a = self.protocol, self.axes
+        return (Path(results_dir) / "runs" / f"{p['model']['name']}-{p['dataset']['name']}" / a["method"]["name"]
+                / f"sparsity_{format_sparsity(a['sparsity'])}" / self.hash / f"seed_{self.seed}")
+
+    def flat(self) -> dict[str, Any]:
+        """``{"protocol.optim.lr": 0.05, "axes.method.name": "flipout", ...}``: every value by its key."""
+        return {**_flatten(self.protocol, "protocol."), **_flatten(self.axes, "axes.")}
+
+    def protocol_label(self) -> str:
+        """``lenet300_100 on mnist5k, 40 epochs, batch 128, fp32, optim.lr=0.05``: the protocol in words."""
+        p = self.protocol
+        head = [f"{p['model']['name']} on {p['dataset']['name']}", f"{p['epochs']} epochs", f"batch {p['batch_size']}",
+                str(p["precision"])]
+        rest = {k: v for k, v in _flatten(p).items()
+                if k not in ("model.name", "dataset.name", *ALWAYS) and not (k == "optim.name" and v == "sgd")}
+        return ", ".join(head + [f"{k}={_text(v)}" for k, v in rest.items()])
+
+    def axes_label(self, with_sparsity: bool = False) -> str:
+        """``flipout, budget=erk, method.p=3``: the method and what sets it apart, in words."""
+        a = self.axes
+        parts = [a["method"]["name"]]
+        parts += [f"method.{k}={_text(v)}" for k, v in a["method"].items() if k != "name"]
+        if a["budget"] != {"name": "global"}:
+            parts += [f"budget={a['budget']['name']}"] + [f"budget.{k}={_text(v)}" for k, v in a["budget"].items()
+                                                          if k != "name"]
+        if a["pattern"] != {"name": "unstructured"}:
+            parts += [f"pattern={a['pattern']['name']}"] + [f"pattern.{k}={_text(v)}" for k, v in a["pattern"].items()
+                                                            if k != "name"]
+        if "schedule" in a:
+            parts += [f"schedule={a['schedule']['name']}"] + [f"schedule.{k}={_text(v)}" for k, v in
+                                                              a["schedule"].items() if k != "name"]
+        if with_sparsity:
+            parts.append(f"sparsity={format_sparsity(a['sparsity'])}")
+        return ", ".join(parts)
+
+
+def differences(a: Identity, b: Identity, part: str = "protocol") -> list[str]:
+    """The keys (``optim.lr``, ``epochs``) whose values differ between two identities' ``part``."""
+    fa, fb = _flatten(getattr(a, part)), _flatten(getattr(b, part))
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k, _ABSENT) != fb.get(k, _ABSENT))
+
+
+def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
+    """The identity of a prepared config (config.validate.prepare: a method that never prunes has sparsity
+    0) whose precision is pinned (config.precision.pin_precision; ``auto`` is read as fp32, what a stored
+    ``auto`` computed in)."""
+    d = _container(cfg)
+    protocol: dict[str, Any] = {}
+    for group in ("model", "dataset", "optim"):
+        protocol[group] = _group_part(d, group)
+    for key, value in d.items():
+        if key in GROUPS or key in AXES or key in NOT_IDENTITY or key in protocol:
+            continue
+        if isinstance(value, dict):  # a section without groups (loss): its values that differ from the schema's
+            part = _diff(value, _root_defaults().get(key) or {}, key)
+            if part:
+                protocol[key] = part
+        elif key in ALWAYS or _canon(value) != _canon(_root_defaults().get(key, MISSING)):
+            protocol[key] = _canon(value)
+    protocol["precision"] = "bf16" if d.get("precision") == "bf16" else "fp32"
+    for key in ALWAYS:
+        protocol.setdefault(key, _canon(_root_defaults()[key]))
+    return Identity(protocol=dict(sorted(protocol.items())), axes=_axes(d), seed=int(d.get("seed", 0)))
+
+
+def stored_identity(config: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> Identity:
+    """The identity of a run folder's config (config.yaml, or summary.json's ``config``). A schema key the
+    config lacks (it was written before the key existed) holds the schema's default, the behaviour from
+    before; a run whose config says ``precision: auto`` but whose summary says bf16 is a bf16 run."""
+    d = dict(config)
+    for section, neutral in _root_defaults().items():  # a key written before it existed: its schema default,
+        if isinstance(neutral, dict):                    # the behaviour from before it existed
+            d[section] = {**neutral, **(d.get(section) or {})}
+    if d.get("precision") == "auto" and (summary or {}).get("precision") == "bf16":
+        d["precision"] = "bf16"
+    return identity(d)
+
+
+def run_dir(cfg: DictConfig) -> RunDir:
+    """The folder of the run a prepared, pinned config describes."""
+    return RunDir(identity(cfg).folder(cfg.results_dir))
+
+
+def _axes(d: dict[str, Any]) -> dict[str, Any]:
+    method = d.get("method") or {}
+    axes: dict[str, Any] = {"method": _group_part(d, "method", drop=("scope",))}
+    own = _method_schedule(str(method.get("name")))
+    schedule = _group_part(d, "schedule")
+    if schedule != {"name": own}:
+        axes["schedule"] = schedule
+    axes["sparsity"] = _canon(float(d.get("sparsity", 0.0)))
+    budget = dict(_group_part(d, "budget")) if "budget" in d else {"name": "method"}
+    if budget["name"] == "method":  # the method's own: its scope
+        budget["name"] = SCOPE_BUDGET.get(str(method.get("scope", "global")), str(method.get("scope")))
+    axes["budget"] = budget
+    axes["pattern"] = _group_part(d, "pattern") if "pattern" in d else {"name": "unstructured"}
+    return axes
+
+
+def _group_part(d: dict[str, Any], group: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``{"name": <option>, <knob>: <value>, ...}``: a group's option and the values that differ from it."""
+    node = d.get(group) or {}
+    name = node.get("name")
+    defaults = _resolved(group_defaults(group, str(name)), d, group)
+    body = {k: v for k, v in node.items() if k not in drop}
+    return {"name": name, **_diff(body, defaults, group)}
+
+
+def _diff(node: dict[str, Any], defaults: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out = {}
+    for key, value in node.items():
+        if key in ("_target_", "name", "defaults") or f"{prefix}.{key}" in NOT_IDENTITY:
+            continue
+        if key not in defaults:
+            if value is not None:  # an unset knob that the defaults do not know says nothing
+                out[key] = _canon(value)
+        elif _canon(value) != _canon(defaults[key]):
+            out[key] = _canon(value)
+    return dict(sorted(out.items()))
+
+
+@lru_cache(maxsize=None)
+def group_defaults(group: str, name: str) -> dict[str, Any]:
+    """conf/<group>/<name>.yaml's values as written (interpolations unresolved) over the schema's defaults
+    for the group; {} for an option that does not exist (every value of such a run counts)."""
+    path = Path(config_dir()) / group / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    if path.read_text().lstrip().startswith("# @package _global_"):
+        node = node.get(group) or {}
+    node.pop("defaults", None)
+    return {**_schema_defaults(group), **node}
+
+
+@lru_cache(maxsize=None)
+def _method_schedule(method: str) -> str:
+    """The schedule a method composes with (its yaml's ``override /schedule``), else the root default's."""
+    path = Path(config_dir()) / "method" / f"{method}.yaml"
+    if path.is_file():
+        for entry in OmegaConf.to_container(OmegaConf.load(path), resolve=False).get("defaults") or []:
+            if isinstance(entry, dict):
+                for key, value in entry.items():
+                    if "schedule" in key:
+                        return str(value)
+    return _root_choices()["schedule"]
+
+
+@lru_cache(maxsize=None)
+def _root_choices() -> dict[str, str]:
+    """conf/config.yaml's default option of each group (``schedule: periodic``, ...)."""
+    root = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "config.yaml"), resolve=False)
+    return {k: str(v) for e in root.get("defaults") or [] if isinstance(e, dict) for k, v in e.items()}
+
+
+@lru_cache(maxsize=None)
+def _root_defaults() -> dict[str, Any]:
+    """The schema's top-level defaults (schema.RunConfig), sections as dicts."""
+    return _dataclass_defaults(schema.RunConfig)
+
+
+def _schema_defaults(group: str) -> dict[str, Any]:
+    value = _root_defaults().get(group)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _dataclass_defaults(cls: type) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        kind = f.type if isinstance(f.type, type) else getattr(schema, str(f.type), None)
+        if dataclasses.is_dataclass(kind):  # a section (dataset, optim, loss, ...): its fields' defaults
+            out[f.name] = _dataclass_defaults(kind)
+        elif f.default is not dataclasses.MISSING and f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _resolved(defaults: dict[str, Any], context: dict[str, Any], group: str) -> dict[str, Any]:
+    """``defaults`` with their interpolations (``${optim.weight_decay}``, ``${paper_batches:...}``) resolved
+    against the run's own config; one that cannot be resolved there is left out."""
+    launch.register_resolvers()
+    out = {}
+    for key, value in defaults.items():
+        if not (isinstance(value, str) and "${" in value):
+            out[key] = value
+            continue
+        try:
+            probe = OmegaConf.create({**{k: v for k, v in context.items() if k != group}, group: {key: value}})
+            out[key] = OmegaConf.select(probe, f"{group}.{key}", throw_on_missing=True)
+        except Exception:  # the run's config lacks what the default refers to
+            pass
+    return out
+
+
+def _container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return json.loads(json.dumps(dict(cfg), default=str))
+
+
+def _canon(value: Any) -> Any:
+    """One spelling per value: 1 and 1.0 are 1, tuples are lists, mappings are sorted."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canon(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _canon(v) for k, v in sorted(value.items())}
+    return str(value)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:8]
