@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_cfg
+from helpers import make_cfg, no_md5, write_cifar10  # noqa: F401  (no_md5 is a fixture)
 from flipout_repro.config.checks import ConfigError
-from flipout_repro.config.validate import prepare
+from flipout_repro.config.validate import prepare, validate
 from helpers import run_hash
 from flipout_repro.run import run
-from flipout_repro.training.build import build
+from flipout_repro.training.build import build, build_model
 from flipout_repro.training.init_from import file_sha256, pin_init_from
 from flipout_repro.training.evaluate import evaluate
 
@@ -101,3 +101,23 @@ def test_bad_values_are_refused_before_anything_is_written(dense, tmp_path):
     msg = refused(res, tmp_path / "mnist28.pt")
     assert "does not fit the configured model (missing: fc3.bias; shape (file vs model): fc1.weight (300, 784) " \
            "vs (300, 1024))" in msg and "use weights of the same model= and dataset=" in msg
+
+
+def test_every_model_takes_init_from(tmp_path, no_md5):  # noqa: F811
+    """model.init and model.init_from are one entry for every model (conf/model_init.yaml): WRN-22-2 starts
+    from a run folder's model.pt (a WRN-22-2 state dict) and trains an epoch on tiny CIFAR-10 files."""
+    write_cifar10(tmp_path / "data", n=2)
+    state = build_model(make_cfg("model=wrn22_2").model, 3, 10, 32).state_dict()
+    state["linear.bias"] += 1.0  # not what the run's seed draws
+    (tmp_path / "dense").mkdir()
+    torch.save(state, tmp_path / "dense" / "model.pt")
+    cfg = make_cfg("model=wrn22_2", f"model.init_from={tmp_path / 'dense'}", "method=global_magnitude",
+                   "schedule=one_shot", "sparsity=0.5", "epochs=1", "batch_size=10", "dataset.download=false",
+                   f"dataset.root={tmp_path / 'data'}", "device=cpu", "progress=false", f"results_dir={tmp_path / 'r'}")
+    validate(cfg)
+    assert (cfg.model.init, cfg.model.init_from) == ("default", str(tmp_path / "dense"))
+    b = build(pin_init_from(cfg), 0.5, torch.device("cpu"))
+    assert all(torch.equal(v, state[k]) for k, v in b.model.state_dict().items())
+    summary = run(cfg)
+    assert summary["status"] == "completed"
+    assert summary["init_from"]["sha256"] == file_sha256(tmp_path / "dense" / "model.pt")

@@ -12,7 +12,8 @@ from flipout_repro.config.precision import pin_precision
 from flipout_repro.reporting import tables
 from flipout_repro.run import run
 
-ARGS = ["epochs=2", "sparsity=0.5", "method=global_magnitude", "schedule=one_shot", "schedule.epoch=1"]
+ARGS = ["epochs=2", "sparsity=0.5", "method=global_magnitude", "schedule=one_shot", "schedule.epoch=1",
+        "precision=auto"]  # the quickstart itself states fp32
 
 
 def test_auto_on_a_device_with_native_bf16_lands_in_the_bf16_folder(quick_cfg, monkeypatch):
