@@ -4,7 +4,8 @@ before anything is written, with the key, the value and a fix that works."""
 import pytest
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.config.schema import key_paths
 
 QUICK = ["experiment=quickstart", "device=cpu", "progress=false"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import make_cfg
-from flipout_repro.config.checks import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.config.validate import prepare
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run

@@ -1,6 +1,6 @@
-"""The value checks every config key goes through, and the one error they raise (config.py re-exports it).
+"""The value checks every config key goes through; they raise flipout_repro.errors.ConfigError.
 
-A leaf: it imports nothing of the package, so config.validate, config.instantiate (the constructor
+It imports only flipout_repro.errors of the package, so config.validate, config.instantiate (the constructor
 arguments of methods, models and schedules), the entry points and the report share one set of rules:
 floats are finite, booleans are spelled true or false, integers are integers, a value that becomes a
 folder of a run's path is a plain name, and a folder to write in is one. The checks of the ``optim``
@@ -22,16 +22,7 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A bad config value; ``str(err)`` is the whole message for the user."""
-
-    def __init__(self, key: str, value: Any, problem: str, fix: str = "") -> None:
-        msg = f"{key}={value!r} {problem}"
-        if fix:
-            msg += f": {fix}"
-        super().__init__(msg)
-        self.key, self.value = key, value
+from flipout_repro.errors import ConfigError
 
 
 def check_finite(key: str, value: Any, fix: str = "") -> None:

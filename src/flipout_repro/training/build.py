@@ -17,7 +17,8 @@ from flipout_repro.sparsity import budgets
 from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
 from flipout_repro.training import phases
-from flipout_repro.config.validate import ConfigError, instantiate
+from flipout_repro.config.validate import instantiate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
@@ -157,13 +158,10 @@ def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> 
     budget = budgets.resolve(b.name, b.dense_first, b.dense_last, method.scope) if b is not None else None
     pattern = patterns.Pattern(p.name, p.n, p.m) if p is not None else None
     shapes = [tuple(v.shape) for v in masks.values]
-    try:
-        if budget is not None and method.prunes:
-            budgets.check(shapes, target, budget)
-        if pattern is not None and pattern.nm:
-            patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
-    except (budgets.BudgetError, patterns.PatternError) as exc:
-        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
+    if budget is not None and method.prunes:
+        budgets.check(shapes, target, budget)
+    if pattern is not None and pattern.nm:
+        patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
     neutral = b is None or (b.name == "method" and not b.dense_first and not b.dense_last)
     return {"budget": None if neutral else budget, "pattern": pattern if pattern is not None and pattern.nm else None}
 
