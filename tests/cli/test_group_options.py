@@ -28,8 +28,8 @@ def test_an_unknown_option_is_one_line_and_exit_code_2(tmp_path, args, line):
     (["schedule=periodc"], "schedule='periodc' is not a schedule: did you mean periodic?"),
     (["budget=erc"], "budget='erc' is not a budget: did you mean erk?"),
     (["pattern=n:m"], "pattern='n:m' is not a pattern: did you mean nm?"),
-    (["optim=sgdd"], "optim='sgdd' is not an optimiser: did you mean sgd?"),
-    (["optim=rmsprop"], "optim='rmsprop' is not an optimiser: use one of sgd"),
+    (["optim=adamm"], "optim='adamm' is not an optimiser: did you mean adamw?"),
+    (["optim=rmsprop"], "optim='rmsprop' is not an optimiser: use one of adamw, sgd"),
     (["method=zzz"], "method='zzz' is not a method: pick one of conf/method/*.yaml (flipout-train --help lists"),
     (["experiment=null"], "experiment='null' is not an experiment"),  # Hydra's way to drop one is ~experiment
 ])
@@ -38,6 +38,6 @@ def test_every_group_names_its_options(args, text):
 
 
 def test_existing_options_globs_ranges_and_deletions_pass():
-    assert unknown_option("flipout-train", ["experiment=quickstart", "method=flipout,snip", "optim=sgd",
+    assert unknown_option("flipout-train", ["experiment=quickstart", "method=flipout,snip", "optim=adamw",
                                             "+sweep=tiny", "model=glob(*)", "~experiment", "sparsity=0.5",
                                             "hydra/launcher=basic", "method.noise=true"]) is None

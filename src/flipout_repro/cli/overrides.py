@@ -14,6 +14,7 @@ import sys
 from importlib import metadata
 
 from flipout_repro import __version__
+from flipout_repro.config import optimizers
 from flipout_repro.config import paths
 from flipout_repro.config import schema
 from flipout_repro.cli.failures import BAD_INPUT, fail
@@ -104,6 +105,22 @@ def _option_error(prog: str, key: str, group: str, value: str, folder: str) -> C
     return ConfigError(key, value, f"is not {'an' if noun[0] in 'aeiou' else 'a'} {noun}", fix)
 
 
+def foreign_optim_key(args: list[str]) -> ConfigError | None:
+    """``optim.momentum=0.9`` with ``optim=adamw`` on the command line: a key of another optimiser than the
+    one the command line picks (Hydra would refuse it with its own error); None if there is none."""
+    parsed = _parse(args)
+    picked = [o.value() for o in parsed if o.key_or_group == "optim" and not o.is_sweep_override()]
+    if not picked or picked[-1] not in optimizers.OPTIMIZERS:
+        return None
+    own = optimizers.keys(picked[-1])
+    for o in parsed:
+        key = o.key_or_group.removeprefix("optim.")
+        if o.key_or_group.startswith("optim.") and not o.is_delete() and key not in own:
+            value = o.value() if not o.is_sweep_override() else o.input_line.split("=", 1)[1]
+            return optimizers.key_error(picked[-1], key, value)
+    return None
+
+
 def check_command_line(prog: str, args: list[str]) -> None:
     """``--version`` prints :func:`version_line` and exits 0; an unknown key or group option is one line
     and exit code 2."""
@@ -112,9 +129,9 @@ def check_command_line(prog: str, args: list[str]) -> None:
         sys.exit(0)
     if {"--help", "-h", "--hydra-help"} & set(args):
         return
-    bad_option = unknown_option(prog, args)
-    if bad_option:
-        fail(prog, str(bad_option), BAD_INPUT)
+    bad = unknown_option(prog, args) or foreign_optim_key(args)
+    if bad:
+        fail(prog, str(bad), BAD_INPUT)
     found = unknown_key(args)
     if found:
         from flipout_repro.config.validate import unknown_key_error  # torch: only on this error path

@@ -1,10 +1,11 @@
 """Compose, validate and instantiate run configs; every error names the key, the value and the fix.
 
-Hydra already rejects unknown config groups (``method=foo`` lists the valid options), and the schema
-(schema.RunConfig, registered when this module is imported) rejects unknown keys and values of the
-wrong type. This module checks the values: ranges, combinations, and that the schedule fits in the
-epochs, so that no training starts and nothing on disk is touched when the input is bad. It also holds
-the one rule for methods that never prune (:func:`prepare`).
+Hydra already rejects unknown config group options (flipout-train refuses them first, with the
+closest options: cli/overrides.py), and the schema (schema.RunConfig, registered when this module is
+imported) rejects unknown keys and values of the wrong type. This module checks the values: ranges,
+combinations, and that the schedule fits in the epochs, so that no training starts and nothing on disk
+is touched when the input is bad. It also holds the one rule for methods that never prune
+(:func:`prepare`).
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ from flipout_repro.config import launch
 from flipout_repro.config import paths
 from flipout_repro.sparsity import patterns
 from flipout_repro.config import schema
+from flipout_repro.config import optimizers
 from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_dataset, check_device,
-                                         check_finite, check_optim, check_plain_name, check_quantization, choice,
-                                         number, type_hints, writable_folder_problem)
+                                         check_finite, check_plain_name, check_quantization, choice, number,
+                                         type_hints, writable_folder_problem)
 from flipout_repro.errors import ConfigError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
@@ -177,7 +179,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("results_dir", cfg.results_dir, problem, "pass results_dir=DIR, a folder you can write in")
     for key, example in (("model.name", "vgg19"), ("dataset.name", "cifar10"), ("method.name", "flipout")):
         check_plain_name(key, OmegaConf.select(cfg, key), example)  # each is a folder of the run's path
-    check_optim(cfg, schema.LR_SCHEDULES)
+    optimizers.check(cfg)
     number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
     if "init" in cfg.model:  # absent in run folders written before it existed: default
         choice(cfg, "model.init", schema.MODEL_INITS)

@@ -17,6 +17,7 @@ from flipout_repro.sparsity import budgets
 from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
 from flipout_repro.training import phases
+from flipout_repro.config import optimizers
 from flipout_repro.config.validate import instantiate
 from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
@@ -66,14 +67,15 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
+    """The optimiser ``optim`` names (config/optimizers.py: its torch.optim class, with its own keys), and
+    the ``optim.schedule`` (training/lr_schedule.py).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
     and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
     """
     o = cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                          nesterov=o.nesterov)
+    torch_class = getattr(torch.optim, optimizers.OPTIMIZERS[o.name].torch_class)
+    opt = torch_class(model.parameters(), **optimizers.arguments(o))
     milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
     return opt, sched
