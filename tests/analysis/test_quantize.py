@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.analysis.finished_run import load_run
 from flipout_repro.analysis.quantize import QuantSettings, calibration_batches, check_zeros, quantize_model
 from helpers import run_hash

@@ -2,7 +2,8 @@
 import pytest
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 
 CASES = [
     (["sparsity=99.6"], "sparsity=99.6 must be in [0, 1): did you mean 0.996?"),

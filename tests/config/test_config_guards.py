@@ -4,7 +4,10 @@ before anything is written, with the key, the value and a fix that works."""
 import pytest
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config import schema
+from flipout_repro.config.optimizers import OPTIMIZERS
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.config.schema import key_paths
 
 QUICK = ["experiment=quickstart", "device=cpu", "progress=false"]
@@ -61,28 +64,26 @@ def test_a_run_folders_config_cannot_run_code_either(tmp_path):
     assert not marker.exists()
 
 
-FLOAT_KEYS = ["sparsity", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.gamma",
-              "loss.label_smoothing", "dataset.mean", "dataset.std", "dataset.train_fraction"]
+FLOAT_KEYS = ["sparsity", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.gamma", "optim.betas",
+              "optim.eps", "loss.label_smoothing", "dataset.mean", "dataset.std", "dataset.train_fraction"]
+#: the groups of the schema, with their prefixes: the top level, every optimiser, loss and dataset
+SECTIONS = [(schema.RunConfig, ""), *[(spec.schema, "optim.") for spec in OPTIMIZERS.values()],
+            (schema.LossConfig, "loss."), (schema.DatasetConfig, "dataset.")]
 
 
 def test_every_float_key_of_the_schema_is_in_this_list():
-    from flipout_repro.config import schema
-
-    floats = []
-    for cls, prefix in ((schema.RunConfig, ""), (schema.OptimConfig, "optim."), (schema.LossConfig, "loss."),
-                        (schema.DatasetConfig, "dataset.")):
-        for name, f in cls.__dataclass_fields__.items():
-            if "float" in str(f.type):
-                floats.append(prefix + name)
+    floats = {prefix + name for cls, prefix in SECTIONS for name, f in cls.__dataclass_fields__.items()
+              if "float" in str(f.type)}
     assert sorted(floats) == sorted(FLOAT_KEYS)
 
 
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
 def test_every_float_key_refuses_nan_and_infinity(key, bad):
-    value = f"[{bad}]" if key in ("dataset.mean", "dataset.std") else bad
+    value = f"[{bad}]" if key in ("dataset.mean", "dataset.std") else f"[0.9,{bad}]" if key == "optim.betas" else bad
+    optim = ["optim=adamw"] if key in ("optim.betas", "optim.eps") else []
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg(*QUICK, f"{key}={value}"))
+        validate(make_cfg(*QUICK, *optim, f"{key}={value}"))
     assert str(err.value).startswith(f"{key}=") and "finite number" in str(err.value)
 
 
@@ -123,11 +124,8 @@ BOOL_KEYS = ["resume", "progress", "compile", "deterministic", "quantize", "opti
 
 
 def test_every_bool_key_of_the_schema_is_in_this_list():
-    from flipout_repro.config import schema
-
-    bools = [prefix + n for cls, prefix in ((schema.RunConfig, ""), (schema.OptimConfig, "optim."),
-                                            (schema.DatasetConfig, "dataset."))
-             for n, f in cls.__dataclass_fields__.items() if str(f.type) == "bool"]
+    bools = {prefix + n for cls, prefix in SECTIONS for n, f in cls.__dataclass_fields__.items()
+             if str(f.type) == "bool"}
     assert sorted(bools) == sorted(BOOL_KEYS)
 
 
@@ -153,7 +151,8 @@ def test_true_and_false_are_fine(spelling):
     (["optim.milestones=[20,400]", "optim.milestones_of=350"], "optim.milestones=[20, 400] must be below"
                                                                 " optim.milestones_of=350"),
     (["optim.nesterov=true", "optim.momentum=0"], "optim.nesterov=True needs a momentum"),
-    (["optim.name=adam"], "optim.name='adam' is not a valid choice: use one of sgd"),
+    (["optim.name=adam"], "optim.name='adam' is not a valid choice: use one of sgd, adamw"),
+    (["optim.name=adamw"], "optim.momentum=0.9 is not a key of optim=adamw: its keys: betas, eps, weight_decay,"),
     (["seed=4294967296"], "seed=4294967296 must be in [0, 4294967296)"),
     (["method.scope=layer", "method=global_magnitude"], None),  # fine
 ])

@@ -7,7 +7,8 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from helpers import CLASSES, MEAN, STD, epoch, make_cfg, run_hash, write_image_folder
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError, FolderData, holdout_split, load
 from flipout_repro.data.folder import ImageFiles, sample_seed
 

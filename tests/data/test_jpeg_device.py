@@ -8,7 +8,8 @@ import torchvision.transforms as T
 from PIL import Image
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError, load
 from flipout_repro.data.folder import sample_seed
 from flipout_repro.data.jpeg_device import ImageBytes

@@ -9,7 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from helpers import make_cfg
 from flipout_repro import data as data_mod
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError, holdout_split
 from helpers import run_hash
 from flipout_repro.run import run

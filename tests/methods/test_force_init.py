@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, reference_cut
 from flipout_repro.methods.iter_snip import IterSNIP

@@ -65,7 +65,8 @@ def test_scores_feed_prune_to_and_survive_a_resume():
 
 @pytest.mark.parametrize("bad", ["method.batches=0", "method.batches=1.5"])
 def test_bad_knobs_fail_with_the_key(bad):
-    from flipout_repro.config.validate import ConfigError, validate
+    from flipout_repro.config.validate import validate
+    from flipout_repro.errors import ConfigError
     with pytest.raises(ConfigError, match="method.batches"):
         validate(make_cfg("experiment=quickstart", "method=snip", bad))
 

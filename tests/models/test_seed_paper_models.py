@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.config.validate import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import count_prunable
 from flipout_repro.models.resnet50 import ResNet50
 from flipout_repro.models.resnet50_cifar import ResNet50CIFAR

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks, count_prunable
 from flipout_repro.models.wrn import WideResNet
 from flipout_repro.training.build import build_model

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.sparsity.budgets import Budget, BudgetError, apportion, check, erk_densities, erk_raw, layer_zeros, resolve
+from flipout_repro.errors import ConfigError
+from flipout_repro.sparsity.budgets import Budget, apportion, check, erk_densities, erk_raw, layer_zeros, resolve
 from flipout_repro.sparsity.masking import Masks, prune_to
 
 
@@ -82,21 +83,21 @@ def test_a_later_event_never_revives_and_still_lands_exactly():
 def test_apportion_respects_bounds_and_the_total():
     assert apportion([2.5, 2.5], [0, 0], [5, 5], 5) == [3, 2]  # ties: the first layer
     assert apportion([1.0, 4.0], [3, 0], [5, 5], 5) == [3, 2]  # a layer never loses its zeros
-    with pytest.raises(BudgetError):
+    with pytest.raises(ConfigError):
         apportion([1.0, 1.0], [0, 0], [1, 1], 3)
 
 
 def test_dense_layers_that_keep_more_than_the_target_are_refused():
     # 16 + 16 + 8: first and last dense keep 24 of 40, but sparsity 0.9 keeps 4
-    with pytest.raises(BudgetError, match=r"budget.dense_first=True keeps 24 of 40 weights dense.*set it to false"):
+    with pytest.raises(ConfigError, match=r"budget.dense_first=True keeps 24 of 40 weights dense.*set it to false"):
         check([(4, 4), (4, 4), (2, 4)], 0.9, Budget("erk", dense_first=True, dense_last=True))
-    with pytest.raises(BudgetError, match=r"budget.dense_last=True keeps 8 of 40"):
+    with pytest.raises(ConfigError, match=r"budget.dense_last=True keeps 8 of 40"):
         check([(4, 4), (4, 4), (2, 4)], 0.9, Budget("erk", dense_last=True))
     check([(4, 4), (4, 4), (2, 4)], 0.5, Budget("erk", dense_last=True))  # keeps 20 >= 8: fine
-    with pytest.raises(BudgetError, match="erk.*dense layers alone hold"):
+    with pytest.raises(ConfigError, match="erk.*dense layers alone hold"):
         erk_densities([(4, 4), (2, 4)], 0.1, {0})
 
 
 def test_an_unknown_budget_is_refused_with_the_choices():
-    with pytest.raises(BudgetError, match=r"budget='ring' is not a budget \(one of global, uniform, erk\): e.g."):
+    with pytest.raises(ConfigError, match=r"budget='ring' is not a budget \(one of global, uniform, erk\): e.g."):
         Budget("ring")

@@ -3,10 +3,11 @@ import pytest
 import torch
 from torch import nn
 
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prune_to
-from flipout_repro.sparsity.patterns import (Pattern, PatternError, check_config, check_layers, group_zeros, is_nm,
-                                    semi_structured_padding, semi_structured_problem)
+from flipout_repro.sparsity.patterns import (Pattern, check_config, check_layers, group_zeros, is_nm,
+                                             semi_structured_padding, semi_structured_problem)
 
 NM24 = Pattern("nm", 2, 4)
 SCORES_2x8 = torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.8, 0.2, 0.7, 0.4],
@@ -79,17 +80,17 @@ def test_the_checker():
     ("nm", 2, 4, "erk", 0.5, "budget='erk' cannot apply to pattern=nm", "drop budget="),
 ])
 def test_bad_pattern_values_are_refused_with_key_value_and_fix(kind, n, m, budget, sparsity, key, fix):
-    with pytest.raises(PatternError) as err:
+    with pytest.raises(ConfigError) as err:
         check_config(kind, n, m, budget, sparsity)
     assert key in str(err.value) and fix in str(err.value)
 
 
 def test_a_layer_whose_input_dimension_m_does_not_divide_is_refused_with_a_way_out():
-    with pytest.raises(PatternError, match=r"pattern.m=4 does not divide the input dimension 27 of c1.weight"
-                                           r" \(8, 3, 3, 3\): budget.dense_first=true keeps it dense"):
+    with pytest.raises(ConfigError, match=r"pattern.m=4 does not divide the input dimension 27 of c1.weight"
+                                          r" \(8, 3, 3, 3\): budget.dense_first=true keeps it dense"):
         check_layers(["c1.weight", "fc.weight"], [(8, 3, 3, 3), (10, 8)], 4, set())
     check_layers(["c1.weight", "fc.weight"], [(8, 3, 3, 3), (10, 8)], 4, {0})  # kept dense: fine
-    with pytest.raises(PatternError, match="pick a pattern.m that divides 300"):
+    with pytest.raises(ConfigError, match="pick a pattern.m that divides 300"):
         check_layers(["a", "b", "c"], [(300, 1024), (100, 300), (10, 100)], 8, set())
 
 

@@ -1,7 +1,8 @@
 """The paper's periodic schedule, checked against its published table."""
 import pytest
 
-from flipout_repro.sparsity.schedule import Periodic, PruneEvent, ScheduleError
+from flipout_repro.errors import ConfigError
+from flipout_repro.sparsity.schedule import Periodic, PruneEvent
 
 PAPER = {0.75: (2, 117), 0.9375: (4, 70), 0.984375: (6, 50), 0.99609375: (8, 39), 0.999: (10, 32)}
 
@@ -43,7 +44,7 @@ def test_fixed_frequency_and_zero_target():
 
 
 def test_schedule_that_does_not_fit_names_the_fix():
-    with pytest.raises(ScheduleError, match=r"epochs=3 cannot hold: use epochs>=8"):
+    with pytest.raises(ConfigError, match=r"epochs=3 cannot hold: use epochs>=8"):
         Periodic().events(0.99, 3, 1)
-    with pytest.raises(ScheduleError, match=r"use epochs>=11"):
+    with pytest.raises(ConfigError, match=r"use epochs>=11"):
         Periodic(frequency=5).events(0.75, 10, 1)

@@ -3,9 +3,10 @@ each method's yaml picks its default schedule and the command line overrides it.
 import pytest
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.run import run
-from flipout_repro.sparsity.schedule import Cubic, NoPruning, OneShot, PruneEvent, ScheduleError
+from flipout_repro.sparsity.schedule import Cubic, NoPruning, OneShot, PruneEvent
 
 
 def test_cubic_values_by_hand():
@@ -35,7 +36,7 @@ def test_cubic_initial_sparsity_start_and_steps():
                                           (lambda: Cubic(every_epochs=0), "schedule.every_epochs=0 must be in")])
 def test_cubic_rejects_bad_knobs(sched, match):
     """A knob is refused when the schedule is made (an impossible fit when its events are asked for)."""
-    with pytest.raises(ScheduleError, match=match):
+    with pytest.raises(ConfigError, match=match):
         sched().events(0.9, 8, 10)
 
 
@@ -44,7 +45,7 @@ def test_one_shot_at_init_or_at_a_step():
     assert OneShot(epoch=3).events(0.99, 10, 32) == [PruneEvent(96, 0.99)]
     assert OneShot(epoch=2.5).events(0.99, 10, 32) == [PruneEvent(80, 0.99)]  # mid-epoch step
     assert OneShot().events(0.0, 10, 32) == [] and NoPruning().events(0.9, 10, 32) == []
-    with pytest.raises(ScheduleError, match="schedule.epoch=10"):
+    with pytest.raises(ConfigError, match="schedule.epoch=10"):
         OneShot(epoch=10).events(0.99, 10, 32)
 
 

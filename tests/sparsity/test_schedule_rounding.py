@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers import make_cfg
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks, event_zeros, prune_to
 from flipout_repro.sparsity.schedule import Cubic, OneShot, Periodic
 

@@ -7,7 +7,8 @@ import torch
 
 from helpers import make_cfg, run_cli
 from flipout_repro.sparsity.budgets import Budget, layer_zeros
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.patterns import is_nm
 from helpers import run_hash
 from flipout_repro.run import run

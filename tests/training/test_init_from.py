@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_cfg, no_md5, write_cifar10  # noqa: F401  (no_md5 is a fixture)
-from flipout_repro.config.checks import ConfigError
+from helpers import make_cfg, no_md5, run_hash, write_cifar10  # noqa: F401  (no_md5 is a fixture)
+from flipout_repro.errors import ConfigError
 from flipout_repro.config.validate import prepare, validate
-from helpers import run_hash
 from flipout_repro.run import run
 from flipout_repro.training.build import build, build_model
 from flipout_repro.training.init_from import file_sha256, pin_init_from

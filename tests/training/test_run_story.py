@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from helpers import stop_after
-from flipout_repro.config.validate import ConfigError, validate
+from flipout_repro.config.validate import validate
+from flipout_repro.errors import ConfigError
 from helpers import run_hash
 from flipout_repro.run import run
 from flipout_repro.training.collapse import LayerCollapsed

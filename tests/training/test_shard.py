@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flipout_repro.config.validate import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import TensorData, load
 from flipout_repro.training.shard import ShardedData, check_batches, piece, shard
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flipout_repro.config.validate import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import DamagedRun, RunDir, load_tensors

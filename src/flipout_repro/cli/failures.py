@@ -39,7 +39,7 @@ def exit_code(exc: BaseException) -> int:
 
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
-    from flipout_repro.config.validate import ConfigError
+    from flipout_repro.errors import ConfigError
     from flipout_repro.data import DataError
     from flipout_repro.rundir import RunLocked
     from flipout_repro.training.collapse import LayerCollapsed

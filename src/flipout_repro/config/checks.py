@@ -1,10 +1,11 @@
-"""The value checks every config key goes through, and the one error they raise (config.py re-exports it).
+"""The value checks every config key goes through; they raise flipout_repro.errors.ConfigError.
 
-A leaf: it imports nothing of the package, so config.validate, config.instantiate (the constructor
+It imports only flipout_repro.errors of the package, so config.validate, config.instantiate (the constructor
 arguments of methods, models and schedules), the entry points and the report share one set of rules:
 floats are finite, booleans are spelled true or false, integers are integers, a value that becomes a
-folder of a run's path is a plain name, and a folder to write in is one. The checks of the ``optim``
-and ``dataset`` groups and of ``device`` live here too; config.validate calls them in order.
+folder of a run's path is a plain name, and a folder to write in is one. The checks of the ``dataset``
+group and of ``device`` live here too (the optimisers' in config/optimizers.py); config.validate calls
+them in order. torch is imported only by the checks that ask it: config.schema imports this module.
 """
 from __future__ import annotations
 
@@ -18,20 +19,10 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A bad config value; ``str(err)`` is the whole message for the user."""
-
-    def __init__(self, key: str, value: Any, problem: str, fix: str = "") -> None:
-        msg = f"{key}={value!r} {problem}"
-        if fix:
-            msg += f": {fix}"
-        super().__init__(msg)
-        self.key, self.value = key, value
+from flipout_repro.errors import ConfigError
 
 
 def check_finite(key: str, value: Any, fix: str = "") -> None:
@@ -152,32 +143,6 @@ def choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
         raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(spelled)}")
 
 
-def check_optim(cfg: DictConfig, lr_schedules: tuple) -> None:
-    """``optim.*``: SGD (the one optimizer), finite rates, milestones inside their run, warm-up before the end."""
-    o = "optim"
-    choice(cfg, f"{o}.name", ("sgd",))  # the one optimizer there is
-    number(cfg, f"{o}.lr", float, 0, None, lo_open=True, fix="e.g. optim.lr=0.1")
-    number(cfg, f"{o}.momentum", float, 0, 1, fix="e.g. optim.momentum=0.9")
-    number(cfg, f"{o}.weight_decay", float, 0, None, fix="e.g. optim.weight_decay=0.0005")
-    number(cfg, f"{o}.gamma", float, 0, 1, lo_open=True, hi_open=False, fix="e.g. optim.gamma=0.1")
-    choice(cfg, f"{o}.nesterov", (True, False))
-    if cfg.optim.nesterov and cfg.optim.momentum == 0:  # torch's SGD refuses it
-        raise ConfigError(f"{o}.nesterov", True, "needs a momentum", "set optim.momentum=0.9, or optim.nesterov=false")
-    of = number(cfg, f"{o}.milestones_of", int, 1, None, fix="the run length the milestones refer to, e.g. 350")
-    ms = list(cfg.optim.milestones)
-    if any(isinstance(m, bool) or not isinstance(m, Integral) or m < 1 for m in ms) or ms != sorted(ms):
-        raise ConfigError("optim.milestones", ms, "must be increasing positive epochs",
-                          "e.g. optim.milestones=[150,250]")
-    if ms and ms[-1] >= of:  # a milestone at or past the end of the run would never lower the rate
-        raise ConfigError("optim.milestones", ms, f"must be below optim.milestones_of={of}",
-                          f"they are epochs of a {of}-epoch run, e.g. optim.milestones=[150,250] of 350")
-    choice(cfg, f"{o}.schedule", lr_schedules)
-    warmup = number(cfg, f"{o}.warmup_epochs", int, 0, None, fix="e.g. optim.warmup_epochs=5")
-    if warmup >= cfg.epochs:
-        raise ConfigError(f"{o}.warmup_epochs", warmup, f"must be below epochs={cfg.epochs}",
-                          f"e.g. optim.warmup_epochs={cfg.epochs // 20}, or more epochs")
-
-
 def check_dataset(cfg: DictConfig) -> None:
     """``dataset.*`` (the labels against ``num_classes`` are checked once the data is loaded)."""
     d = "dataset"
@@ -219,6 +184,7 @@ def check_dataset(cfg: DictConfig) -> None:
 
 def check_device(device: Any) -> None:
     """auto, cpu, cuda or cuda:N of a visible GPU."""
+    import torch  # here: the schema's optimisers use this module, and --help imports no torch
     d = str(device)
     if d in ("auto", "cpu"):
         return
@@ -240,6 +206,7 @@ def check_device(device: Any) -> None:
 
 def check_quantization(cfg: DictConfig, observers: tuple, backends: tuple) -> None:
     """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
+    import torch
     q = cfg.quantization
     for key, allowed in (("observer", observers), ("backend", backends)):
         if q[key] not in allowed:

@@ -4,9 +4,10 @@ Hydra merges conf/config.yaml, the config groups and the command line into :clas
 Hydra's ConfigStore as ``run_schema``, the first entry of conf/config.yaml's defaults list), so an
 unknown key (``+lr=0.1``) or a value of the wrong type (``epochs=abc``) is refused while the config is
 composed, before any code of ours runs. ``model``, ``method`` and ``schedule`` stay free-form YAML with
-a ``_target_``: their constructors' signatures are their schema (see config.instantiate). Ranges and
-cross-field rules (sparsity in [0, 1), milestones increasing, ...) are checked by config.validate with
-messages that name the key, the value and the fix.
+a ``_target_``: their constructors' signatures are their schema (see config.instantiate). ``optim`` has
+the schema of the optimiser it names (config/optimizers.py). Ranges and cross-field rules (sparsity in
+[0, 1), milestones increasing, ...) are checked by config.validate with messages that name the key,
+the value and the fix.
 
 Defaults are the FlipOut paper's setting (Apostol et al. 2020, section 4): VGG19 on CIFAR-10, SGD lr 0.1,
 momentum 0.9, weight decay 5e-4, batch 128, 350 epochs, lr /10 at epochs 150 and 250.
@@ -18,35 +19,15 @@ from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
+from flipout_repro.config import optimizers
+
 #: int8 observers and quantized-kernel backends (analysis/quantize.py implements them).
 OBSERVERS = ("minmax", "per_channel", "histogram")
 BACKENDS = ("x86", "fbgemm", "qnnpack")
-#: ``optim.schedule`` values (training/lr_schedule.py implements them)
-LR_SCHEDULES = ("step", "cosine")
 #: ``model.init`` values (models/weight_init.py implements them)
 MODEL_INITS = ("default", "kaiming_normal")
 #: ``on_collapse`` values (training/collapse.py implements them)
 ON_COLLAPSE = ("warn", "stop")
-
-
-@dataclass
-class OptimConfig:
-    """SGD with momentum and coupled weight decay; the lr schedule, set once per epoch (conf/optim/)."""
-
-    name: str = MISSING
-    lr: float = MISSING
-    momentum: float = MISSING
-    weight_decay: float = MISSING
-    nesterov: bool = MISSING
-    #: epochs of a ``milestones_of``-epoch run, scaled to ``epochs`` (the paper: 150 and 250 of 350)
-    milestones: List[int] = MISSING
-    milestones_of: int = MISSING
-    gamma: float = MISSING
-    #: ``step`` (lr x gamma at the milestones) or ``cosine`` (STR's cosine_lr: 0.5 (1 + cos(pi e / E)) lr
-    #: over the epochs after the warm-up, set once per epoch)
-    schedule: str = "step"
-    #: epochs of linear warm-up before the schedule, lr (e + 1) / W in epoch e (STR's _warmup_lr); 0: none
-    warmup_epochs: int = 0
 
 
 @dataclass
@@ -132,7 +113,8 @@ class RunConfig:
     dataset: DatasetConfig = MISSING
     schedule: Any = MISSING
     method: Any = MISSING
-    optim: OptimConfig = MISSING
+    #: the keys of the optimiser conf/optim/<name>.yaml names (config/optimizers.py: SGDConfig, AdamWConfig)
+    optim: Any = MISSING
     loss: LossConfig = field(default_factory=LossConfig)
     #: exact fraction of prunable weights (Conv2d/Linear weights) removed at the end of training
     sparsity: float = 0.9375
@@ -167,13 +149,16 @@ class RunConfig:
 
 
 def key_paths() -> list[str]:
-    """Every key of the fixed part, dotted (``optim.lr``), plus the free-form groups (``method``)."""
-    return [key for key, _ in _leaves(RunConfig, "")]
+    """Every key of the fixed part, dotted (``dataset.name``), the keys of every optimiser (``optim.lr``),
+    plus the free-form groups (``method``)."""
+    return [key for key, _ in _leaves(RunConfig, "")] + [f"optim.{k}" for k in optimizers.keys()]
 
 
 def bool_keys() -> list[str]:
-    """The boolean keys of the fixed part, dotted (``resume``, ``optim.nesterov``, ...)."""
-    return [key for key, kind in _leaves(RunConfig, "") if kind == "bool"]
+    """The boolean keys of the fixed part and of the optimisers, dotted (``resume``, ``optim.nesterov``)."""
+    optim = {f"optim.{f.name}" for spec in optimizers.OPTIMIZERS.values() for f in fields(spec.schema)
+             if str(f.type) == "bool"}
+    return [key for key, kind in _leaves(RunConfig, "") if kind == "bool"] + sorted(optim)
 
 
 def _leaves(cls: type, prefix: str) -> list[tuple[str, str]]:
@@ -186,7 +171,10 @@ def _leaves(cls: type, prefix: str) -> list[tuple[str, str]]:
 
 
 def register() -> None:
-    """Store :class:`RunConfig` as ``run_schema`` in Hydra's ConfigStore (idempotent)."""
+    """Store :class:`RunConfig` as ``run_schema`` and each optimiser's keys as ``optim_<name>`` (the first
+    entry of conf/optim/<name>.yaml's defaults) in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    for name, spec in optimizers.OPTIMIZERS.items():
+        ConfigStore.instance().store(name=f"optim_{name}", node=spec.schema)

@@ -1,10 +1,11 @@
 """Compose, validate and instantiate run configs; every error names the key, the value and the fix.
 
-Hydra already rejects unknown config groups (``method=foo`` lists the valid options), and the schema
-(schema.RunConfig, registered when this module is imported) rejects unknown keys and values of the
-wrong type. This module checks the values: ranges, combinations, and that the schedule fits in the
-epochs, so that no training starts and nothing on disk is touched when the input is bad. It also holds
-the one rule for methods that never prune (:func:`prepare`).
+Hydra already rejects unknown config group options (flipout-train refuses them first, with the
+closest options: cli/overrides.py), and the schema (schema.RunConfig, registered when this module is
+imported) rejects unknown keys and values of the wrong type. This module checks the values: ranges,
+combinations, and that the schedule fits in the epochs, so that no training starts and nothing on disk
+is touched when the input is bad. It also holds the one rule for methods that never prune
+(:func:`prepare`).
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from flipout_repro.config import launch
 from flipout_repro.config import paths
 from flipout_repro.sparsity import patterns
 from flipout_repro.config import schema
-from flipout_repro.config.checks import (ConfigError, check_argument, check_bool_overrides, check_dataset, check_device,
-                                  check_finite, check_optim, check_plain_name, check_quantization, choice, number,
-                                  type_hints, writable_folder_problem)
-from flipout_repro.sparsity.schedule import ScheduleError
+from flipout_repro.config import optimizers
+from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_dataset, check_device,
+                                         check_finite, check_plain_name, check_quantization, choice, number,
+                                         type_hints, writable_folder_problem)
+from flipout_repro.errors import ConfigError
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:} used by the presets
@@ -91,8 +93,8 @@ def instantiate(node: DictConfig, key: str, **extra: Any) -> Any:
     except TypeError as exc:
         raise ConfigError(key, node.get("name", node._target_), f"got an argument it does not take ({exc})",
                           "remove or rename the key") from exc
-    except ScheduleError as exc:  # names the knob at fault
-        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
+    except ConfigError:  # a constructor's own check names the knob at fault
+        raise
     except ValueError as exc:
         raise ConfigError(key, node.get("name", node._target_), f"is invalid: {exc}") from exc
 
@@ -177,7 +179,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("results_dir", cfg.results_dir, problem, "pass results_dir=DIR, a folder you can write in")
     for key, example in (("model.name", "vgg19"), ("dataset.name", "cifar10"), ("method.name", "flipout")):
         check_plain_name(key, OmegaConf.select(cfg, key), example)  # each is a folder of the run's path
-    check_optim(cfg, schema.LR_SCHEDULES)
+    optimizers.check(cfg)
     number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
     if "init" in cfg.model:  # absent in run folders written before it existed: default
         choice(cfg, "model.init", schema.MODEL_INITS)
@@ -208,11 +210,8 @@ def check_axes(cfg: DictConfig) -> None:
     if p.name != "unstructured" and not getattr(cls, "any_pattern", True):
         raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, whose regrowth keeps"
                           " no N:M groups", "drop pattern= (pattern=unstructured)")
-    try:
-        budgets.check_config(b.name, b.dense_first, b.dense_last, p.name, cfg.method.name, takes)
-        patterns.check_config(p.name, p.n, p.m, b.name, cfg.sparsity)
-    except (budgets.BudgetError, patterns.PatternError) as exc:
-        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
+    budgets.check_config(b.name, b.dense_first, b.dense_last, p.name, cfg.method.name, takes)
+    patterns.check_config(p.name, p.n, p.m, b.name, cfg.sparsity)
 
 
 def _check_resolvable(cfg: DictConfig) -> None:
@@ -229,14 +228,10 @@ def _check_resolvable(cfg: DictConfig) -> None:
 
 
 def check_schedule(cfg: DictConfig) -> None:
-    """Build the schedule and its events once (steps per epoch do not matter for fitting)."""
+    """Build the schedule and its events once (steps per epoch do not matter for fitting): a knob that does
+    not fit this run (``schedule.epoch`` past the end) or ``epochs`` too short for it is a ConfigError."""
     schedule = instantiate(cfg.schedule, "schedule")
-    try:
-        schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
-    except ScheduleError as exc:
-        if exc.key != "epochs":  # a knob that does not fit this run (schedule.epoch past the end, ...)
-            raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
-        raise ConfigError("epochs", cfg.epochs, f"is too short for the schedule ({exc})") from exc
+    schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
 
 
 def effective_sparsity(cfg: DictConfig) -> float:

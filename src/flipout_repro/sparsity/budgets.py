@@ -15,7 +15,7 @@ layer out of the count: rigl/imagenet_resnet/imagenet_train_eval.py:246-255 and 
 The number of zeros of an event is counted by the schedule's rule (:func:`event_zeros`): over all layers
 (``global``, and every budget with a dense layer or ``erk``) or per layer (``uniform``). A budget with a
 dense layer or ``erk`` then splits that exact total into per-layer integer counts (:func:`apportion`).
-This module is a leaf: it imports nothing of the package (masking imports it).
+This module is a leaf: it imports only flipout_repro.errors of the package (masking imports it).
 """
 from __future__ import annotations
 
@@ -23,16 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from flipout_repro.errors import ConfigError
+
 BUDGETS = ("global", "uniform", "erk")
 COUNTS = ("exact", "remove_floor", "keep_floor")
-
-
-class BudgetError(ValueError):
-    """A budget that cannot be realised: ``key``, ``value``, ``problem`` and ``fix`` make the message."""
-
-    def __init__(self, key: str, value: object, problem: str, fix: str = "") -> None:
-        self.key, self.value, self.problem, self.fix = key, value, problem, fix
-        super().__init__(f"{key}={value!r} {problem}" + (f": {fix}" if fix else ""))
 
 
 def target_zeros(total: int, sparsity: float) -> int:
@@ -64,7 +58,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.kind not in BUDGETS:
-            raise BudgetError("budget", self.kind, f"is not a budget (one of {', '.join(BUDGETS)})",
+            raise ConfigError("budget", self.kind, f"is not a budget (one of {', '.join(BUDGETS)})",
                               "e.g. budget=erk, or leave it out for the method's own")
 
     def dense(self, layers: int) -> set[int]:
@@ -77,7 +71,7 @@ class Budget:
 
 
 def check_config(name: str, dense_first: bool, dense_last: bool, pattern: str, method: str, takes: bool) -> None:
-    """BudgetError for an unknown ``budget`` or one given to a method that sets its layers' sparsity itself
+    """ConfigError for an unknown ``budget`` or one given to a method that sets its layers' sparsity itself
     (``takes`` False: FORCE, Iterative SNIP, STR, Hoyer-Square)."""
     if name != "method":
         Budget(name)
@@ -86,7 +80,7 @@ def check_config(name: str, dense_first: bool, dense_last: bool, pattern: str, m
     for key, value, neutral in (("budget", name, "method"), ("budget.dense_first", dense_first, False),
                                 ("budget.dense_last", dense_last, False), ("pattern", pattern, "unstructured")):
         if value != neutral:
-            raise BudgetError(key, value, f"does not apply to method={method}, which sets its layers' sparsity"
+            raise ConfigError(key, value, f"does not apply to method={method}, which sets its layers' sparsity"
                               " itself", f"drop {key} (method.scope picks global or per layer)")
 
 
@@ -115,7 +109,7 @@ def erk_densities(shapes: Sequence[Sequence[int]], density: float, dense: set[in
         free = [i for i in range(len(shapes)) if i not in fixed]
         rhs = density * sum(sizes) - sum(sizes[i] for i in fixed)  # kept weights the free layers must hold
         if rhs < -1e-9 * max(1, sum(sizes)):
-            raise BudgetError("budget", "erk", f"cannot keep {density:.6g} of the weights: the dense layers"
+            raise ConfigError("budget", "erk", f"cannot keep {density:.6g} of the weights: the dense layers"
                               f" alone hold {sum(sizes[i] for i in fixed)} of {sum(sizes)}",
                               "set budget.dense_first/dense_last=false or lower sparsity")
         if not free:
@@ -128,13 +122,13 @@ def erk_densities(shapes: Sequence[Sequence[int]], density: float, dense: set[in
 
 
 def check(shapes: Sequence[Sequence[int]], sparsity: float, budget: Budget) -> None:
-    """BudgetError when ``budget`` cannot reach ``sparsity`` (the dense layers hold too many weights)."""
+    """ConfigError when ``budget`` cannot reach ``sparsity`` (the dense layers hold too many weights)."""
     sizes = [math.prod(s) for s in shapes]
     dense = budget.dense(len(shapes))
     kept_dense = sum(sizes[i] for i in dense)
     if sparsity > 0 and kept_dense > (1 - sparsity) * sum(sizes) + 1e-9:
         key = "budget.dense_first" if 0 in dense else "budget.dense_last"
-        raise BudgetError(key, True, f"keeps {kept_dense} of {sum(sizes)} weights dense, more than the"
+        raise ConfigError(key, True, f"keeps {kept_dense} of {sum(sizes)} weights dense, more than the"
                           f" {(1 - sparsity) * sum(sizes):.0f} that sparsity={sparsity:g} keeps",
                           "set it to false, or lower sparsity")
 
@@ -159,7 +153,7 @@ def apportion(quotas: Sequence[float], lower: Sequence[int], upper: Sequence[int
     """Integers within [lower, upper] adding up to ``total``, as close to ``quotas`` as largest remainder
     gets: a quota outside its bounds is pinned there and the others rescaled to the rest."""
     if not sum(lower) <= total <= sum(upper):
-        raise BudgetError("sparsity", total, f"zeros cannot fit between {sum(lower)} and {sum(upper)}")
+        raise ConfigError("sparsity", total, f"zeros cannot fit between {sum(lower)} and {sum(upper)}")
     pinned: dict[int, int] = {}
     while True:
         free = [i for i in range(len(quotas)) if i not in pinned]
@@ -175,5 +169,5 @@ def apportion(quotas: Sequence[float], lower: Sequence[int], upper: Sequence[int
     for i in sorted(scaled, key=lambda i: (-(scaled[i] - math.floor(scaled[i])), i))[:short]:
         counts[i] += 1
     if sum(counts.values()) != total:  # every layer pinned at a bound: cannot happen within the check above
-        raise BudgetError("sparsity", total, "zeros could not be shared out within the layers' bounds")
+        raise ConfigError("sparsity", total, "zeros could not be shared out within the layers' bounds")
     return [counts[i] for i in range(len(quotas))]

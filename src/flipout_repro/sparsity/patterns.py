@@ -9,7 +9,7 @@ A prune event at sparsity ``s`` zeroes the ``round(s * m)`` lowest-scored weight
 (:func:`group_zeros`: nearest integer, halves up, at most ``m - n``), so a schedule moves from dense to
 N:M in steps of 1/m: one event at ``(m - n)/m``, or gradually (2:4 under a cubic schedule: 0, 1, then 2
 zeros per group as ``s`` passes 0.125 and 0.375). An nm run's target is ``(m - n)/m``.
-This module is a leaf: it imports nothing of the package (masking imports it).
+This module is a leaf: it imports only flipout_repro.errors of the package (masking imports it).
 """
 from __future__ import annotations
 
@@ -19,19 +19,13 @@ from typing import Sequence
 
 import torch
 
+from flipout_repro.errors import ConfigError
+
 PATTERNS = ("unstructured", "nm")
 #: torch's CUTLASS semi-structured kernels (torch/sparse/semi_structured.py, SparseSemiStructuredTensorCUTLASS
 #: ._DTYPE_SHAPE_CONSTRAINTS): the sparse operand's rows and columns must be multiples of these; cuSPARSELt
 #: asks for 16 x 16, so a weight that fits CUTLASS fits both backends.
 SEMI_STRUCTURED_MULTIPLE = {torch.float16: (32, 64), torch.bfloat16: (32, 64)}
-
-
-class PatternError(ValueError):
-    """A bad pattern value; ``key``, ``value``, ``problem`` and ``fix`` make the message."""
-
-    def __init__(self, key: str, value: object, problem: str, fix: str = "") -> None:
-        self.key, self.value, self.problem, self.fix = key, value, problem, fix
-        super().__init__(f"{key}={value!r} {problem}" + (f": {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
@@ -52,22 +46,22 @@ class Pattern:
 
 
 def check(kind: str, n: object, m: object) -> None:
-    """PatternError unless ``kind``/``n``/``m`` make a pattern (n and m only for nm, 1 <= n < m)."""
+    """ConfigError unless ``kind``/``n``/``m`` make a pattern (n and m only for nm, 1 <= n < m)."""
     if kind not in PATTERNS:
-        raise PatternError("pattern", kind, f"is not a pattern (one of {', '.join(PATTERNS)})", "e.g. pattern=nm")
+        raise ConfigError("pattern", kind, f"is not a pattern (one of {', '.join(PATTERNS)})", "e.g. pattern=nm")
     if kind == "unstructured":
         for key, value in (("pattern.n", n), ("pattern.m", m)):
             if value is not None:
-                raise PatternError(key, value, "applies to pattern=nm only", f"add pattern=nm, or drop {key}")
+                raise ConfigError(key, value, "applies to pattern=nm only", f"add pattern=nm, or drop {key}")
         return
     for key, value in (("pattern.m", m), ("pattern.n", n)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise PatternError(key, value, "must be an integer", "e.g. pattern.n=2 pattern.m=4 (2:4)")
+            raise ConfigError(key, value, "must be an integer", "e.g. pattern.n=2 pattern.m=4 (2:4)")
     if m < 2:
-        raise PatternError("pattern.m", m, "must be >= 2 (the group size)", "e.g. pattern.m=4 (2:4)")
+        raise ConfigError("pattern.m", m, "must be >= 2 (the group size)", "e.g. pattern.m=4 (2:4)")
     if not 1 <= n < m:
-        raise PatternError("pattern.n", n, f"must be in [1, {m - 1}] (kept weights per group of m={m})",
-                           f"e.g. pattern.n={m // 2}")
+        raise ConfigError("pattern.n", n, f"must be in [1, {m - 1}] (kept weights per group of m={m})",
+                          f"e.g. pattern.n={m // 2}")
 
 
 def check_config(kind: str, n: object, m: object, budget: str, sparsity: object) -> None:
@@ -77,11 +71,11 @@ def check_config(kind: str, n: object, m: object, budget: str, sparsity: object)
         return
     want = nm_sparsity(n, m)
     if budget not in ("method", "uniform"):
-        raise PatternError("budget", budget, f"cannot apply to pattern=nm, which prunes {want:g} of every group",
-                           "drop budget= (budget.dense_first/dense_last still apply)")
+        raise ConfigError("budget", budget, f"cannot apply to pattern=nm, which prunes {want:g} of every group",
+                          "drop budget= (budget.dense_first/dense_last still apply)")
     if isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and abs(sparsity - want) > 1e-12:
-        raise PatternError("sparsity", sparsity, f"does not match pattern=nm with {n}:{m}, which prunes"
-                           f" (m - n)/m = {want:g}", f"drop sparsity= (pattern=nm sets it) or give sparsity={want:g}")
+        raise ConfigError("sparsity", sparsity, f"does not match pattern=nm with {n}:{m}, which prunes"
+                          f" (m - n)/m = {want:g}", f"drop sparsity= (pattern=nm sets it) or give sparsity={want:g}")
 
 
 def nm_sparsity(n: object, m: object) -> float:
@@ -106,14 +100,14 @@ def input_dim(shape: Sequence[int]) -> int:
 
 
 def check_layers(names: Sequence[str], shapes: Sequence[Sequence[int]], m: int, dense: set[int]) -> None:
-    """PatternError naming the first layer (not kept dense) whose input dimension ``m`` does not divide."""
+    """ConfigError naming the first layer (not kept dense) whose input dimension ``m`` does not divide."""
     for i, (name, shape) in enumerate(zip(names, shapes)):
         if i not in dense and input_dim(shape) % m:
             fix = ("budget.dense_first=true keeps it dense" if i == 0 else
                    "budget.dense_last=true keeps it dense" if i == len(shapes) - 1 else
                    f"pick a pattern.m that divides {input_dim(shape)}")
-            raise PatternError("pattern.m", m, f"does not divide the input dimension {input_dim(shape)} of"
-                               f" {name} {tuple(shape)}", fix)
+            raise ConfigError("pattern.m", m, f"does not divide the input dimension {input_dim(shape)} of"
+                              f" {name} {tuple(shape)}", fix)
 
 
 def zero_lowest_per_group(ranked: torch.Tensor, k: int, m: int) -> torch.Tensor:

@@ -21,22 +21,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from flipout_repro.errors import ConfigError
+
 ROUNDINGS = ("exact", "reference")
 
 
-class ScheduleError(ValueError):
-    """A schedule that cannot be realised: ``key`` names the config key at fault (``epochs`` when the
-    schedule does not fit in the run; a knob such as ``schedule.rate`` when that knob is bad), ``value``
-    its value, ``problem`` and ``fix`` the rest of the message."""
-
-    def __init__(self, problem: str, key: str = "epochs", value: object = None, fix: str = "") -> None:
-        self.problem, self.key, self.value, self.fix = problem, key, value, fix
-        text = problem if key == "epochs" else f"{key}={value!r} {problem}"
-        super().__init__(text + (f": {fix}" if fix else ""))
+def _knob(key: str, value: object, problem: str, fix: str = "") -> ConfigError:
+    """A bad knob of the schedule (``schedule.rate``, ...)."""
+    return ConfigError(f"schedule.{key}", value, problem, fix)
 
 
-def _knob(key: str, value: object, problem: str, fix: str = "") -> ScheduleError:
-    return ScheduleError(problem, key=f"schedule.{key}", value=value, fix=fix)
+def _too_short(epochs: int, problem: str) -> ConfigError:
+    """A schedule whose knobs are fine but do not fit in ``epochs``."""
+    return ConfigError("epochs", epochs, f"is too short for the schedule ({problem})")
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ class PruneEvent:
 
 
 def check_rounding(rounding: str) -> None:
-    """ScheduleError unless ``rounding`` is exact or reference."""
+    """ConfigError unless ``rounding`` is exact or reference."""
     if rounding not in ROUNDINGS:
         raise _knob("rounding", rounding, "must be 'exact' (land on each event's sparsity) or 'reference' (remove"
                     " floor(fraction x surviving) weights, the FlipOut code's)")
@@ -137,11 +134,9 @@ class Periodic:
         f = self.period(target, epochs)
         if f < 1 or k * f >= epochs:
             need = k * self.frequency + 1 if self.frequency else k + 1
-            raise ScheduleError(
-                f"schedule=periodic needs {k} prune events to reach sparsity={target} at rate"
-                f" {self.rate}, each at the end of its own epoch before the last one, which"
-                f" epochs={epochs} cannot hold: use epochs>={need} or a lower sparsity"
-            )
+            raise _too_short(epochs, f"schedule=periodic needs {k} prune events to reach sparsity={target} at"
+                             f" rate {self.rate}, each at the end of its own epoch before the last one, which"
+                             f" epochs={epochs} cannot hold: use epochs>={need} or a lower sparsity")
         out = []
         for i in range(1, k + 1):
             s = target if i == k else 1 - (1 - self.rate) ** i
@@ -242,10 +237,9 @@ class Cubic:
         first = int(math.floor(self.start * epochs + 0.5))
         last = int(math.floor(self.end * epochs + 0.5))
         if last >= epochs or last <= first:
-            raise ScheduleError(
-                f"schedule=cubic with start={self.start}, end={self.end} puts pruning in epochs {first}..{last}"
-                f" of {epochs}: it needs start < end and at least one epoch of fine-tuning after the last"
-                " event; lower schedule.end or raise epochs")
+            raise _too_short(epochs, f"schedule=cubic with start={self.start}, end={self.end} puts pruning in"
+                             f" epochs {first}..{last} of {epochs}: it needs start < end and at least one epoch"
+                             " of fine-tuning after the last event; lower schedule.end or raise epochs")
         t0, t_end = first * steps_per_epoch, last * steps_per_epoch
         dt = self.every_steps or self.every_epochs * steps_per_epoch
         n = (t_end - t0) // dt

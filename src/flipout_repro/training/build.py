@@ -17,7 +17,9 @@ from flipout_repro.sparsity import budgets
 from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
 from flipout_repro.training import phases
-from flipout_repro.config.validate import ConfigError, instantiate
+from flipout_repro.config import optimizers
+from flipout_repro.config.validate import instantiate
+from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
@@ -65,14 +67,15 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD with momentum and coupled weight decay, and the ``optim.schedule`` (training/lr_schedule.py).
+    """The optimiser ``optim`` names (config/optimizers.py: its torch.optim class, with its own keys), and
+    the ``optim.schedule`` (training/lr_schedule.py).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
     and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
     """
     o = cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                          nesterov=o.nesterov)
+    torch_class = getattr(torch.optim, optimizers.OPTIMIZERS[o.name].torch_class)
+    opt = torch_class(model.parameters(), **optimizers.arguments(o))
     milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
     sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
     return opt, sched
@@ -157,13 +160,10 @@ def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> 
     budget = budgets.resolve(b.name, b.dense_first, b.dense_last, method.scope) if b is not None else None
     pattern = patterns.Pattern(p.name, p.n, p.m) if p is not None else None
     shapes = [tuple(v.shape) for v in masks.values]
-    try:
-        if budget is not None and method.prunes:
-            budgets.check(shapes, target, budget)
-        if pattern is not None and pattern.nm:
-            patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
-    except (budgets.BudgetError, patterns.PatternError) as exc:
-        raise ConfigError(exc.key, exc.value, exc.problem, exc.fix) from exc
+    if budget is not None and method.prunes:
+        budgets.check(shapes, target, budget)
+    if pattern is not None and pattern.nm:
+        patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
     neutral = b is None or (b.name == "method" and not b.dense_first and not b.dense_last)
     return {"budget": None if neutral else budget, "pattern": pattern if pattern is not None and pattern.nm else None}
 

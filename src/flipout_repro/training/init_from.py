@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flipout_repro.config.checks import ConfigError
+from flipout_repro.errors import ConfigError
 
 KEY = "model.init_from"
 _NESTED = ("state_dict", "model_state_dict", "model")

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-from flipout_repro.config.validate import ConfigError
+from flipout_repro.errors import ConfigError
 from flipout_repro.data import FolderData
 
 

@@ -292,8 +292,8 @@ class Trainer:
 @torch.no_grad()
 def reset_optimizer_state(optimizer: torch.optim.Optimizer, params: list[nn.Parameter],
                           new: list[torch.Tensor]) -> None:
-    """Zero every per-weight optimizer state (SGD's momentum buffer) at the ``new`` entries: a grown weight
-    starts without momentum (RigL's reset_momentum, rigl/sparse_optimizers_base.py:345-353)."""
+    """Zero every per-weight optimizer state (SGD's momentum buffer, AdamW's moments) at the ``new`` entries:
+    a grown weight starts without momentum (RigL's reset_momentum, rigl/sparse_optimizers_base.py:345-353)."""
     for p, n in zip(params, new):
         for value in optimizer.state.get(p, {}).values():
             if torch.is_tensor(value) and value.shape == p.shape:
