@@ -214,7 +214,10 @@ def group_defaults(group: str, name: str) -> dict[str, Any]:
     if path.read_text().lstrip().startswith("# @package _global_"):
         node = node.get(group) or {}
     node.pop("defaults", None)
-    return {**_schema_defaults(group), **node}
+    shared: dict[str, Any] = {}
+    for extra in _root_choices().get(f"@{group}", []):  # conf/config.yaml's ``- model_init@model``
+        shared.update(OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / f"{extra}.yaml"), resolve=False))
+    return {**_schema_defaults(group), **shared, **node}
 
 
 @lru_cache(maxsize=None)
@@ -231,10 +234,18 @@ def _method_schedule(method: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def _root_choices() -> dict[str, str]:
-    """conf/config.yaml's default option of each group (``schedule: periodic``, ...)."""
+def _root_choices() -> dict[str, Any]:
+    """conf/config.yaml's default option of each group (``schedule: periodic``, ...), and under ``@<group>``
+    the files merged into a group's package (``model_init@model``: ``{"@model": ["model_init"]}``)."""
     root = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "config.yaml"), resolve=False)
-    return {k: str(v) for e in root.get("defaults") or [] if isinstance(e, dict) for k, v in e.items()}
+    out: dict[str, Any] = {}
+    for entry in root.get("defaults") or []:
+        if isinstance(entry, dict):
+            out.update({k: str(v) for k, v in entry.items()})
+        elif isinstance(entry, str) and "@" in entry:
+            name, _, package = entry.partition("@")
+            out.setdefault(f"@{package}", []).append(name)
+    return out
 
 
 @lru_cache(maxsize=None)
