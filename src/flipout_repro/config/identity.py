@@ -21,18 +21,16 @@ share a folder; the seeds of one setting sit side by side.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from flipout_repro.config import launch, schema
-from flipout_repro.config.paths import config_dir
+from flipout_repro.config.defaults import (GROUPS, completed, container, group_defaults, method_schedule, resolved,
+                                          root_defaults)
 from flipout_repro.rundir import RunDir, format_sparsity
 
 #: The identity rule's version: run folders written under another one are moved (config/migrate.py).
@@ -46,8 +44,6 @@ NOT_IDENTITY = frozenset({
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
     "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
 })
-#: Config groups chosen by name (conf/<group>/<name>.yaml).
-GROUPS = ("model", "dataset", "optim", "method", "schedule", "budget", "pattern")
 #: The axes a study compares (besides the seed); everything else is the protocol.
 AXES = ("method", "schedule", "sparsity", "budget", "pattern")
 #: Protocol values always written out, default or not: what a reader of a table needs to see.
@@ -128,7 +124,7 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
     """The identity of a prepared config (config.validate.prepare: a method that never prunes has sparsity
     0) whose precision is pinned (config.precision.pin_precision; ``auto`` is read as fp32, what a stored
     ``auto`` computed in)."""
-    d = _container(cfg)
+    d = container(cfg)
     protocol: dict[str, Any] = {}
     for group in ("model", "dataset", "optim"):
         protocol[group] = _group_part(d, group)
@@ -136,25 +132,21 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
         if key in GROUPS or key in AXES or key in NOT_IDENTITY or key in protocol:
             continue
         if isinstance(value, dict):  # a section without groups (loss): its values that differ from the schema's
-            part = _diff(value, _root_defaults().get(key) or {}, key)
+            part = _diff(value, root_defaults().get(key) or {}, key)
             if part:
                 protocol[key] = part
-        elif key in ALWAYS or _canon(value) != _canon(_root_defaults().get(key, MISSING)):
+        elif key in ALWAYS or _canon(value) != _canon(root_defaults().get(key, MISSING)):
             protocol[key] = _canon(value)
     protocol["precision"] = "bf16" if d.get("precision") == "bf16" else "fp32"
     for key in ALWAYS:
-        protocol.setdefault(key, _canon(_root_defaults()[key]))
+        protocol.setdefault(key, _canon(root_defaults()[key]))
     return Identity(protocol=dict(sorted(protocol.items())), axes=_axes(d), seed=int(d.get("seed", 0)))
 
 
 def stored_identity(config: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> Identity:
-    """The identity of a run folder's config (config.yaml, or summary.json's ``config``). A schema key the
-    config lacks (it was written before the key existed) holds the schema's default, the behaviour from
-    before; a run whose config says ``precision: auto`` but whose summary says bf16 is a bf16 run."""
-    d = dict(config)
-    for section, neutral in _root_defaults().items():  # a key written before it existed: its schema default,
-        if isinstance(neutral, dict):                    # the behaviour from before it existed
-            d[section] = {**neutral, **(d.get(section) or {})}
+    """The identity of a run folder's config (config.yaml, or summary.json's ``config``), :func:`completed`;
+    a run whose config says ``precision: auto`` but whose summary says bf16 is a bf16 run."""
+    d = completed(config)
     if d.get("precision") == "auto" and (summary or {}).get("precision") == "bf16":
         d["precision"] = "bf16"
     return identity(d)
@@ -168,7 +160,7 @@ def run_dir(cfg: DictConfig) -> RunDir:
 def _axes(d: dict[str, Any]) -> dict[str, Any]:
     method = d.get("method") or {}
     axes: dict[str, Any] = {"method": _group_part(d, "method", drop=("scope",))}
-    own = _method_schedule(str(method.get("name")))
+    own = method_schedule(str(method.get("name")))
     schedule = _group_part(d, "schedule")
     if schedule != {"name": own}:
         axes["schedule"] = schedule
@@ -185,7 +177,7 @@ def _group_part(d: dict[str, Any], group: str, drop: tuple[str, ...] = ()) -> di
     """``{"name": <option>, <knob>: <value>, ...}``: a group's option and the values that differ from it."""
     node = d.get(group) or {}
     name = node.get("name")
-    defaults = _resolved(group_defaults(group, str(name)), d, group)
+    defaults = resolved(group_defaults(group, str(name)), d, group)
     body = {k: v for k, v in node.items() if k not in drop}
     return {"name": name, **_diff(body, defaults, group)}
 
@@ -201,98 +193,6 @@ def _diff(node: dict[str, Any], defaults: dict[str, Any], prefix: str) -> dict[s
         elif _canon(value) != _canon(defaults[key]):
             out[key] = _canon(value)
     return dict(sorted(out.items()))
-
-
-@lru_cache(maxsize=None)
-def group_defaults(group: str, name: str) -> dict[str, Any]:
-    """conf/<group>/<name>.yaml's values as written (interpolations unresolved) over the schema's defaults
-    for the group; {} for an option that does not exist (every value of such a run counts)."""
-    path = Path(config_dir()) / group / f"{name}.yaml"
-    if not path.is_file():
-        return {}
-    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-    if path.read_text().lstrip().startswith("# @package _global_"):
-        node = node.get(group) or {}
-    node.pop("defaults", None)
-    shared: dict[str, Any] = {}
-    for extra in _root_choices().get(f"@{group}", []):  # conf/config.yaml's ``- model_init@model``
-        shared.update(OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / f"{extra}.yaml"), resolve=False))
-    return {**_schema_defaults(group), **shared, **node}
-
-
-@lru_cache(maxsize=None)
-def _method_schedule(method: str) -> str:
-    """The schedule a method composes with (its yaml's ``override /schedule``), else the root default's."""
-    path = Path(config_dir()) / "method" / f"{method}.yaml"
-    if path.is_file():
-        for entry in OmegaConf.to_container(OmegaConf.load(path), resolve=False).get("defaults") or []:
-            if isinstance(entry, dict):
-                for key, value in entry.items():
-                    if "schedule" in key:
-                        return str(value)
-    return _root_choices()["schedule"]
-
-
-@lru_cache(maxsize=None)
-def _root_choices() -> dict[str, Any]:
-    """conf/config.yaml's default option of each group (``schedule: periodic``, ...), and under ``@<group>``
-    the files merged into a group's package (``model_init@model``: ``{"@model": ["model_init"]}``)."""
-    root = OmegaConf.to_container(OmegaConf.load(Path(config_dir()) / "config.yaml"), resolve=False)
-    out: dict[str, Any] = {}
-    for entry in root.get("defaults") or []:
-        if isinstance(entry, dict):
-            out.update({k: str(v) for k, v in entry.items()})
-        elif isinstance(entry, str) and "@" in entry:
-            name, _, package = entry.partition("@")
-            out.setdefault(f"@{package}", []).append(name)
-    return out
-
-
-@lru_cache(maxsize=None)
-def _root_defaults() -> dict[str, Any]:
-    """The schema's top-level defaults (schema.RunConfig), sections as dicts."""
-    return _dataclass_defaults(schema.RunConfig)
-
-
-def _schema_defaults(group: str) -> dict[str, Any]:
-    value = _root_defaults().get(group)
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _dataclass_defaults(cls: type) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        kind = f.type if isinstance(f.type, type) else getattr(schema, str(f.type), None)
-        if dataclasses.is_dataclass(kind):  # a section (dataset, optim, loss, ...): its fields' defaults
-            out[f.name] = _dataclass_defaults(kind)
-        elif f.default is not dataclasses.MISSING and f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return out
-
-
-def _resolved(defaults: dict[str, Any], context: dict[str, Any], group: str) -> dict[str, Any]:
-    """``defaults`` with their interpolations (``${optim.weight_decay}``, ``${paper_batches:...}``) resolved
-    against the run's own config; one that cannot be resolved there is left out."""
-    launch.register_resolvers()
-    out = {}
-    for key, value in defaults.items():
-        if not (isinstance(value, str) and "${" in value):
-            out[key] = value
-            continue
-        try:
-            probe = OmegaConf.create({**{k: v for k, v in context.items() if k != group}, group: {key: value}})
-            out[key] = OmegaConf.select(probe, f"{group}.{key}", throw_on_missing=True)
-        except Exception:  # the run's config lacks what the default refers to
-            pass
-    return out
-
-
-def _container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return json.loads(json.dumps(dict(cfg), default=str))
 
 
 def _canon(value: Any) -> Any:

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
-from flipout_repro.config.identity import FORMAT, group_defaults, stored_identity
+from flipout_repro.config.defaults import group_defaults
+from flipout_repro.config.identity import FORMAT, stored_identity
 from flipout_repro.rundir import RunDir, atomic_write_text, runs_root, write_json
 
 log = logging.getLogger("flipout_repro")
