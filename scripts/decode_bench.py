@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from flipout_repro.data import default_workers, load
+from flipout_repro.data import load
+from flipout_repro.data.folder import default_workers
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CLASSES = 10

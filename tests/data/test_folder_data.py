@@ -7,9 +7,10 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from helpers import CLASSES, MEAN, STD, epoch, make_cfg, write_image_folder
-from flipout_repro.config import ConfigError, validate
+from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, FolderData, holdout_split, load
-from flipout_repro.data.folder import ImageFiles, sample_seed
+from flipout_repro.data.crop_draw import sample_seed
+from flipout_repro.data.folder import ImageFiles
 from flipout_repro.rundir import config_hash
 
 
@@ -147,7 +148,7 @@ def test_the_preset_and_the_worker_count_leave_hashes_alone():
 
 def test_int8_quantization_runs_on_a_streamed_set(tmp_path):
     from flipout_repro.analysis.quantize import QuantSettings, quantize_and_evaluate
-    from flipout_repro.masking import Masks
+    from flipout_repro.sparsity.masking import Masks
     from flipout_repro.models.lenet import LeNet5
 
     d = folder(write_image_folder(tmp_path), workers=2)

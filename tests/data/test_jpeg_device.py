@@ -10,7 +10,7 @@ from PIL import Image
 from helpers import make_cfg
 from flipout_repro.config.validate import ConfigError, validate
 from flipout_repro.data import DataError, load
-from flipout_repro.data.folder import sample_seed
+from flipout_repro.data.crop_draw import sample_seed
 from flipout_repro.data.jpeg_device import ImageBytes
 from flipout_repro.rundir import config_hash
 from flipout_repro.run import run

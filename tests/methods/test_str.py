@@ -121,7 +121,7 @@ def test_default_s_init_starts_dense_and_weight_decay_alone_moves_s():
 
 
 def test_the_new_default_is_a_new_protocol_and_the_old_one_keeps_its_folder():
-    from conftest import make_cfg
+    from helpers import make_cfg
     from flipout_repro.rundir import config_hash
 
     old = make_cfg("method=str", "method.s_init=-5.0", "epochs=400", "sparsity=0.75")

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.sparsity.masking import Masks, count_prunable, prune_to, target_zeros
+from flipout_repro.sparsity.budgets import target_zeros
+from flipout_repro.sparsity.masking import Masks, count_prunable, prune_to
 from flipout_repro.models.densenet import DenseNet121
 from flipout_repro.models.lenet import LeNet5, LeNet300100
 from flipout_repro.models.resnet import ResNet18

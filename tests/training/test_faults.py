@@ -151,7 +151,7 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
 
 
 def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
-    from conftest import make_cfg
+    from helpers import make_cfg
     from flipout_repro.config.validate import effective_sparsity
 
     args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]

@@ -17,7 +17,6 @@ LAYOUTS: dict[int, tuple] = {
     19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
 }
-VGG19_LAYOUT = LAYOUTS[19]
 
 
 def check_depth(depth: int) -> tuple:

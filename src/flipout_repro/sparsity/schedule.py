@@ -7,7 +7,7 @@ evaluation, so the accuracy just before each event is on record).
 Every schedule takes ``rounding``, the count an event removes:
 
 - ``exact`` (our extension, the default): the event lands on its sparsity to within one weight
-  (``masking.target_zeros``: the nearest count), so the last event lands on the target.
+  (``budgets.target_zeros``: the nearest count), so the last event lands on the target.
 - ``reference`` (the reference codes' rules): a periodic event removes ``floor(rate * surviving)``
   weights (the FlipOut code's ``int(rate * num_unpruned)``), so the final sparsity is what those
   events reach (recorded as achieved): 1 - 2^-10 = 0.9990234375 keeps 19,555 of VGG19's 20,024,000
@@ -42,7 +42,7 @@ def _knob(key: str, value: object, problem: str, fix: str = "") -> ScheduleError
 @dataclass(frozen=True)
 class PruneEvent:
     """Prune to ``sparsity`` once ``step`` optimizer steps have been taken. ``count`` says how the number
-    of zeros is rounded (masking.event_zeros): ``exact`` (nearest to ``sparsity``), ``remove_floor``
+    of zeros is rounded (budgets.event_zeros): ``exact`` (nearest to ``sparsity``), ``remove_floor``
     (``floor(fraction * surviving)`` more) or ``keep_floor`` (``floor((1 - sparsity) * n)`` kept)."""
 
     step: int

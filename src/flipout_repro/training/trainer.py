@@ -272,7 +272,7 @@ class Trainer:
     def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: Any,
                count: str = "exact", fraction: float | None = None) -> None:
         """The one prune path: masks to ``sparsity`` (the count rounded as ``count`` says: see
-        masking.event_zeros), a curve point, a prune record."""
+        budgets.event_zeros), a curve point, a prune record."""
         before = self.masks.sparsity()
         if test_acc is not None:
             state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
