@@ -1,6 +1,6 @@
 """Post-training static int8 quantization of a pruned network, and the check that its zeros survive.
 
-METHODS.md (Quantization): qint8 weights, quint8 activations, minmax / per-channel / histogram
+The recipe: qint8 weights, quint8 activations, minmax / per-channel / histogram
 observers, calibration on training data. We use torch's FX graph mode (``prepare_fx``/``convert_fx``
 with a QConfigMapping) so that the plain nn.Module models need no QuantStub/DeQuantStub edits; Conv,
 BatchNorm and ReLU are fused first, so a BatchNorm is folded into its conv (a per-output-channel
@@ -41,7 +41,7 @@ log = logging.getLogger("flipout_repro")
 @dataclasses.dataclass(frozen=True)
 class QuantSettings:
     """How to quantize: observer, backend, and the calibration pass: ``calibration_batches`` batches of
-    training images, or ``"all"``: one pass over the whole training set (METHODS.md)."""
+    training images, or ``"all"``: one pass over the whole training set."""
 
     observer: str = "histogram"
     calibration_batches: int | str = "all"

@@ -1,4 +1,4 @@
-"""Hoyer-Square (Yang, Wen, Li 2020, "DeepHoyer"), as the FlipOut paper uses it (METHODS.md).
+"""Hoyer-Square (Yang, Wen, Li 2020, "DeepHoyer"), as the FlipOut paper uses it (docs/fidelity.md, FlipOut).
 
 Training loss += ``lam * sum_theta (sum|theta|)^2 / sum theta^2`` over every trainable parameter (biases
 and BatchNorm included, as in the FlipOut code; a parameter that is all zero adds 0), for the epochs

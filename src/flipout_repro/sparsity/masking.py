@@ -1,6 +1,6 @@
 """Prunable weights, their masks, and the one function that turns scores into masks.
 
-Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (METHODS.md: biases and
+Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (biases and
 BatchNorm are never pruned). Sparsity is the number of zeros in the masks over the number of prunable
 weights.
 """

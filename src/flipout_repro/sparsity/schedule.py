@@ -88,7 +88,7 @@ class NoPruning:
 
 @dataclass(frozen=True)
 class Periodic:
-    """The FlipOut paper's geometric schedule (METHODS.md, "Paper schedule").
+    """The FlipOut paper's geometric schedule (docs/fidelity.md, "FlipOut: the paper presets").
 
     Each event removes ``rate`` of the surviving weights; ``k = ceil(log(1-s)/log(1-rate))`` events reach
     the target ``s`` and fire every ``f = round(epochs/(k+1))`` epochs, at the end of epochs
@@ -154,7 +154,7 @@ class Periodic:
 
 @dataclass(frozen=True)
 class OneShot:
-    """One event that prunes straight to the target (METHODS.md: SNIP, FORCE, pruning at a given step).
+    """One event that prunes straight to the target (SNIP, FORCE, pruning at a given step).
 
     ``epoch`` = 0 fires before the first step (pruning at initialisation, right after the method's
     ``on_train_start``). ``epoch`` = e > 0 fires after ``round(e * steps_per_epoch)`` optimizer steps:
