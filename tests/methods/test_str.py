@@ -120,10 +120,10 @@ def test_default_s_init_starts_dense_and_weight_decay_alone_moves_s():
     assert masks.values[0].all()
 
 
-def test_the_new_default_is_a_new_protocol_and_the_old_one_keeps_its_folder():
+def test_the_default_s_init_and_s_init_minus_5_are_different_protocols():
     from helpers import make_cfg
     from flipout_repro.rundir import config_hash
 
     old = make_cfg("method=str", "method.s_init=-5.0", "epochs=400", "sparsity=0.75")
-    assert config_hash(old) == "5536f6f9"  # the folder of version 0.1.0's default STR run
+    assert config_hash(old) == "5536f6f9"  # the folder of an STR run with s_init=-5
     assert config_hash(make_cfg("method=str", "epochs=400", "sparsity=0.75")) != "5536f6f9"

@@ -99,7 +99,7 @@ def test_models_follow_the_dataset_shape():
 
 
 def test_kept_counts_follow_every_in_place_change_of_a_mask():
-    """Masks.nonzero_counts is remembered between changes (issue 18): any in-place change is seen."""
+    """Masks.nonzero_counts is remembered between changes: any in-place change is seen."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     masks = Masks.for_model(model)
     assert masks.nonzero_counts() == [12, 6] and masks.sparsity() == 0.0

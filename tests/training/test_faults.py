@@ -247,7 +247,7 @@ def test_gpu_rng_state_follows_the_training_device(monkeypatch):
     assert [int(s) for s in saved["cuda"]] == [12]
     set_rng_states(saved, torch.device("cuda:0"))  # resumed on another GPU: the same stream goes on there
     set_rng_states(rng_states(torch.device("cpu")), torch.device("cpu"))  # CPU runs keep no GPU state
-    old = dict(saved, cuda=[states[0], states[1], states[2]])  # 0.1.0 format: every visible GPU
+    old = dict(saved, cuda=[states[0], states[1], states[2]])  # the older format: every visible GPU
     set_rng_states(old, torch.device("cuda:1"))
     set_rng_states(old, torch.device("cuda:5"))  # fewer GPUs were visible when it was saved: no crash
     assert restored == [(12, "cuda:0"), (11, "cuda:1"), (12, "cuda:5")]

@@ -213,8 +213,8 @@ def settings_from_config(cfg: DictConfig) -> QuantSettings:
 
 def merge_quantization(previous: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
     """The newest result at the top (``test_acc`` etc.); every result kept under its settings' key in
-    ``by_settings`` (QuantSettings.key), and the newest of each observer in ``by_observer`` (as before
-    the settings were keyed: summaries written then hold only that, and stay readable)."""
+    ``by_settings`` (QuantSettings.key), and the newest of each observer in ``by_observer`` (a summary
+    without ``by_settings`` holds only that, and stays readable)."""
     plain = {k: v for k, v in result.items() if k not in ("by_observer", "by_settings")}
     by_observer = {**(previous or {}).get("by_observer", {}), result["observer"]: plain}
     by_settings = dict((previous or {}).get("by_settings", {}))

@@ -23,8 +23,8 @@ def resolved_precision(precision: str, device: torch.device) -> str:
 
 def pin_precision(cfg: DictConfig, device: torch.device) -> DictConfig:
     """``cfg`` with ``precision=auto`` replaced by ``bf16`` where it computes in bf16 on ``device``, so the
-    precision decides the run's folder (issue 13). Where auto means fp32 it is left as it is: run folders
-    of CPU runs (and of GPUs without native bf16) keep the hash ``auto`` always had."""
+    precision decides the run's folder. Where auto means fp32 it is left as it is: run folders
+    of CPU runs (and of GPUs without native bf16) keep the hash of ``auto``."""
     if cfg.precision != "auto" or resolved_precision("auto", device) != "bf16":
         return cfg
     cfg = cfg.copy()

@@ -7,7 +7,7 @@ fine-tuning (the loop keeps pruned weights at zero):
 
 - ``mode=paper``: hard threshold, every prunable weight with ``|w| < threshold`` (1e-4) is pruned. The
   sparsity is an outcome of ``lam`` (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
-- ``mode=target`` (new): magnitude pruning to exactly ``sparsity`` at that epoch (global, or per layer
+- ``mode=target`` (our extension): magnitude pruning to exactly ``sparsity`` at that epoch (global, or per layer
   with ``scope=layer``).
 
 Group-HS (``group`` = out | in | both), the structured variant: for each prunable weight viewed as

@@ -54,4 +54,4 @@ class VGG(nn.Module):
 
 class VGG19(VGG):
     """The FlipOut paper's VGG19: ``VGG`` at its default depth, under the name its config (and so its
-    run hashes) has always used; ``model.depth`` still picks another depth."""
+    run hashes) uses; ``model.depth`` picks another depth."""

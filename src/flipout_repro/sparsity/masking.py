@@ -81,7 +81,7 @@ class Masks:
     def nonzero_counts(self) -> list[int]:
         """Kept weights per layer (one host sync, for reporting only). Remembered until a mask changes:
         every change to a mask is an in-place operation on it, which bumps its version counter, so a
-        run's epochs between two prune events count once (issue 18)."""
+        run's epochs between two prune events count once."""
         seen, versions, counts = getattr(self, "_counted", ((), (), []))
         now = tuple(m._version for m in self.values)
         if len(seen) != len(self.values) or any(a is not b for a, b in zip(seen, self.values)) or versions != now:

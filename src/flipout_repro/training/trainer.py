@@ -153,7 +153,7 @@ class Trainer:
             if (self.stop_requested if self.dist is None else self.dist.stop) and state.step != epoch_end:
                 if self.dist is not None:  # all ranks stop at this step (the agreed request)
                     loss_sum, correct, seen = self.dist.settle(self.model, [loss_sum, correct, seen], base)
-                # never a checkpoint of bad weights over a good one (issue 13, item 2)
+                # never a checkpoint of bad weights over a good one
                 self._check_finite(epoch, float(loss_sum) / seen, lr)
                 state.batch, state.order = state.step - (epoch - 1) * spe, order
                 state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
