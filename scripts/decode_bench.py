@@ -1,4 +1,4 @@
-"""dataset.decode=workers against dataset.decode=device (issue 17): one process writes a synthetic ImageNet-format
+"""dataset.decode=workers against dataset.decode=device: one process writes a synthetic ImageNet-format
 folder (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``; ImageNet-sized noisy gradients, quality 90), then
 times full training epochs of the streamed loader (RandomResizedCrop 224 + flip, uint8 batches normalised on
 the device) under each setting, the second epoch of each (the first starts the workers and nvjpeg), and
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from flipout_repro.data import default_workers, load
+from flipout_repro.data import load
+from flipout_repro.data.folder import default_workers
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 CLASSES = 10

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 17): from a fresh checkout on a machine with one CUDA GPU, in at most
+# The prepared GPU check: from a fresh checkout on a machine with one CUDA GPU, in at most
 # GPU_CHECK_BUDGET_S seconds (default 480 = 8 minutes) in all:
 #   install (pip install -e ".[dev]"), the CUDA-marked tests (pytest -m cuda), a 3-epoch VGG19 FlipOut run
 #   on synthetic CIFAR-10 files in fp32 and in bf16 (masks, sparsity, no NaN checked), the CPU inference
@@ -71,7 +71,7 @@ for prec in fp32 bf16; do
   step "check_$prec" 20 "$PY" "$TOOLS" check-run "$OUT/results_$prec" "$OUT/run_$prec.json" --target 0.75
 done
 step inference 40 "$PY" "$TOOLS" inference "$OUT/results_fp32" -- --batches 1 16 --repeats 5 --warmup 1
-# 2:4 semi-structured (issue 15): LeNet-300-100 on the bundled subset with 2:4 masks (pattern=nm), then its
+# 2:4 semi-structured: LeNet-300-100 on the bundled subset with 2:4 masks (pattern=nm), then its
 # Linear layers timed in fp16 as dense, torch.sparse.to_sparse_semi_structured and CSR on the GPU
 NM=(experiment=quickstart method=flipout pattern=nm epochs=2 device=cuda progress=false)
 step run_2_4 40 "$PY" -m flipout_repro.cli "${NM[@]}" results_dir="$OUT/results_2_4"

@@ -56,13 +56,6 @@ def stop_after(monkeypatch, n: int, check=None):
     return original
 
 
-@pytest.fixture
-def no_md5(monkeypatch):
-    """torchvision checks CIFAR files against the real archives' MD5s; tiny files cannot match them."""
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
-
-
 def write_cifar10(root, n=6, seed=0):
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"

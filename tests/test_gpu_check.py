@@ -11,7 +11,6 @@ import torch
 
 from helpers import REPO
 from flipout_repro import data as data_mod
-from helpers import no_md5  # noqa: F401  (a fixture)
 
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
 spec = importlib.util.spec_from_file_location("gpu_check_tools", REPO / "scripts" / "gpu_check_tools.py")

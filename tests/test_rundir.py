@@ -1,4 +1,4 @@
-"""Issue 13, items 4 and 10: atomic writes through a fresh temporary file (a planted symlink is never
+"""Atomic writes through a fresh temporary file (a planted symlink is never
 followed), a full disk said in one line with nothing partial left, damaged metrics lines and summaries."""
 import errno
 import json

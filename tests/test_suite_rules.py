@@ -1,4 +1,4 @@
-"""Rules the suite keeps about itself (issue 14): a loaded machine makes it slower, never red."""
+"""Rules the suite keeps about itself: a loaded machine makes it slower, never red."""
 import re
 from pathlib import Path
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, ContextManager, Hashable, Sequence
 
-if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, not with this module (issue 18)
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn, not with this module
     import matplotlib
     import matplotlib.pyplot as plt
 

@@ -1,4 +1,4 @@
-"""Issue 13, item 7: a finished run keeps its final weights in model.pt (a plain state dict), so
+"""A finished run keeps its final weights in model.pt (a plain state dict), so
 checkpoint.pt (for resuming) may go; every fix a message suggests for a damaged run folder works."""
 import pytest
 import torch
@@ -32,7 +32,7 @@ def test_model_pt_holds_the_final_weights_and_is_enough_without_the_checkpoint(f
     assert "pruned_state_dict" in capsys.readouterr().out
 
 
-def test_a_run_written_before_model_pt_is_read_from_its_checkpoint(finished):
+def test_a_run_without_model_pt_is_read_from_its_checkpoint(finished):
     cfg, folder = finished
     state = torch.load(folder.model, weights_only=True)
     folder.model.unlink()

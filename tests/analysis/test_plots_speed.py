@@ -1,4 +1,4 @@
-"""figure_style.save_png_and_pdf skips savefig's extra layout pass after tight_layout (issue 18): the files
+"""figure_style.save_png_and_pdf skips savefig's extra layout pass after tight_layout: the files
 are byte for byte those savefig writes with the pass."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ def result_of(times, limit=SPREAD_LIMIT):
 
 
 def test_busy_baseline_rounds_are_flagged_with_the_limit_and_threads_named():
-    # the busy machine: dense 126 / 9.7 / 8.5 ms, flipout steady at 150 ms
+    # a busy machine: dense 126 / 9.7 / 8.5 ms, flipout steady at 150 ms
     r = result_of({"dense": [0.126, 0.0097, 0.0085], "flipout": [0.150, 0.151, 0.152]})
     dense = r["methods"]["dense"]
     assert dense["spread"] == pytest.approx(126 / 8.5)

@@ -1,4 +1,4 @@
-"""Issue 18: a run imports nothing it does not need before its first step, writes the same outputs at its
+"""A run imports nothing it does not need before its first step, writes the same outputs at its
 end, and ``flipout-bench --startup`` breaks a whole process down by phase (correctness only, no timing)."""
 from __future__ import annotations
 

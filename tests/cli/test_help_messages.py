@@ -1,5 +1,5 @@
 """flipout-train's own --help and --version, unknown keys that name the key meant, and every failure
-printed once, on all five entry points (issue 14)."""
+printed once, on all five entry points."""
 import dataclasses
 import signal
 import sys

@@ -1,4 +1,4 @@
-"""Issue 13, items 6, 8 and 10 end to end: a failing job of a sweep does not stop the others and the
+"""End to end: a failing job of a sweep does not stop the others and the
 sweep's exit code says so, with a closing list; what belongs in one line is one line."""
 import errno
 import sys

@@ -1,4 +1,4 @@
-"""Issue 13, items 3, 5, 8, 9 and 10: values that become paths, ``_target_`` outside the package, NaN and
+"""Values that become paths, ``_target_`` outside the package, NaN and
 infinity, booleans spelled otherwise than true/false, and the keys no check reached; every one refused
 before anything is written, with the key, the value and a fix that works."""
 import pytest

@@ -8,7 +8,7 @@ import pytest
 from helpers import make_cfg
 from flipout_repro.config.validate import validate
 from flipout_repro.run import run
-from helpers import no_md5, write_cifar10  # noqa: F401  (no_md5 is a fixture)
+from helpers import write_cifar10
 from PIL import Image
 
 TINY = ("epochs=2", "batch_size=8", "device=cpu", "progress=false", "dataset.download=false")

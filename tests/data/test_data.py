@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from flipout_repro import data as data_mod
-from helpers import no_md5, write_cifar10  # noqa: F401,F811  (no_md5 is a fixture)
-from flipout_repro.data import DataError, random_crop_flip
+from helpers import write_cifar10
+from flipout_repro.data import DataError
+from flipout_repro.data.tensor import random_crop_flip
 
 
 def test_cifar10_pickle_batches_load_as_nchw_uint8(tmp_path, no_md5):

@@ -1,4 +1,4 @@
-"""A failed download leaves no empty folder behind (issue 14); what was there before, and any file, stays."""
+"""A failed download leaves no empty folder behind; what was there before, and any file, stays."""
 import pytest
 import torchvision
 

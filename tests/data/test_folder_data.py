@@ -10,7 +10,8 @@ from helpers import CLASSES, MEAN, STD, epoch, make_cfg, run_hash, write_image_f
 from flipout_repro.config.validate import validate
 from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError, FolderData, holdout_split, load
-from flipout_repro.data.folder import ImageFiles, sample_seed
+from flipout_repro.data.crop_draw import sample_seed
+from flipout_repro.data.folder import ImageFiles
 
 
 

@@ -11,7 +11,7 @@ from helpers import make_cfg
 from flipout_repro.config.validate import validate
 from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError, load
-from flipout_repro.data.folder import sample_seed
+from flipout_repro.data.crop_draw import sample_seed
 from flipout_repro.data.jpeg_device import ImageBytes
 from helpers import run_hash
 from flipout_repro.run import run

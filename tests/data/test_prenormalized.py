@@ -17,7 +17,7 @@ def _data(**kw) -> TensorData:
 
 
 def _per_batch(d: TensorData, order: torch.Tensor, batch: int) -> list[torch.Tensor]:
-    """What train_batches yielded before issue 18's change: gather the uint8 images, then normalise."""
+    """Batches normalised one by one: gather the uint8 images, then normalise."""
     return [d.normalize(d.train_x[order[b:b + batch]]) for b in range(0, len(order), batch)]
 
 

@@ -92,7 +92,7 @@ def test_runs_at_initialisation_on_the_bundled_subset(quick_cfg, method):
 
 @pytest.mark.parametrize("method", ["force", "iter_snip"])
 def test_batches_per_step_default_is_the_papers_for_the_data_set(method):
-    from conftest import make_cfg
+    from helpers import make_cfg
 
     assert make_cfg(f"method={method}", "dataset=cifar10").method.batches == 1
     assert make_cfg(f"method={method}", "dataset=cifar100").method.batches == 10

@@ -15,7 +15,7 @@ METHODS = sorted(p.stem for p in Path(config_dir(), "method").glob("*.yaml"))
 SCHEDULES = sorted(p.stem for p in Path(config_dir(), "schedule").glob("*.yaml"))
 
 
-def test_the_issue_3_methods_and_schedules_are_registered():
+def test_the_seed_papers_methods_and_schedules_are_registered():
     assert {"snip", "iter_snip", "force", "hoyer_square", "group_hoyer_square", "str", "weightmom"} <= set(METHODS)
     assert {"periodic", "one_shot", "cubic", "none"} <= set(SCHEDULES)
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import make_cfg
 from flipout_repro.config.validate import validate
 from flipout_repro.run import run
-from helpers import no_md5, write_cifar10  # noqa: F401  (no_md5 is a fixture)
+from helpers import write_cifar10
 
 
 def test_the_preset_holds_strs_recipe_and_validates():

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from flipout_repro.sparsity.masking import Masks, count_prunable, prune_to, target_zeros
+from flipout_repro.sparsity.budgets import target_zeros
+from flipout_repro.sparsity.masking import Masks, count_prunable, prune_to
 from flipout_repro.models.densenet import DenseNet121
 from flipout_repro.models.lenet import LeNet5, LeNet300100
 from flipout_repro.models.resnet import ResNet18
@@ -98,7 +99,7 @@ def test_models_follow_the_dataset_shape():
 
 
 def test_kept_counts_follow_every_in_place_change_of_a_mask():
-    """Masks.nonzero_counts is remembered between changes (issue 18): any in-place change is seen."""
+    """Masks.nonzero_counts is remembered between changes: any in-place change is seen."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     masks = Masks.for_model(model)
     assert masks.nonzero_counts() == [12, 6] and masks.sparsity() == 0.0

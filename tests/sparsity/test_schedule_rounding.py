@@ -6,7 +6,8 @@ import torch
 from helpers import make_cfg
 from flipout_repro.config.validate import validate
 from flipout_repro.errors import ConfigError
-from flipout_repro.sparsity.masking import Masks, event_zeros, prune_to
+from flipout_repro.sparsity.budgets import event_zeros
+from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.sparsity.schedule import Cubic, OneShot, Periodic
 
 LEVELS = (0.75, 0.9375, 0.984375, 0.99609375, 0.9990234375)  # 1 - 2^-k, k = 2, 4, 6, 8, 10

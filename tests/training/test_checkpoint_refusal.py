@@ -1,4 +1,4 @@
-"""Issue 13, item 9: a refused checkpoint is explained in our words; torch's advice to load it with
+"""A refused checkpoint is explained in our words; torch's advice to load it with
 weights_only=False (which would run whatever the file holds) is never passed on."""
 import pytest
 import torch

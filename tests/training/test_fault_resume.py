@@ -1,4 +1,4 @@
-"""Issue 13, items 1 and 2: a crash after a mid-epoch prune event writes no record twice on resume; a
+"""A crash after a mid-epoch prune event writes no record twice on resume; a
 stop request after the weights went bad keeps the last good checkpoint (in-process, CPU)."""
 import json
 import math

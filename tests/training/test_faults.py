@@ -151,7 +151,7 @@ def test_slurm_time_limit_signal_checkpoints_the_step_before_submitit_requeues(t
 
 
 def test_a_locked_run_fails_at_once_and_a_sweep_skips_it(tmp_path):
-    from conftest import make_cfg
+    from helpers import make_cfg
 
     args = ["experiment=quickstart", "progress=false", "device=cpu", "epochs=8", "sparsity=0.99", f"results_dir={tmp_path}"]
     cfg = make_cfg(*args)
@@ -246,7 +246,7 @@ def test_gpu_rng_state_follows_the_training_device(monkeypatch):
     assert [int(s) for s in saved["cuda"]] == [12]
     set_rng_states(saved, torch.device("cuda:0"))  # resumed on another GPU: the same stream goes on there
     set_rng_states(rng_states(torch.device("cpu")), torch.device("cpu"))  # CPU runs keep no GPU state
-    old = dict(saved, cuda=[states[0], states[1], states[2]])  # 0.1.0 format: every visible GPU
+    old = dict(saved, cuda=[states[0], states[1], states[2]])  # the older format: every visible GPU
     set_rng_states(old, torch.device("cuda:1"))
     set_rng_states(old, torch.device("cuda:5"))  # fewer GPUs were visible when it was saved: no crash
     assert restored == [(12, "cuda:0"), (11, "cuda:1"), (12, "cuda:5")]

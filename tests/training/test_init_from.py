@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_cfg, no_md5, run_hash, write_cifar10  # noqa: F401  (no_md5 is a fixture)
+from helpers import make_cfg, run_hash, write_cifar10
 from flipout_repro.errors import ConfigError
 from flipout_repro.config.validate import prepare, validate
 from flipout_repro.run import run

@@ -1,4 +1,4 @@
-"""The learning-rate schedule: STR's cosine and warm-up by hand, today's step schedule unchanged, and the
+"""The learning-rate schedule: STR's cosine and warm-up by hand, the step schedule as torch's MultiStepLR, and the
 scheduler's state through a weights-only checkpoint."""
 import io
 import math
@@ -39,7 +39,7 @@ def test_step_without_warm_up_is_still_torchs_multisteplr_bit_for_bit():
     got, sched = rates("step", 0, 8, milestones=[3, 6], gamma=0.1, lr=0.1)
     assert type(sched) is torch.optim.lr_scheduler.MultiStepLR
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    old = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 6], gamma=0.1)  # what build_optimizer made
+    old = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 6], gamma=0.1)  # torch's own scheduler
     expected = []
     for _ in range(8):
         expected.append(opt.param_groups[0]["lr"])

@@ -42,8 +42,8 @@ def test_pin_precision(monkeypatch, given, native, hashed):
     assert cfg.precision == given  # the caller's config is left alone
 
 
-def test_a_bf16_run_written_before_is_in_the_cell_of_todays_bf16_runs(tmp_path):
-    """A GPU run of an earlier version hashed precision=auto although it trained in bf16 (its summary
+def test_a_bf16_run_whose_config_says_auto_is_in_the_cell_of_the_bf16_runs(tmp_path):
+    """A GPU run whose config.yaml says precision=auto although it trained in bf16 (its summary
     says so); the report files it with the bf16 runs of the same setting."""
     def write(seed, cfg_precision):
         cfg = {"model": {"name": "vgg19"}, "dataset": {"name": "cifar10"}, "method": {"name": "flipout"},
@@ -54,7 +54,7 @@ def test_a_bf16_run_written_before_is_in_the_cell_of_todays_bf16_runs(tmp_path):
             "model": "vgg19", "dataset": "cifar10", "method": "flipout", "seed": seed, "epochs": 10,
             "target_sparsity": 0.75, "achieved_sparsity": 0.75, "final_test_acc": 90.0 + seed,
             "best_test_acc": 91.0 + seed, "status": "completed", "precision": "bf16", "config": cfg}))
-    write(0, "auto")  # before: auto in the config, bf16 in the summary
+    write(0, "auto")  # auto in the config, bf16 in the summary
     write(1, "bf16")
     [c] = tables.aggregate(tables.load_runs(tmp_path / "runs")).itertuples()
     assert (c.n_seeds, c.precision) == (2, "bf16")

@@ -1,4 +1,4 @@
-"""A run folder that tells its own story (issue 14): run.log and command.txt beside config.yaml, one
+"""A run folder that tells its own story: run.log and command.txt beside config.yaml, one
 wording for where a run stopped and where it resumes, a layer collapse warned at its prune event and
 ``on_collapse=stop``, no .lock left in a finished run."""
 import json

@@ -96,7 +96,7 @@ def test_deterministic_run_on_cpu_matches_the_default_run(quick_cfg, tmp_path, r
                                                   ((9, 0), torch.bfloat16)])
 def test_auto_precision_is_bf16_only_on_gpus_with_native_bf16(monkeypatch, capability, expected):
     """V100 (7.0) and T4 (7.5) only emulate bf16 (torch.cuda.is_bf16_supported() still says yes)."""
-    from conftest import make_cfg
+    from helpers import make_cfg
     from flipout_repro.training.build import speed_settings
 
     asked = []

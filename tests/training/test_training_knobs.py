@@ -1,4 +1,4 @@
-"""loss.label_smoothing and model.init by hand, the four new knobs leave old run hashes alone, and STR's
+"""loss.label_smoothing and model.init by hand, the four knobs at their defaults add nothing to run hashes, and STR's
 recipe runs end to end through the CLI."""
 import json
 import math
@@ -71,7 +71,7 @@ def test_every_model_gets_the_init_and_old_configs_without_the_key_still_build()
         fan_in = w[0].numel()
         assert w.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.03)
     old = OmegaConf.create({k: v for k, v in make_cfg("model=resnet18").model.items() if k != "init"})
-    assert "init" not in old  # a config.yaml written before model.init existed
+    assert "init" not in old  # a config.yaml without model.init
     torch.manual_seed(0)
     a = build_model(old, 3, 10, 32)
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def _figure(figsize: tuple[float, float], dpi: int) -> "Figure":
     """A new matplotlib Figure on its own Agg canvas (what pyplot makes with the Agg backend). matplotlib is
     imported here, when the first figure is drawn, not with this module: a run needs it only after its
-    last epoch (issue 18), and pyplot (its import, its figure manager) is not needed to write a file."""
+    last epoch, and pyplot (its import, its figure manager) is not needed to write a file."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -1,6 +1,6 @@
 """Post-training static int8 quantization of a pruned network, and the check that its zeros survive.
 
-METHODS.md (Quantization): qint8 weights, quint8 activations, minmax / per-channel / histogram
+The recipe: qint8 weights, quint8 activations, minmax / per-channel / histogram
 observers, calibration on training data. We use torch's FX graph mode (``prepare_fx``/``convert_fx``
 with a QConfigMapping) so that the plain nn.Module models need no QuantStub/DeQuantStub edits; Conv,
 BatchNorm and ReLU are fused first, so a BatchNorm is folded into its conv (a per-output-channel
@@ -41,7 +41,7 @@ log = logging.getLogger("flipout_repro")
 @dataclasses.dataclass(frozen=True)
 class QuantSettings:
     """How to quantize: observer, backend, and the calibration pass: ``calibration_batches`` batches of
-    training images, or ``"all"``: one pass over the whole training set (METHODS.md)."""
+    training images, or ``"all"``: one pass over the whole training set."""
 
     observer: str = "histogram"
     calibration_batches: int | str = "all"
@@ -213,8 +213,8 @@ def settings_from_config(cfg: DictConfig) -> QuantSettings:
 
 def merge_quantization(previous: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
     """The newest result at the top (``test_acc`` etc.); every result kept under its settings' key in
-    ``by_settings`` (QuantSettings.key), and the newest of each observer in ``by_observer`` (as before
-    the settings were keyed: summaries written then hold only that, and stay readable)."""
+    ``by_settings`` (QuantSettings.key), and the newest of each observer in ``by_observer`` (a summary
+    without ``by_settings`` holds only that, and stays readable)."""
     plain = {k: v for k, v in result.items() if k not in ("by_observer", "by_settings")}
     by_observer = {**(previous or {}).get("by_observer", {}), result["observer"]: plain}
     by_settings = dict((previous or {}).get("by_settings", {}))

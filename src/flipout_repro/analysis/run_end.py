@@ -35,7 +35,7 @@ def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) 
 
 def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
     """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
-    from torch.utils.tensorboard import SummaryWriter  # at the run's end only (issue 18)
+    from torch.utils.tensorboard import SummaryWriter  # at the run's end only
 
     with SummaryWriter(log_dir=str(run.tb)) as tb:
         tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)

@@ -8,7 +8,7 @@ sparse convolution on the CPU). Latency is the median over ``repeats`` timed for
 speed-up is dense / sparse, reported as measured, below 1x included: CSR pays an index lookup per kept
 weight, so it wins only at high sparsity.
 
-Where a Linear layer's mask is 2:4 (``pattern=nm``, issue 16) and a CUDA GPU is present, each such layer is
+Where a Linear layer's mask is 2:4 (``pattern=nm``) and a CUDA GPU is present, each such layer is
 also timed on the GPU in float16 three ways (:func:`semi_structured_bench`): dense, its weight as
 ``torch.sparse.to_sparse_semi_structured`` (the sparse tensor cores' 2:4 storage; zero-padded to the
 kernels' multiples, patterns.semi_structured_padding) and as CSR. On a CPU that part is skipped, with the

@@ -16,15 +16,15 @@ from typing import Union
 import torch
 
 from flipout_repro.data.errors import DataError
-from flipout_repro.data.folder import STREAMING, FolderData, default_workers, load_folder
+from flipout_repro.data.folder import STREAMING, FolderData, load_folder
 from flipout_repro.data.loaders import LOADERS
 from flipout_repro.data.split import holdout_split
-from flipout_repro.data.tensor import TensorData, random_crop_flip, resize_images
+from flipout_repro.data.tensor import TensorData, resize_images
 
 #: what :func:`load` returns
 DataSet = Union[TensorData, FolderData]
 __all__ = ["DataError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TensorData",
-           "default_workers", "holdout_split", "load", "random_crop_flip", "resize_images"]
+           "holdout_split", "load", "resize_images"]
 
 
 def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],

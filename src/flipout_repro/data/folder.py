@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from flipout_repro.data.crop_draw import RATIO, SCALE, draw_crop, sample_seed  # noqa: F401 (re-exported)
+from flipout_repro.data.crop_draw import draw_crop
 from flipout_repro.data.errors import DataError
 from flipout_repro.data.jpeg_device import ImageBytes
 from flipout_repro.data.split import holdout_split

@@ -61,7 +61,7 @@ class TensorData:
         done: training images that are augmented per batch (the crop pads with zeros before normalising),
         or a split over :data:`PRENORMALIZE_MAX_BYTES` as float32. Normalisation is element-wise, so a
         batch gathered from these is bit for bit ``normalize`` of the gathered uint8 images
-        (tests/data/test_prenormalized.py); it only saves the per-batch conversion (issue 18)."""
+        (tests/data/test_prenormalized.py); it only saves the per-batch conversion."""
         if split not in self._normalized:
             x = {"train": self.train_x, "test": self.test_x, "val": self.val_x}[split]
             augmented = split == "train" and bool(self.crop_padding or self.flip)

@@ -1,5 +1,1 @@
 """Pruning methods: each one a score plus the training-time hooks it needs (see base.Method)."""
-
-from flipout_repro.methods.base import Method
-
-__all__ = ["Method"]

@@ -1,7 +1,8 @@
 """FlipOut (Apostol, Stol, Forre 2020): prune the weights that oscillate around zero.
 
-Per step (METHODS.md, FlipOut steps 1-5): gradient noise on every trainable parameter, then after the
-optimizer step and the masking, count for every prunable weight whether its sign changed:
+Per step (steps 1-5: forward, backward, noise, optimizer step with masking, flip count): gradient noise
+on every trainable parameter, then after the optimizer step and the masking, count for every prunable
+weight whether its sign changed:
 ``c += (sign(P) != previous sign); c *= m`` with sign(0) = 0. Counters are float and never reset.
 At a prune event the score is ``|w|^p / (c + 1)`` (p = 2 in the paper), ranked globally.
 

@@ -1,4 +1,4 @@
-"""Hoyer-Square (Yang, Wen, Li 2020, "DeepHoyer"), as the FlipOut paper uses it (METHODS.md).
+"""Hoyer-Square (Yang, Wen, Li 2020, "DeepHoyer"), as the FlipOut paper uses it (docs/fidelity.md, FlipOut).
 
 Training loss += ``lam * sum_theta (sum|theta|)^2 / sum theta^2`` over every trainable parameter (biases
 and BatchNorm included, as in the FlipOut code; a parameter that is all zero adds 0), for the epochs
@@ -7,7 +7,7 @@ fine-tuning (the loop keeps pruned weights at zero):
 
 - ``mode=paper``: hard threshold, every prunable weight with ``|w| < threshold`` (1e-4) is pruned. The
   sparsity is an outcome of ``lam`` (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
-- ``mode=target`` (new): magnitude pruning to exactly ``sparsity`` at that epoch (global, or per layer
+- ``mode=target`` (our extension): magnitude pruning to exactly ``sparsity`` at that epoch (global, or per layer
   with ``scope=layer``).
 
 Group-HS (``group`` = out | in | both), the structured variant: for each prunable weight viewed as

@@ -1,4 +1,4 @@
-"""Gradient noise scaled to each parameter's gradient norm (FlipOut paper, METHODS.md step 3)."""
+"""Gradient noise scaled to each parameter's gradient norm (FlipOut paper; step 3 in methods/flipout.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

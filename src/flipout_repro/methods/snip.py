@@ -6,7 +6,7 @@ prunable weight at initialisation, normalised by its sum over all weights (eq. 6
 step 0), so ``method=snip`` alone prunes at initialisation.
 
 ``reference_quirks=true`` reproduces the FlipOut repository's SNIP, which produced the FlipOut paper's
-SNIP numbers (METHODS.md): the saliency is computed on a copy whose Conv2d/Linear weights are
+SNIP numbers (docs/fidelity.md, FlipOut): the saliency is computed on a copy whose Conv2d/Linear weights are
 re-initialised with ``xavier_normal_`` (biases kept) and with ``nll_loss`` applied to the raw logits;
 the resulting mask is applied to the original, differently initialised weights. (The reference keeps
 the ``int(N (1 - s))`` weights at or above the k-th score; we keep exactly ``N - round(N s)``, ties

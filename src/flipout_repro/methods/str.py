@@ -10,8 +10,8 @@ configs/largescale/resnet50-str.yaml:30, ``sInit_value: -3200``): sigmoid(-3200)
 so training starts dense (W_hat = W) and sigmoid'(s) is 0 too, so at first only the weight decay moves
 s (s <- s (1 - lr wd) per plain SGD step) until sigmoid(s) is large enough to zero weights. The paper's
 appendix gives s_init and weight decay per sparsity level; for CIFAR the authors advise about -100 and a
-weight decay above 5e-4 (RAIVNLab/STR issue 2). Before, the default was -5 (our old choice), which
-zeroes about 40 % of VGG19's weights before the first step. ``s_weight_decay`` gives s its own decay (STR's ``st_decay``): the difference to
+weight decay above 5e-4 (RAIVNLab/STR issue 2). At -5, sigmoid(s) already zeroes about 40 % of VGG19's
+weights before the first step. ``s_weight_decay`` gives s its own decay (STR's ``st_decay``): the difference to
 ``optim_weight_decay`` (interpolated from ``optim.weight_decay``, do not set) is added to s's gradient.
 
 The reparameterisation is a ``torch.nn.utils.parametrize`` parametrization of each layer's ``weight``;

@@ -1,6 +1,6 @@
 """WeightMom (Johnson, Tang, Samudrala 2022): gradual pruning by the momentum of the weights.
 
-No public code or full text was found (METHODS.md), so this implements the abstract's rule: "weights
+No public code or full text was found (docs/fidelity.md, "WeightMom"), so this implements the abstract's rule: "weights
 are pruned gradually based on their momentum of the previous iterations. Each layer ... is assigned an
 importance value based on their relative sparsity, followed by the magnitude of the weight in the
 previous iterations." Every concrete choice below is ours and is a knob:

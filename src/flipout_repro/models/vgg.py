@@ -17,7 +17,6 @@ LAYOUTS: dict[int, tuple] = {
     19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
 }
-VGG19_LAYOUT = LAYOUTS[19]
 
 
 def check_depth(depth: int) -> tuple:
@@ -55,4 +54,4 @@ class VGG(nn.Module):
 
 class VGG19(VGG):
     """The FlipOut paper's VGG19: ``VGG`` at its default depth, under the name its config (and so its
-    run hashes) has always used; ``model.depth`` still picks another depth."""
+    run hashes) uses; ``model.depth`` picks another depth."""

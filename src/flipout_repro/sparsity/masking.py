@@ -1,6 +1,6 @@
 """Prunable weights, their masks, and the one function that turns scores into masks.
 
-Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (METHODS.md: biases and
+Prunable weights are the ``weight`` of every ``nn.Conv2d`` and ``nn.Linear`` (biases and
 BatchNorm are never pruned). Sparsity is the number of zeros in the masks over the number of prunable
 weights.
 """
@@ -11,12 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# the counting rules live with the budgets (budgets.py); re-exported here, where they were defined first
-from flipout_repro.sparsity.budgets import COUNTS, Budget, event_zeros, layer_zeros, target_zeros
+from flipout_repro.sparsity.budgets import Budget, event_zeros, layer_zeros
 from flipout_repro.sparsity.patterns import Pattern, group_zeros, zero_lowest_per_group
-
-__all__ = ["COUNTS", "Masks", "PRUNABLE_TYPES", "count_prunable", "event_zeros", "prunable_weights", "prune_to",
-           "target_zeros"]
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -85,7 +81,7 @@ class Masks:
     def nonzero_counts(self) -> list[int]:
         """Kept weights per layer (one host sync, for reporting only). Remembered until a mask changes:
         every change to a mask is an in-place operation on it, which bumps its version counter, so a
-        run's epochs between two prune events count once (issue 18)."""
+        run's epochs between two prune events count once."""
         seen, versions, counts = getattr(self, "_counted", ((), (), []))
         now = tuple(m._version for m in self.values)
         if len(seen) != len(self.values) or any(a is not b for a, b in zip(seen, self.values)) or versions != now:
@@ -131,7 +127,7 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
 
     Higher score = keep. Already-pruned weights rank below every surviving one, so pruning only ever
     removes (a mask entry never goes from 0 back to 1) and the count is hit exactly: the
-    ``target_zeros(n, sparsity)`` lowest-ranked weights are zero afterwards, over all layers
+    ``budgets.target_zeros(n, sparsity)`` lowest-ranked weights are zero afterwards, over all layers
     (``scope="global"``) or in each layer on its own (``scope="layer"``). Ties break by position.
     If the masks already hold more zeros than requested, nothing changes.
     Returns the number of weights newly pruned.

@@ -7,7 +7,7 @@ evaluation, so the accuracy just before each event is on record).
 Every schedule takes ``rounding``, the count an event removes:
 
 - ``exact`` (our extension, the default): the event lands on its sparsity to within one weight
-  (``masking.target_zeros``: the nearest count), so the last event lands on the target.
+  (``budgets.target_zeros``: the nearest count), so the last event lands on the target.
 - ``reference`` (the reference codes' rules): a periodic event removes ``floor(rate * surviving)``
   weights (the FlipOut code's ``int(rate * num_unpruned)``), so the final sparsity is what those
   events reach (recorded as achieved): 1 - 2^-10 = 0.9990234375 keeps 19,555 of VGG19's 20,024,000
@@ -39,7 +39,7 @@ def _too_short(epochs: int, problem: str) -> ConfigError:
 @dataclass(frozen=True)
 class PruneEvent:
     """Prune to ``sparsity`` once ``step`` optimizer steps have been taken. ``count`` says how the number
-    of zeros is rounded (masking.event_zeros): ``exact`` (nearest to ``sparsity``), ``remove_floor``
+    of zeros is rounded (budgets.event_zeros): ``exact`` (nearest to ``sparsity``), ``remove_floor``
     (``floor(fraction * surviving)`` more) or ``keep_floor`` (``floor((1 - sparsity) * n)`` kept)."""
 
     step: int
@@ -85,7 +85,7 @@ class NoPruning:
 
 @dataclass(frozen=True)
 class Periodic:
-    """The FlipOut paper's geometric schedule (METHODS.md, "Paper schedule").
+    """The FlipOut paper's geometric schedule (docs/fidelity.md, "FlipOut: the paper presets").
 
     Each event removes ``rate`` of the surviving weights; ``k = ceil(log(1-s)/log(1-rate))`` events reach
     the target ``s`` and fire every ``f = round(epochs/(k+1))`` epochs, at the end of epochs
@@ -149,7 +149,7 @@ class Periodic:
 
 @dataclass(frozen=True)
 class OneShot:
-    """One event that prunes straight to the target (METHODS.md: SNIP, FORCE, pruning at a given step).
+    """One event that prunes straight to the target (SNIP, FORCE, pruning at a given step).
 
     ``epoch`` = 0 fires before the first step (pruning at initialisation, right after the method's
     ``on_train_start``). ``epoch`` = e > 0 fires after ``round(e * steps_per_epoch)`` optimizer steps:

@@ -125,7 +125,7 @@ def set_rng_states(rng: dict[str, Any], device: torch.device | None = None) -> N
     torch.set_rng_state(rng["torch"])
     saved = rng["cuda"]
     if saved and device is not None and device.type == "cuda":
-        # one state (this format), or one per GPU that was visible (checkpoints of version 0.1.0)
+        # one state, or one per GPU that was visible (the older format, still read)
         index = device.index if device.index is not None else torch.cuda.current_device()
         torch.cuda.set_rng_state(saved[0] if len(saved) == 1 else saved[min(index, len(saved) - 1)], device)
     n = rng["numpy"]

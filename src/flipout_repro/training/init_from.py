@@ -11,7 +11,7 @@ start full, as in any run, so pruning and fine-tuning follow the configured meth
 The run hash depends on the weights' CONTENT, not on where they lie (our choice): :func:`pin_init_from`
 records the resolved file as ``model.init_from`` (not part of the identity: config/identity.py) and its SHA-256 as
 ``model.init_from_sha256`` (hashed). The same weights reached by two paths are one run; a file changed in
-place is a new run. ``init_from: null`` (the default) adds nothing, so existing hashes are unchanged.
+place is a new run. ``init_from: null`` (the default) adds nothing to the hash.
 
 Every check runs before the run folder exists: a path that is missing, a run folder without model.pt,
 a file that holds no state dict, and (once the model is built, :func:`load_init_weights`) missing or

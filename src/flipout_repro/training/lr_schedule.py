@@ -2,10 +2,10 @@
 
 The rate is set once per epoch, before the epoch trains, as in STR (RAIVNLab/STR main.py:131-133 calls
 the policy with the epoch only; ``iteration`` is unused by every policy in utils/schedulers.py), and as
-this project's loop always did (``lr_scheduler.step()`` after each epoch, trainer.py). Epochs here are
+our loop does (``lr_scheduler.step()`` after each epoch, trainer.py). Epochs here are
 counted from 0, as in STR.
 
-- ``step``: lr x gamma at each milestone (torch's MultiStepLR, today's behaviour).
+- ``step``: lr x gamma at each milestone (torch's MultiStepLR).
 - ``cosine``: STR's ``cosine_lr`` (utils/schedulers.py:39-52): 0.5 (1 + cos(pi (e - W) / (E - W))) lr
   for epoch e >= W, with E = ``epochs``; the last epoch trains at a small positive rate (the cosine
   reaches 0 only at e = E, which is never trained).

@@ -153,7 +153,7 @@ class Trainer:
             if (self.stop_requested if self.dist is None else self.dist.stop) and state.step != epoch_end:
                 if self.dist is not None:  # all ranks stop at this step (the agreed request)
                     loss_sum, correct, seen = self.dist.settle(self.model, [loss_sum, correct, seen], base)
-                # never a checkpoint of bad weights over a good one (issue 13, item 2)
+                # never a checkpoint of bad weights over a good one
                 self._check_finite(epoch, float(loss_sum) / seen, lr)
                 state.batch, state.order = state.step - (epoch - 1) * spe, order
                 state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
@@ -272,7 +272,7 @@ class Trainer:
     def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: Any,
                count: str = "exact", fraction: float | None = None) -> None:
         """The one prune path: masks to ``sparsity`` (the count rounded as ``count`` says: see
-        masking.event_zeros), a curve point, a prune record."""
+        budgets.event_zeros), a curve point, a prune record."""
         before = self.masks.sparsity()
         if test_acc is not None:
             state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
