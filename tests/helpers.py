@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-import torchvision
 from omegaconf import DictConfig
 from PIL import Image
 
