@@ -87,7 +87,7 @@ def _starts_over(cfg: DictConfig, run_dir: RunDir) -> bool:
     if summary.get("status") != "failed":
         return False
     collapse_stop = summary.get("stop_reason") == "layer_collapse"
-    return not cfg.resume or (collapse_stop and cfg.get("on_collapse", "warn") != "stop")
+    return not cfg.resume or (collapse_stop and cfg.on_collapse != "stop")
 
 
 def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         rec["wall_time_s"] = time.perf_counter() - t_start
         metrics.write(rec)
 
-    watch = collapse_watch(cfg.get("on_collapse", "warn"))  # a collapse is warned at its prune event
+    watch = collapse_watch(cfg.on_collapse)  # a collapse is warned at its prune event
 
     def on_prune(rec: dict, st: TrainState) -> None:
         metrics.write(rec)
@@ -213,7 +213,7 @@ def _follow(cfg: DictConfig, target: float, device: torch.device) -> dict[str, A
     state = distributed.receive_start(objs)
     if state is None:  # rank 0 found the run finished
         return {}
-    watch = collapse_watch(cfg.get("on_collapse", "warn"), quiet=True)  # on_collapse=stop: every rank stops
+    watch = collapse_watch(cfg.on_collapse, quiet=True)  # on_collapse=stop: every rank stops
     trainer = _trainer(cfg, target, b, progress=False, on_prune=lambda rec, st: watch(rec))
     with stop_on_signals(trainer):
         trainer.run(state)
@@ -225,7 +225,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
     counts = masks.nonzero_counts()
     params_total = sum(p.numel() for p in model.parameters())
     pruned = masks.total() - sum(counts)
-    nm = OmegaConf.select(cfg, "pattern.name", default="unstructured") == "nm"  # N:M: its checks (issue 16)
+    nm = cfg.pattern.name == "nm"  # N:M: its checks
     return {
         "model": cfg.model.name, "dataset": cfg.dataset.name, "method": cfg.method.name,
         "seed": cfg.seed, "epochs": cfg.epochs, "hash": identity(cfg).hash,

@@ -21,6 +21,7 @@ from flipout_repro.data import DataError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import DamagedRun, RunDir, load_tensors
 from flipout_repro.rundir import read_summary as rundir_read_summary
+from flipout_repro.config.defaults import completed
 from flipout_repro.config.schema import RunConfig
 from flipout_repro.training.build import build_model, load_data
 
@@ -85,10 +86,11 @@ def read_summary(run: RunDir) -> dict[str, Any]:
 
 
 def run_config(run: RunDir) -> DictConfig:
-    """The run's config.yaml, through the schema: keys that a run of an older version did not write
-    (``quantization``) get their defaults."""
+    """The run's config.yaml, with the keys it lacks at their defaults (config/defaults.py), through the
+    schema."""
     try:
-        return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(run.config))
+        stored = completed(OmegaConf.to_container(OmegaConf.load(run.config)))
+        return OmegaConf.merge(OmegaConf.structured(RunConfig), stored)
     except Exception as exc:
         raise RunFolderError(f"{run.config} cannot be parsed ({exc}): the run folder is damaged; delete"
                              f" {run.path} and run the flipout-train command that made it again") from exc

@@ -71,7 +71,7 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
         entries["layer_figure"] = FIGURE_FILE
     except Exception as exc:  # a figure must never cost a finished run
         log.warning("layer sparsity figure not written: %s", exc)
-    if cfg.get("quantize", False) if quantize is None else quantize:
+    if cfg.quantize if quantize is None else quantize:
         try:
             result = quantize_and_evaluate(model, masks, data, settings_from_config(cfg), cfg.eval_batch_size,
                                            save_dir=run.path)

@@ -181,8 +181,7 @@ def validate(cfg: DictConfig) -> None:
         check_plain_name(key, OmegaConf.select(cfg, key), example)  # each is a folder of the run's path
     optimizers.check(cfg)
     number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
-    if "init" in cfg.model:  # absent in run folders written before it existed: default
-        choice(cfg, "model.init", schema.MODEL_INITS)
+    choice(cfg, "model.init", schema.MODEL_INITS)
     check_dataset(cfg)
     model_cls = import_target(cfg.model._target_, "model._target_")
     check_group_args(model_cls, {k: v for k, v in group_kwargs(cfg.model).items()
@@ -197,8 +196,7 @@ def validate(cfg: DictConfig) -> None:
     instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
     check_schedule(cfg)
     check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
-    if "on_collapse" in cfg:  # absent in run folders written before it existed: warn
-        choice(cfg, "on_collapse", schema.ON_COLLAPSE)
+    choice(cfg, "on_collapse", schema.ON_COLLAPSE)
 
 
 def check_axes(cfg: DictConfig) -> None:

@@ -131,10 +131,10 @@ def build_model(model_cfg: DictConfig, in_channels: int, num_classes: int, input
     """The model a ``model`` config group describes, on ``device`` (in channels_last layout if asked).
 
     ``model.init`` (models/weight_init.py) is applied here, not by each model, so every model has it; it
-    is not a constructor argument. A run folder written before the key existed has none: ``default``.
+    is not a constructor argument.
     """
     keys = OmegaConf.to_container(model_cfg, resolve=True)
-    init = keys.pop("init", "default")
+    init = keys.pop("init")
     for key in ("init_from", "init_from_sha256"):  # loaded by build() (training/init_from.py), not here
         keys.pop(key, None)
     model = instantiate(OmegaConf.create(keys), "model", in_channels=int(in_channels),
@@ -155,8 +155,7 @@ def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> 
     """The Trainer's ``budget`` and ``pattern`` (none at the defaults: the method's scope, unstructured),
     checked against the model's layers, so that a budget whose dense layers keep more than ``target``
     allows, or an N:M group size that does not divide a layer, fails here, before anything is written."""
-    b = OmegaConf.select(cfg, "budget", default=None)  # absent in run folders written before budget=
-    p = OmegaConf.select(cfg, "pattern", default=None)
+    b, p = cfg.budget, cfg.pattern
     budget = budgets.resolve(b.name, b.dense_first, b.dense_last, method.scope) if b is not None else None
     pattern = patterns.Pattern(p.name, p.n, p.m) if p is not None else None
     shapes = [tuple(v.shape) for v in masks.values]
