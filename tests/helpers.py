@@ -6,17 +6,18 @@ import os
 import pickle
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.validate import compose_config, prepare
-from flipout_repro.rundir import RunDir
+from flipout_repro.rundir import RunDir, Summary, write_json
 from flipout_repro.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,28 +96,37 @@ def epoch(d, batch_size, seed=0, start=0):
     return order, list(d.train_batches(batch_size, g, order, start))
 
 
-def write_summary(root, model, dataset, method, sparsity, seed, acc, *, knobs=None, epochs=350, status="completed",
-                  achieved=None, outcome=False, int8=None, precision=None, train_fraction=None,
-                  speedups=None, extra_cfg=None):
-    """A summary.json as run.py writes it (the keys the report reads), in its run folder."""
-    cfg = {"model": {"name": model}, "dataset": {"name": dataset}, "method": {"name": method, **(knobs or {})},
-           "sparsity": sparsity, "seed": seed, "epochs": epochs, **(extra_cfg or {})}
-    h = f"{abs(hash((model, method, sparsity, epochs, json.dumps(knobs), precision, json.dumps(extra_cfg)))) % 10**8:08d}"
-    run = root / "runs" / f"{model}-{dataset}" / method / f"sparsity_{sparsity}" / h / f"seed_{seed}"
-    run.mkdir(parents=True)
-    s = {"model": model, "dataset": dataset, "method": method, "seed": seed, "hash": h, "epochs": epochs,
-         "target_sparsity": sparsity, "achieved_sparsity": sparsity if achieved is None else achieved,
-         "sparsity_is_outcome": outcome, "final_test_acc": acc, "best_test_acc": acc + 1, "status": status,
-         "config": cfg, "wall_time_s": 360.0 if status == "completed" else 36.0, "device": "cuda:0"}
+def write_summary(root, *overrides, seed=0, acc=90.0, status="completed", achieved=None, outcome=False, int8=None,
+                  train_fraction=None, speedups=None) -> Path:
+    """A run's summary.json as run.py writes it (a rundir.Summary), in the run folder flipout-train gives the
+    config composed from ``overrides`` (prepared, its precision pinned on a CPU) and ``seed``: the report
+    reads the identity of a real config. Returns the run folder."""
+    cfg = json.loads(_prepared(tuple(overrides))) | {"seed": seed, "results_dir": str(root)}
+    ident = identity(cfg)
+    folder = ident.folder(root)
+    extra = {}
     if int8 is not None:
-        s["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
-    if precision is not None:
-        s["precision"] = precision
+        extra["quantization"] = {"test_acc": int8, "fp32_test_acc": acc}
     if train_fraction is not None:
-        s["train_macs_fraction"] = train_fraction
+        extra["train_macs_fraction"] = train_fraction
     if speedups is not None:
-        s["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
-    (run / "summary.json").write_text(json.dumps(s))
+        extra["inference"] = {f"speedup_b{b}": v for b, v in zip((1, 64), speedups)}
+    summary = Summary(model=cfg["model"]["name"], dataset=cfg["dataset"]["name"], method=cfg["method"]["name"],
+                      seed=seed, target_sparsity=cfg["sparsity"], config=cfg, epochs=cfg["epochs"], hash=ident.hash,
+                      achieved_sparsity=cfg["sparsity"] if achieved is None else achieved, sparsity_is_outcome=outcome,
+                      status=status, final_test_acc=acc, best_test_acc=acc + 1, precision=cfg["precision"],
+                      wall_time_s=360.0 if status == "completed" else 36.0, device="cuda:0", run_dir=str(folder),
+                      extra=extra)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "summary.json", summary.to_json())
+    return folder
+
+
+@lru_cache(maxsize=None)
+def _prepared(overrides: tuple[str, ...]) -> str:
+    """The prepared config of ``overrides`` as JSON, its precision pinned on a CPU (composed once)."""
+    cfg, _ = prepare(compose_config(*overrides))
+    return json.dumps(OmegaConf.to_container(pin_precision(cfg, torch.device("cpu")), resolve=True))
 
 
 def run_hash(cfg: DictConfig) -> str:

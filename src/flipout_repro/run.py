@@ -27,8 +27,8 @@ from flipout_repro.sparsity.masking import Masks
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.migrate import migrate
-from flipout_repro.rundir import (RunDir, RunLock, atomic_torch_save, atomic_write_text, format_sparsity, git_sha,
-                                  read_summary, write_json)
+from flipout_repro.rundir import (RunDir, RunLock, Summary, atomic_torch_save, atomic_write_text, format_sparsity,
+                                  git_sha, read_summary, write_json)
 from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
@@ -222,35 +222,33 @@ def _follow(cfg: DictConfig, target: float, device: torch.device) -> dict[str, A
 
 def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Module, masks: Masks,
              method: Any, state: TrainState, wall: float, device: torch.device) -> dict[str, Any]:
+    """summary.json's entries at the end of training (rundir.Summary); the run's end adds to them."""
     counts = masks.nonzero_counts()
     params_total = sum(p.numel() for p in model.parameters())
     pruned = masks.total() - sum(counts)
     nm = cfg.pattern.name == "nm"  # N:M: its checks
-    return {
-        "model": cfg.model.name, "dataset": cfg.dataset.name, "method": cfg.method.name,
-        "seed": cfg.seed, "epochs": cfg.epochs, "hash": identity(cfg).hash,
-        "target_sparsity": target,
-        "achieved_sparsity": masks.sparsity(),
-        "sparsity_is_outcome": bool(getattr(method, "sparsity_is_outcome", False)),
-        **method.summary_stats(),  # dynamic sparse training: the share of weights ever active
-        "prunable": masks.total(), "nonzero": sum(counts),  # per layer: "layers" (analysis/run_end.py)
-        "params_total": params_total, "params_nonzero": params_total - pruned,
-        "status": "completed",
-        "final_test_acc": state.last.get("test_acc"), "best_test_acc": state.best_test_acc,
-        "final_train_acc": state.last.get("train_acc"), "final_test_loss": state.last.get("test_loss"),
-        **({"final_val_acc": state.last.get("val_acc"), "best_val_acc": state.best_val_acc}
-           if state.best_val_acc is not None else {}),  # dataset.train_fraction < 1 only
-        "wall_time_s": wall, "device": str(device),
-        "precision": "bf16" if speed_settings(cfg, device)["autocast_dtype"] else "fp32",
-        "versions": {"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,
-                     "torchvision": _version("torchvision"), "python": platform.python_version()},
-        "git_sha": git_sha(), "run_dir": str(run_dir.path),
-        **({"init_from": {"path": cfg.model.init_from, "sha256": cfg.model.init_from_sha256}}
-           if cfg.model.get("init_from") is not None else {}),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        **({"pattern": nm_summary(masks, cfg.pattern.n, cfg.pattern.m, Budget(
-            "global", cfg.budget.dense_first, cfg.budget.dense_last).dense(len(masks.names)))} if nm else {}),
-    }
+    val = state.best_val_acc is not None  # dataset.train_fraction < 1 only
+    return Summary(
+        model=cfg.model.name, dataset=cfg.dataset.name, method=cfg.method.name, seed=cfg.seed,
+        target_sparsity=target, config=OmegaConf.to_container(cfg, resolve=True), epochs=cfg.epochs,
+        hash=identity(cfg).hash, achieved_sparsity=masks.sparsity(),
+        sparsity_is_outcome=bool(getattr(method, "sparsity_is_outcome", False)),
+        prunable=masks.total(), nonzero=sum(counts),  # per layer: "layers" (analysis/run_end.py)
+        params_total=params_total, params_nonzero=params_total - pruned, status="completed",
+        final_test_acc=state.last.get("test_acc"), best_test_acc=state.best_test_acc,
+        final_train_acc=state.last.get("train_acc"), final_test_loss=state.last.get("test_loss"),
+        final_val_acc=state.last.get("val_acc") if val else None, best_val_acc=state.best_val_acc,
+        wall_time_s=wall, device=str(device),
+        precision="bf16" if speed_settings(cfg, device)["autocast_dtype"] else "fp32",
+        versions={"flipout_repro": flipout_repro.__version__, "torch": torch.__version__,
+                  "torchvision": _version("torchvision"), "python": platform.python_version()},
+        git_sha=git_sha(), run_dir=str(run_dir.path),
+        init_from={"path": cfg.model.init_from, "sha256": cfg.model.init_from_sha256}
+        if cfg.model.get("init_from") is not None else None,
+        pattern=nm_summary(masks, cfg.pattern.n, cfg.pattern.m, Budget(
+            "global", cfg.budget.dense_first, cfg.budget.dense_last).dense(len(masks.names))) if nm else None,
+        extra=method.summary_stats(),  # dynamic sparse training: the share of weights ever active
+    ).to_json()
 
 
 def _version(dist: str) -> str | None:

@@ -4,7 +4,7 @@
         config.yaml  metrics.jsonl  tb/  checkpoint.pt  model.pt  masks.pt  curve.csv  curve.png  summary.json
 
 Which folder a config gets is its identity's (config/identity.py). summary.json is written last and
-atomically: a run folder with a summary is finished, and a sweep skips it.
+atomically: a run folder with a summary is finished, and a sweep skips it. Its contract is :class:`Summary`.
 """
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ import os
 import pickle
 import secrets
 import subprocess
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Iterator
 
 import torch
+
+#: The version of summary.json's contract (:class:`Summary`), written as ``"format"``; a summary without
+#: one is format 0 (written before the contract), with the same keys or fewer.
+SUMMARY_FORMAT = 1
 
 def format_sparsity(s: float) -> str:
     """0.99609375 -> '0.99609375', 0.996 -> '0.996', 0 -> '0'."""
@@ -75,6 +80,82 @@ def read_summary(run: RunDir) -> dict[str, Any]:
     if not isinstance(summary, dict):
         raise DamagedRun(f"{run.summary} is not a JSON object: {way_out}")
     return summary
+
+
+@dataclass
+class Summary:
+    """summary.json: what run.py writes at a run's end and the report reads.
+
+    The fields without a default are always there (the report cannot place a run without them); the
+    others are written by every run of this format and may be absent from a summary of format 0. The
+    optional ones (``OPTIONAL``) are written only when they apply. Everything else a summary holds (the
+    method's own numbers, the per-layer accounting of the run's end, int8 results, flipout-bench's
+    speed-ups, a failure's ``error``) is in ``extra``, at the top level of the JSON object.
+    """
+
+    model: str
+    dataset: str
+    method: str
+    seed: int
+    target_sparsity: float
+    config: dict[str, Any]  # the resolved config: the run's identity (config/identity.stored_identity)
+    epochs: int | None = None
+    hash: str | None = None
+    achieved_sparsity: float | None = None
+    sparsity_is_outcome: bool = False
+    prunable: int | None = None
+    nonzero: int | None = None
+    params_total: int | None = None
+    params_nonzero: int | None = None
+    status: str = "completed"  # or failed (diverged, or stopped at a layer collapse: ``error`` says why)
+    final_test_acc: float | None = None
+    best_test_acc: float | None = None
+    final_train_acc: float | None = None
+    final_test_loss: float | None = None
+    final_val_acc: float | None = None  # optional: dataset.train_fraction < 1
+    best_val_acc: float | None = None  # optional: dataset.train_fraction < 1
+    wall_time_s: float | None = None
+    device: str | None = None
+    precision: str | None = None  # bf16 | fp32: what the run computed in
+    versions: dict[str, Any] | None = None
+    git_sha: str | None = None
+    run_dir: str | None = None
+    init_from: dict[str, Any] | None = None  # optional: model.init_from's path and sha256
+    pattern: dict[str, Any] | None = None  # optional: an N:M pattern's checks
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: int = SUMMARY_FORMAT
+
+    OPTIONAL = ("final_val_acc", "best_val_acc", "init_from", "pattern")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object: ``format`` first, the fields (optional ones only when set), then ``extra``."""
+        d = {k: v for k, v in asdict(self).items() if k != "extra" and not (k in self.OPTIONAL and v is None)}
+        return {"format": d.pop("format"), **d, **self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Summary":
+        """A summary.json's object (of this format or an earlier one); ValueError naming what is wrong."""
+        version = d.get("format", 0)
+        if not isinstance(version, int) or version > SUMMARY_FORMAT:
+            raise ValueError(f"format={version!r} is not a summary format this version reads (0 to {SUMMARY_FORMAT}):"
+                             " update flipout-repro to read it")
+        names = {f.name for f in fields(cls)} - {"extra"}
+        lacking = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+                   and f.name not in d]
+        if lacking:
+            raise ValueError(f"lacks {', '.join(lacking)} (a run's summary.json always has them): delete it and"
+                             " run the same command again")
+        return cls(**{k: v for k, v in d.items() if k in names} | {"format": version},
+                   extra={k: v for k, v in d.items() if k not in names})
+
+
+def load_summary(run: RunDir) -> Summary:
+    """The run's summary.json as a :class:`Summary`; DamagedRun when it cannot be read as one."""
+    summary = read_summary(run)
+    try:
+        return Summary.from_json(summary)
+    except ValueError as exc:
+        raise DamagedRun(f"{run.summary} {exc}") from exc
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """The figures read at a glance: three settings of one method in distinct colours and markers, legends in
-natural order (epochs 4, 5, 40), a single seed without error bar and n=1 in the legend, labelled ticks at
+natural order (method.p=4, 5, 40), a single seed without error bar and n=1 in the legend, labelled ticks at
 the sparsities drawn, a one-point run curve not zoomed into noise, the layer figure's empty layer drawn,
 labels that keep clear of each other and the frame, and a PDF beside every PNG."""
 import matplotlib.colors as mcolors
@@ -15,8 +15,8 @@ from flipout_repro.reporting.figures import draw_pair
 
 
 def test_natural_order_and_distinct_shades():
-    labels = ["flipout (epochs=40)", "flipout (epochs=5)", "flipout (epochs=4)", "x (lam=1e-05)", "x (lam=1e-07)"]
-    assert sorted(labels, key=natural_key) == ["flipout (epochs=4)", "flipout (epochs=5)", "flipout (epochs=40)",
+    labels = ["flipout (method.p=40)", "flipout (method.p=5)", "flipout (method.p=4)", "x (lam=1e-05)", "x (lam=1e-07)"]
+    assert sorted(labels, key=natural_key) == ["flipout (method.p=4)", "flipout (method.p=5)", "flipout (method.p=40)",
                                                "x (lam=1e-07)", "x (lam=1e-05)"]
     assert shades("tab:red", 1) == [mcolors.to_hex("tab:red")]
     three = shades("tab:red", 3)
@@ -27,20 +27,24 @@ def test_natural_order_and_distinct_shades():
 
 
 def cells_of(root):
-    return reference.attach_reference(tables.aggregate(tables.load_runs(root / "runs")),
-                                      reference.load_reference(reference_dir()))
+    runs = tables.load_runs(root / "runs")
+    ref = reference.published_rows(reference_dir(), set(zip(runs["model"], runs["dataset"])))
+    return tables.short_labels(reference.attach_reference(tables.aggregate(runs), ref))
 
 
 def test_three_settings_of_one_method_differ_and_sort_by_value(tmp_path):
-    for epochs in (4, 40, 5):
-        for seed in range(2 if epochs == 40 else 1):
+    for p in (4, 40, 5):
+        for seed in range(2 if p == 40 else 1):
             for s in (0.75, 0.9375):
-                write_summary(tmp_path, "vgg19", "cifar10", "flipout", s, seed, 90.0 + epochs / 10 + seed, epochs=epochs)
-    fig, points = draw_pair(cells_of(tmp_path), "t")
+                write_summary(tmp_path, "experiment=vgg19_cifar10", "method=flipout", f"method.p={p}", f"sparsity={s}",
+                              seed=seed, acc=90.0 + p / 10 + seed)
+    cells = cells_of(tmp_path)
+    fig, points = draw_pair(cells[cells["protocol"] == cells["protocol"].iloc[0]], "t")
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     ours = [t for t in legend if t.startswith("flipout")]
-    assert ours == ["flipout (epochs=4) [n=1]", "flipout (epochs=5) [n=1]", "flipout (epochs=40) [n=2]"]
+    # the paper's cells of this protocol (SNIP: schedule=one_shot) keep schedule=periodic in the labels
+    assert ours == [f"flipout (method.p={p}, schedule=periodic) [n={n}]" for p, n in ((4, 1), (5, 1), (40, 2))]
     lines = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_label() in ours}
     assert len({mcolors.to_hex(ln.get_color()) for ln in lines.values()}) == 3
     assert len({ln.get_marker() for ln in lines.values()}) == 3
@@ -55,14 +59,14 @@ def test_three_settings_of_one_method_differ_and_sort_by_value(tmp_path):
 
 
 def test_one_point_report_and_run_curve_are_not_zoomed_and_write_pdfs(tmp_path):
-    write_summary(tmp_path, "lenet300_100", "mnist5k", "flipout", 0.99, 0, 91.3, epochs=2)
+    write_summary(tmp_path, "experiment=quickstart", "method=flipout", "sparsity=0.99", "epochs=2", acc=91.3)
     fig, _ = draw_pair(cells_of(tmp_path), "t")
     lo, hi = fig.axes[0].get_ylim()
     assert hi - lo >= MIN_ACC_SPAN - 1e-9 and lo < 91.3 < hi
     assert "99" in {t.get_text() for t in fig.axes[0].get_xticklabels()}
     assert "flipout [n=1]" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     files = make_report(tmp_path, sweeps=[])["files"]
-    pdf = tmp_path / "curves" / "lenet300_100-mnist5k.pdf"
+    pdf = tmp_path / "curves" / f"lenet300_100-mnist5k-{tables.load_runs(tmp_path / 'runs')['protocol'][0]}.pdf"
     assert pdf in files and pdf.read_bytes()[:5] == b"%PDF-"
     curve = draw_run_curve([{"epoch": 2, "sparsity": 0.0, "test_acc": 10.0}])
     lo, hi = curve.axes[0].get_ylim()

@@ -11,15 +11,16 @@ from flipout_repro.reporting import sweep_status, tables
 from flipout_repro.rundir import RunDir
 from helpers import write_summary
 
+RUN = ("experiment=quickstart", "method=flipout", "sparsity=0.75")
+
 
 def test_a_seed_with_nan_accuracy_or_an_infinite_best_is_left_out_of_the_cell(tmp_path, caplog):
     for seed, acc in zip((0, 1), (90.0, 92.0)):
-        write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, seed, acc)
-    write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, 2, math.nan)
+        write_summary(tmp_path, *RUN, seed=seed, acc=acc)
+    write_summary(tmp_path, *RUN, seed=2, acc=math.nan)
     path = next(tmp_path.glob("runs/**/seed_0/summary.json"))
     s = json.loads(path.read_text())
-    write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, 3, 91.0)
-    inf = path.parent.parent / "seed_3" / "summary.json"
+    inf = write_summary(tmp_path, *RUN, seed=3, acc=91.0) / "summary.json"
     inf.write_text(json.dumps({**json.loads(inf.read_text()), "best_test_acc": math.inf}))
     with caplog.at_level("WARNING", logger="flipout_repro"):
         runs = tables.load_runs(tmp_path / "runs")
@@ -33,7 +34,7 @@ def test_a_seed_with_nan_accuracy_or_an_infinite_best_is_left_out_of_the_cell(tm
 @pytest.mark.parametrize("text, state", [("[1, 2]", "damaged"), ("{not json", "damaged"), ('"x"', "damaged"),
                                          ('{"model": "vgg19"}', "done")])
 def test_a_damaged_summary_is_skipped_with_a_warning(tmp_path, caplog, capsys, text, state):
-    write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, 0, 90.0)
+    write_summary(tmp_path, *RUN, acc=90.0)
     bad = tmp_path / "runs" / "x" / "summary.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(text)
@@ -44,7 +45,7 @@ def test_a_damaged_summary_is_skipped_with_a_warning(tmp_path, caplog, capsys, t
 
 
 def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
-    write_summary(tmp_path, "vgg19", "cifar10", "flipout", 0.75, 0, 90.0)
+    write_summary(tmp_path, *RUN, acc=90.0)
     (tmp_path / "file").write_text("")
     out = tmp_path / "out"
     out.mkdir()

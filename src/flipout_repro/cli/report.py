@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps] [--baseline METHOD]: tables
-    and figures."""
+    """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps] [--baseline METHOD]
+    [--where KEY=VALUE ...] [--sweep NAME]: tables and figures."""
     from flipout_repro.cli.failures import BAD_INPUT, fail, guard
     from flipout_repro.reporting.aggregate import make_report
 
@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> None:
                    " (default: all of conf/sweep)")
     p.add_argument("--no-sweeps", action="store_true", help="do not check the sweep presets")
     p.add_argument("--baseline", default="global_magnitude", help="the method every other is compared with at"
-                   " each sparsity: difference, 95 %% interval, verdict, forest plot (default: global_magnitude)")
+                   " each sparsity, within one protocol: difference, 95 %% interval, verdict, forest plot (default:"
+                   " global_magnitude)")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE", help="only the runs with this"
+                   " value (repeatable; all must hold): a key of the run's identity or config, e.g. epochs=10,"
+                   " optim.lr=0.05, budget.name=erk, method=rigl (a group alone: its name)")
+    p.add_argument("--sweep", default=None, metavar="NAME", help="only the runs of the jobs of conf/sweep/NAME.yaml"
+                   " (and its missing runs in tables/missing.md)")
     a = p.parse_args(argv)
     if not (Path(a.results_dir) / "runs").is_dir():
         fail("flipout-report", f"--results-dir={a.results_dir} has no runs/ folder: run a sweep first (e.g."
@@ -33,9 +39,12 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         fail("flipout-report", f"--out={out} {problem}: pass --out DIR, a folder you can write to", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
-    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline))
+    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline, a.where, a.sweep))
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets you started not done"
           " (see tables/missing.md)")
+    if r["no_baseline"]:
+        print(f"{len(r['no_baseline'])} cells without a {a.baseline} cell of their protocol to compare with (each"
+              " table says why)")
     print(r["published"])
     for name, why in r["problems"].items():
         print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)

@@ -1,6 +1,8 @@
 """Each cell's uncertainty and comparisons: the 95 % interval of its mean, its difference to the baseline
-method at the same sparsity (paired by seed when both cells ran the same seeds, else Welch), and its
-standing against the published value. Every number is the final-epoch test accuracy.
+method's cell of the same protocol, layer budget, pattern and sparsity (paired by seed when both cells ran
+the same seeds, else Welch), and its standing against the published value. Every number is the
+final-epoch test accuracy. Cells of different protocols are never compared: a cell whose protocol has no
+such baseline cell gets no difference, and ``base_note`` says why.
 """
 from __future__ import annotations
 
@@ -8,27 +10,35 @@ import math
 
 import pandas as pd
 
+from flipout_repro.config.identity import Identity
+from flipout_repro.rundir import format_sparsity
 from flipout_repro.reporting.stats import compare, mean_interval, versus_published
 
 DEFAULT_BASELINE = "global_magnitude"
 #: Sparsities closer than this are one column of the paper's table (SNIP's 0.999 beside 0.9990234375).
 SAME_SPARSITY = 5e-4
+#: The axes that pick the baseline cell besides the sparsity: the method's own (method, schedule) do not.
+SHARED_AXES = ("budget", "pattern")
 COMPARISON_COLUMNS = ["final_ci_lo", "final_ci_hi", "baseline", "base_diff", "base_lo", "base_hi", "base_kind",
-                      "verdict", "paper_status", "paper_gap"]
+                      "verdict", "base_note", "paper_status", "paper_gap"]
 
 
-def attach_comparisons(cells: pd.DataFrame, baseline: str = DEFAULT_BASELINE) -> pd.DataFrame:
+def attach_comparisons(cells: pd.DataFrame, baseline: str = DEFAULT_BASELINE, among: str = "") -> pd.DataFrame:
     """Add the columns of COMPARISON_COLUMNS to ``cells`` (after reference.attach_reference).
 
-    A cell is compared with the ``baseline`` method's cell of the same model, data set, precision and
-    sparsity (the one whose shared settings, e.g. ``budget``, differ least, then the same epochs, then the
-    most seeds); the baseline's own cells say
-    "baseline"; dense cells and methods whose sparsity is an outcome are not compared.
+    A cell is compared with the ``baseline`` method's cell of the same protocol, budget, pattern and
+    sparsity (the one with the most seeds); the baseline's own cells say "baseline"; dense cells and
+    methods whose sparsity is an outcome are not compared. A cell that could be compared but has no such
+    baseline cell gets ``base_note``: why (no baseline runs in its protocol, none with its budget, none at
+    its sparsity; ``among``, e.g. " kept by --where", says that the runs were filtered). ``paper_status``:
+    reproduced, above, below, missing (from attach_reference) or not comparable (ditto).
     """
     cells = cells.copy()
     for col in COMPARISON_COLUMNS:
-        cells[col] = math.nan
-    cells[["baseline", "base_kind", "verdict", "paper_status"]] = ""
+        if col != "paper_status" or col not in cells:
+            cells[col] = math.nan
+    cells[["baseline", "base_kind", "verdict", "base_note"]] = ""
+    cells["paper_status"] = cells["paper_status"].fillna("")
     for i, c in cells.iterrows():
         finals = c.get("finals") if isinstance(c.get("finals"), dict) else {}
         lo, hi = mean_interval(list(finals.values()))
@@ -42,8 +52,9 @@ def attach_comparisons(cells: pd.DataFrame, baseline: str = DEFAULT_BASELINE) ->
         if c["method"] == baseline:
             cells.loc[i, ["baseline", "verdict"]] = baseline, "baseline"
             continue
-        base = _baseline_cell(cells, c, baseline)
+        base, why = _baseline_cell(cells, c, baseline, among)
         if base is None:
+            cells.loc[i, "base_note"] = why
             continue
         d = compare(finals, base["finals"])
         cells.loc[i, ["baseline", "base_diff", "base_lo", "base_hi", "base_kind", "verdict"]] = (
@@ -51,26 +62,36 @@ def attach_comparisons(cells: pd.DataFrame, baseline: str = DEFAULT_BASELINE) ->
     return cells
 
 
-def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str) -> pd.Series | None:
-    same = cells[(cells["method"] == baseline) & (cells["model"] == c["model"]) & (cells["dataset"] == c["dataset"])
-                 & (cells["precision"].fillna("") == (c.get("precision") or ""))
-                 & ((cells["target_sparsity"] - c["target_sparsity"]).abs() < SAME_SPARSITY)
+def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str, among: str = ""
+                   ) -> tuple[pd.Series | None, str]:
+    """The baseline cell ``c`` is compared with, or None and why there is none."""
+    pool = cells[(cells["method"] == baseline) & (cells["protocol"] == c["protocol"])
                  & (cells["n_seeds"].fillna(0) > 0) & ~cells["sparsity_is_outcome"].astype(bool)]
+    if pool.empty:
+        return None, f"no {baseline} runs{among} with this protocol"
+    same = pool[[_shared(b) == _shared(c["identity"]) for b in pool["identity"]]]
     if same.empty:
-        return None
-    rank = same.assign(_d=[_shared_differences(b, c.get("flat")) for b in same.get("flat", [None] * len(same))],
-                       _e=(same["epochs"] != c.get("epochs")), _n=-same["n_seeds"]).sort_values(["_d", "_e", "_n"])
-    return rank.iloc[0]
+        fc, fbs = _flat_shared(c["identity"]), [_flat_shared(b) for b in pool["identity"]]
+        keys = sorted({k for fb in fbs for k in {*fc, *fb} if fc.get(k) != fb.get(k)})
+        mine = ", ".join(f"{k}={fc.get(k)}" for k in keys)
+        theirs = sorted({", ".join(f"{k}={fb.get(k)}" for k in keys) for fb in fbs})
+        return None, f"no {baseline} runs{among} with {mine} in this protocol (it has {'; '.join(theirs)})"
+    at = same[(same["target_sparsity"] - c["target_sparsity"]).abs() < SAME_SPARSITY]
+    if at.empty:
+        levels = ", ".join(format_sparsity(s) for s in sorted(set(same["target_sparsity"])))
+        return None, (f"no {baseline} run{among} at sparsity {format_sparsity(c['target_sparsity'])} with this"
+                      f" protocol and layer budget (its sparsities: {levels})")
+    return at.sort_values("n_seeds", ascending=False, kind="stable").iloc[0], ""
 
 
-def _shared_differences(base: dict | None, cell: dict | None) -> int:
-    """How many shared settings (everything but the method, its schedule and the seed: budget, pattern,
-    epochs, model, optimiser, ...) differ between a baseline cell and the compared one; the baseline with
-    the fewest is taken, so ``budget=erk`` is compared with the baseline's ``budget=erk`` cell."""
-    if not isinstance(base, dict) or not isinstance(cell, dict):
-        return 0
-    keys = {k for k in (*base, *cell) if not k.startswith(("schedule.", "method."))}
-    return sum(base.get(k) != cell.get(k) for k in keys)
+def _shared(ident: Identity) -> dict:
+    """The axes a cell and its baseline share: layer budget and pattern."""
+    return {k: ident.axes.get(k) for k in SHARED_AXES}
+
+
+def _flat_shared(ident: Identity) -> dict:
+    """``{"budget.name": "erk", "pattern.name": "unstructured"}``: SHARED_AXES in ``--where``'s words."""
+    return {f"{k}.{key}": v for k in SHARED_AXES for key, v in (ident.axes.get(k) or {}).items()}
 
 
 def fmt_diff(c: pd.Series) -> str:
@@ -86,10 +107,13 @@ def fmt_diff(c: pd.Series) -> str:
 
 
 def fmt_published(c: pd.Series) -> str:
-    """'reproduced', '+1.23' / '−0.50' (our mean minus the published one, outside the band), 'missing'."""
+    """'reproduced', '+1.23' / '−0.50' (our mean minus the published one, outside the band), 'missing',
+    'not comparable: epochs, budget.name' (the keys in which the run is not the published one)."""
     status = c.get("paper_status")
     if status in ("above", "below"):
         return f"{c['paper_gap']:+.2f}"
+    if status == "not comparable":
+        return f"not comparable: {c.get('paper_note') or '?'}"
     return status if isinstance(status, str) else ""
 
 

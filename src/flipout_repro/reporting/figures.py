@@ -1,4 +1,5 @@
-"""Accuracy-vs-sparsity figures drawn like the FlipOut paper's: one per model and data set.
+"""Accuracy-vs-sparsity figures drawn like the FlipOut paper's: one per model, data set and protocol, its
+title the protocol in words.
 
 Logit-scaled sparsity axis with labelled ticks at the paper's five levels and at every sparsity drawn
 (where the labels fit), one line per method and setting with its own shade of the method's colour, its
@@ -6,8 +7,8 @@ own marker and line style (figure_style.py), error bars (std over seeds) where a
 seeds or more (a single seed is a marker without bar; the legend gives the seed counts, ``[n=1]``), the
 dense baseline as a dashed line with its std band, methods whose sparsity is an outcome (Hoyer-Square)
 as points at their achieved sparsity, and the published values as faint hollow markers of the same
-colour. The legend follows the paper's method order, then the settings with numbers by value (epochs 4,
-5, 40). PNG and PDF are written side by side.
+colour. The legend follows the paper's method order, then the settings with numbers by value
+(method.p=2, 3, 10). PNG and PDF are written side by side.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from flipout_repro.figure_style import (MIN_ACC_SPAN, keep_labels_clear, natural
                                        save_png_and_pdf, series_styles, thin_ticks)
 from flipout_repro.rundir import atomic_open  # noqa: E402
 from flipout_repro.config.validate import SPARSITY_HINTS  # noqa: E402
-from flipout_repro.reporting.tables import METHOD_ORDER  # noqa: E402
+from flipout_repro.reporting.tables import METHOD_ORDER, label_parts  # noqa: E402
 
 COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue", "snip": "tab:green",
           "random": "tab:gray", "flipout_no_noise": "tab:orange", "noisy_global_magnitude": "tab:purple",
@@ -33,7 +34,7 @@ COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue"
           "weightmom": "goldenrod", "rigl": "tab:olive", "set": "teal", "static": "slategray"}
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
 _RANK = {m: i for i, m in enumerate(METHOD_ORDER)}
-POINTS_CSV = ["method", "variant", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
+POINTS_CSV = ["method", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
 
 
 def color_of(method: str, others: list[str]) -> str:
@@ -45,7 +46,7 @@ def color_of(method: str, others: list[str]) -> str:
 
 
 def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Path]:
-    """Draw one model/data set's cells (with their paper_* columns) to ``png`` and the same name with
+    """Draw one protocol's cells (with their paper_* columns) to ``png`` and the same name with
     ``.pdf`` (vector); the points to ``csv``. Returns the figure files."""
     fig, points = draw_pair(cells, title)
     written = save_png_and_pdf(fig, png, atomic_open)
@@ -53,35 +54,58 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Pat
     return written
 
 
-def _series_key(m: str, v: str, lab: str) -> tuple:
+def wrap_title(title: str, width: int = 95) -> str:
+    """``title``'s lines wrapped at ``width`` characters between its ``key=value`` parts, never inside one
+    (``optim.milestones=[77, 154, 230]`` stays whole)."""
+    out = []
+    for line in title.split("\n"):
+        row = ""
+        for part in label_parts(line):
+            if row and len(row) + 2 + len(part) > width:
+                out.append(row + ",")
+                row = part
+            else:
+                row = f"{row}, {part}" if row else part
+        out.append(row)
+    return "\n".join(out)
+
+
+def _series_key(m: str, lab: str) -> tuple:
     """Legend and style order: the paper's method order, then the label with numbers by value."""
     return (_RANK.get(m, len(_RANK)), m, natural_key(lab))
 
 
+def _series(ours: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, str]]:
+    """(method, setting, cells, legend label) of each line: one per setting; a method whose sparsity is an
+    outcome (Hoyer-Square's lambda series) is one series of points over its settings (setting ``*``)."""
+    outcome = ours["sparsity_is_outcome"].astype(bool)
+    keyed = ours.assign(_s=ours["setting"].where(~outcome, "*"))
+    groups = []
+    for (m, s), g in keyed.groupby(["method", "_s"], sort=False):
+        groups.append((m, s, ours.loc[g.index], m if s == "*" else str(g["label"].iloc[0])))
+    return sorted(groups, key=lambda t: _series_key(t[0], t[3]))
+
+
+def _point_notes(g: pd.DataFrame) -> list[str]:
+    """Each outcome point's knobs: the parts of its label that the other points of its series lack."""
+    parts = [label_parts(str(lab).partition(" (")[2].rstrip(")")) for lab in g["label"]]
+    common = set.intersection(*map(set, parts)) if len(parts) > 1 else set()
+    return [", ".join(x for x in p if x and x not in common) for p in parts]
+
+
 def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
-    """The figure of :func:`plot_pair` (not yet written) and its points."""
+    """The figure of :func:`plot_pair` (not yet written) and its points: the cells of one protocol (with
+    tables.short_labels' ``label``)."""
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     others = sorted(m for m in cells["method"].unique() if m not in COLORS)
     ours = cells[cells["n_seeds"].fillna(0) > 0]
     points: list[dict] = []
     xs: list[float] = []
     notes: list = []  # the outcome points' knob labels, kept clear of each other and the frame
-
-    def label(m: str, v: str, setting_label: str) -> str:
-        extra = "; ".join(x for x in (v, setting_label) if isinstance(x, str) and x)
-        return m + (f" ({extra})" if extra else "")
-
-    # a method whose sparsity is an outcome (Hoyer-Square's lambda series) is one series of points
-    series = ours.assign(variant=ours["variant"].where(~ours["sparsity_is_outcome"].astype(bool), "*"),
-                         setting=ours["setting"].where(~ours["sparsity_is_outcome"].astype(bool), ""))
-    groups = []
-    for (m, v, s), g in series.groupby(["method", "variant", "setting"], sort=False):
-        g = ours.loc[g.index]
-        groups.append((m, v, s, g, label(m, "" if v == "*" else v, g["setting_label"].iloc[0])))
-    groups.sort(key=lambda t: _series_key(t[0], t[1], t[4]))
-    styles = series_styles([(m, (v, s)) for m, v, s, _, _ in groups], lambda m: color_of(m, others))
-    for m, v, s, g, lab in groups:
-        st = styles[(m, (v, s))]
+    groups = _series(ours)
+    styles = series_styles([(m, s) for m, s, _, _ in groups], lambda m: color_of(m, others))
+    for m, s, g, lab in groups:
+        st = styles[(m, s)]
         color = st["color"]
         g = g.sort_values("achieved_mean")
         n = g["n_seeds"].astype(int)
@@ -91,7 +115,7 @@ def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
             ax.axhline(mean, ls=st["ls"] if st["ls"] != "-" else "--", color=color, lw=1.2,
                        label=f"{lab}: {mean:.2f}")
             ax.axhspan(mean - std, mean + std, color=color, alpha=0.08, lw=0)
-            points.append(_pt(m, v, s, lab, "dense", 0.0, mean, std, g["n_seeds"].iloc[0]))
+            points.append(_pt(m, s, lab, "dense", 0.0, mean, std, g["n_seeds"].iloc[0]))
             continue
         outcome = bool(g["sparsity_is_outcome"].any())
         x = (g["achieved_mean"] if outcome else g["target_sparsity"]).to_numpy()
@@ -103,11 +127,12 @@ def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
         if many.any():  # error bars (std over seeds) only where there are seeds to take a std of; a single
             # seed is its marker alone, and the legend's [n=1] says so
             ax.errorbar(x[many], y[many], yerr=err[many], color=color, capsize=3, ls="none", lw=1.0)
-        if outcome:  # name each point by its knobs (e.g. lam=1e-05)
-            notes += [ax.annotate(r.variant, (xi, r.final_mean), fontsize=6, color=color, xytext=(4, -9),
-                                  textcoords="offset points") for xi, r in zip(x, g.itertuples())]
+        if outcome:  # name each point by its knobs (e.g. method.lam=1e-05)
+            notes += [ax.annotate(note, (xi, r.final_mean), fontsize=6, color=color, xytext=(4, -9),
+                                  textcoords="offset points")
+                      for xi, r, note in zip(x, g.itertuples(), _point_notes(g))]
         xs += list(x)
-        points += [_pt(m, v, s, lab, "outcome" if outcome else "target", xi, r.final_mean, r.final_std, r.n_seeds)
+        points += [_pt(m, s, lab, "outcome" if outcome else "target", xi, r.final_mean, r.final_std, r.n_seeds)
                    for xi, r in zip(x, g.itertuples())]
     ours_x = list(xs)  # labelled ticks go to our points; published ones only widen the axis
     _plot_published(ax, cells, others, points, xs)
@@ -119,14 +144,13 @@ def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
     return fig, points
 
 
-def _pt(m: str, v: str, s: str, lab: str, kind: str, x: float, mean: float, std: float, n: float) -> dict:
-    return dict(zip(POINTS_CSV, (m, v, s, lab, kind, x, mean, std, n)))
+def _pt(m: str, s: str, lab: str, kind: str, x: float, mean: float, std: float, n: float) -> dict:
+    return dict(zip(POINTS_CSV, (m, s, lab, kind, x, mean, std, n)))
 
 
 def _plot_published(ax: plt.Axes, cells: pd.DataFrame, others: list[str], points: list[dict], xs: list) -> None:
     """Faint hollow markers (and a faint dashed line for dense) at the published values."""
-    pub = cells.dropna(subset=["paper_acc"]).drop_duplicates(
-        subset=["method", "variant", "paper_sparsity", "paper_acc"])
+    pub = cells.dropna(subset=["paper_acc"]).drop_duplicates(subset=["method", "paper_sparsity", "paper_acc"])
     for m, g in pub.groupby("method", sort=False):
         color = color_of(m, others)
         if m == "dense":
@@ -138,7 +162,7 @@ def _plot_published(ax: plt.Axes, cells: pd.DataFrame, others: list[str], points
                         alpha=0.35, ls="none", marker="*" if star else "o", mfc="none", ms=8 if star else 6,
                         capsize=2)
             xs += list(g["paper_sparsity"])
-        points += [_pt(m, r.variant, "", "published", "published", r.paper_sparsity, r.paper_acc, r.paper_std, 0)
+        points += [_pt(m, r.setting, "published", "published", r.paper_sparsity, r.paper_acc, r.paper_std, 0)
                    for r in g.itertuples()]
     if len(pub):
         ax.plot([], [], ls="none", marker="o", mfc="none", color="gray", alpha=0.5, label="published (faint)")
@@ -167,7 +191,7 @@ def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str) -> None:
     if y_hi - y_lo < MIN_ACC_SPAN:  # one point or a flat line: no zoom into noise
         mid = (y_lo + y_hi) / 2
         ax.set_ylim(mid - MIN_ACC_SPAN / 2, mid + MIN_ACC_SPAN / 2)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap_title(title), fontsize=9)
     ax.grid(alpha=0.3, which="major")
     handles, labels = ax.get_legend_handles_labels()  # drawn in legend order already; notes go last
     order = sorted(range(len(labels)), key=lambda i: (labels[i] == "published (faint)", i))

@@ -1,8 +1,8 @@
-"""The comparison figure of one table (a forest plot): for each sparsity, one row per method with its
+"""The comparison figure of one protocol (a forest plot): for each sparsity, one row per setting with its
 difference to the baseline (final test accuracy, points) and the 95 % interval of that difference; a
 filled marker when the interval excludes zero, a hollow one when it does not, a cross without interval.
 Several settings of one method take clearly different shades of its colour (figure_style.py);
-rows sort with numbers by value (epochs 4, 5, 40). PNG and PDF are written side by side.
+rows sort with numbers by value (method.p=2, 3, 10). PNG and PDF are written side by side.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from flipout_repro.figure_style import natural_key, save_png_and_pdf, series_styles  # noqa: E402
-from flipout_repro.reporting.figures import COLORS, color_of  # noqa: E402
+from flipout_repro.reporting.figures import COLORS, color_of, wrap_title  # noqa: E402
 from flipout_repro.rundir import atomic_open  # noqa: E402
-from flipout_repro.reporting.markdown import fmt_sparsity  # noqa: E402
+from flipout_repro.reporting.sections import fmt_sparsity  # noqa: E402
 
 FOREST_CSV = ["sparsity", "method", "label", "diff", "lo", "hi", "kind", "verdict", "n_seeds"]
 
@@ -27,9 +27,7 @@ def forest_rows(cells: pd.DataFrame) -> pd.DataFrame:
     rows = cells[cells["base_diff"].notna()] if "base_diff" in cells else cells.iloc[0:0]
     out = pd.DataFrame({
         "sparsity": rows["target_sparsity"], "method": rows["method"],
-        "label": [m + (f" ({'; '.join(x for x in (v, s) if isinstance(x, str) and x)})"
-                       if any(isinstance(x, str) and x for x in (v, s)) else "")
-                  for m, v, s in zip(rows["method"], rows["variant"], rows.get("setting_label", rows["variant"]))],
+        "label": rows["label"],
         "diff": rows["base_diff"], "lo": rows["base_lo"], "hi": rows["base_hi"], "kind": rows["base_kind"],
         "verdict": rows["verdict"], "n_seeds": rows["n_seeds"]}, columns=FOREST_CSV)
     return out.sort_values(["sparsity", "label"], key=lambda c: c.map(natural_key) if c.name == "label" else c,
@@ -71,7 +69,7 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
     ax.set_yticks(ticks, labels, fontsize=7)
     ax.set_ylim(y + 0.5, 1.4)  # the top row holds the legend
     ax.set_xlabel(f"final test accuracy minus {baseline}'s (points), 95 % interval")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(wrap_title(title, 75), fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     ax.plot([], [], "o", color="gray", label="interval excludes 0")
     ax.plot([], [], "o", color="gray", mfc="white", label="within noise")

@@ -4,13 +4,17 @@ A preset's ``hydra.sweeper.params`` are expanded exactly as Hydra's basic sweepe
 composed (once per choice of config groups, the plain values set on top) and its run folder found with
 the identity the runner uses (config/identity.py). The command for one missing run is the preset narrowed to that job
 (``flipout-train +sweep=<name> method=... sparsity=... seed=...``: command-line values replace the
-preset's lists), so it computes exactly what the sweep would.
+preset's lists), so it computes exactly what the sweep would. :func:`sweep_settings` gives each job's
+identity as it runs on a CPU: what a published row that the preset reproduces is (paper_identity.py).
 """
 from __future__ import annotations
 
+import difflib
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -20,7 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from flipout_repro.config.identity import run_dir as identity_run_dir
+from flipout_repro.config.identity import Identity, identity
 from flipout_repro.config.validate import prepare
 from flipout_repro.config.paths import config_dir
 from flipout_repro.config.precision import pin_precision
@@ -40,6 +44,7 @@ class Job:
     seed: int
     run_dir: Path
     state: str  # done | failed | damaged | interrupted | missing
+    identity: Identity | None = None
 
     def command(self, results_dir: str | Path = "results") -> str:
         """The flipout-train command that runs (or resumes) this job alone."""
@@ -57,11 +62,20 @@ def sweep_names() -> list[str]:
     return sorted(p.stem for p in sweep_dir().glob("*.yaml"))
 
 
+def check_sweep(name: str, key: str = "sweep") -> None:
+    """ValueError naming ``name``, the preset it may stand for and every preset, if it is not one."""
+    names = sweep_names()
+    if name in names:
+        return
+    near = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {near[0]}? Presets: " if near else "use one of "
+    raise ValueError(f"{key}={name!r} is not a sweep preset: {hint}{', '.join(names)} (conf/sweep/)")
+
+
 def sweep_overrides(name: str) -> list[list[str]]:
     """The jobs of preset ``name`` as lists of ``key=value`` overrides, in Hydra's basic sweeper order."""
+    check_sweep(name)
     path = sweep_dir() / f"{name}.yaml"
-    if not path.exists():
-        raise ValueError(f"sweep={name!r} is not a sweep preset: use one of {sweep_names()}")
     params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     return BasicSweeper.split_arguments(parsed, None)[0]
@@ -74,12 +88,37 @@ def _is_group_override(override: str, groups: set[str]) -> bool:
 
 def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
     """Every job of preset ``name`` with its run folder under ``results_dir`` and that folder's state."""
+    jobs = []
+    for overrides, cfg, target in _composed(name, results_dir, sweep_overrides(name), _this_machine()):
+        ident = identity(cfg)
+        run = RunDir(ident.folder(results_dir))
+        jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
+                        int(cfg.seed), run.path, run_state(run), ident))
+    return jobs
+
+
+@lru_cache(maxsize=None)
+def sweep_settings(name: str) -> tuple[tuple[Identity, dict[str, Any]], ...]:
+    """The identity and resolved config of each job of preset ``name`` but for the seed (one per setting),
+    as the job runs on a CPU: ``precision=auto`` is fp32 there, as the papers trained. What a published
+    row that the preset reproduces is (reporting/paper_identity.py)."""
+    settings = {}
+    unseeded = [[o for o in job if o.split("=", 1)[0].lstrip("+~") != "seed"] for job in sweep_overrides(name)]
+    for _, cfg, _ in _composed(name, "results", list(map(list, dict.fromkeys(map(tuple, unseeded)))),
+                               torch.device("cpu")):
+        ident = identity(cfg)
+        settings.setdefault(ident.hash, (ident, OmegaConf.to_container(cfg, resolve=True)))
+    return tuple(settings.values())
+
+
+def _composed(name: str, results_dir: str | Path, jobs: list[list[str]], machine: torch.device
+              ) -> Iterator[tuple[list[str], DictConfig, float]]:
+    """Each job's overrides, its prepared config with the precision pinned on ``machine``, its target."""
     groups = {p.name for p in Path(config_dir()).iterdir() if p.is_dir()}
     parser = OverridesParser.create()
     composed: dict[tuple[str, ...], DictConfig] = {}
-    jobs = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        for overrides in sweep_overrides(name):
+        for overrides in jobs:
             chosen = tuple(o for o in overrides if _is_group_override(o, groups))
             if chosen not in composed:
                 composed[chosen] = compose(config_name="config", overrides=[f"+sweep={name}", *chosen,
@@ -92,11 +131,7 @@ def sweep_jobs(name: str, results_dir: str | Path) -> list[Job]:
                     OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
             cfg.device = "auto"  # never resolve ${job_device:} here: it would claim a GPU
             cfg, target = prepare(cfg)  # as run.run(): a method that never prunes records sparsity 0
-            cfg = pin_precision(cfg, _this_machine())  # as run.run(): the folder of the precision used here
-            run = identity_run_dir(cfg)
-            jobs.append(Job(name, list(overrides), cfg.model.name, cfg.dataset.name, cfg.method.name, target,
-                            int(cfg.seed), run.path, run_state(run)))
-    return jobs
+            yield overrides, pin_precision(cfg, machine), target  # as run.run(): the precision used there
 
 
 def _this_machine() -> torch.device:
@@ -120,8 +155,7 @@ def coverage(results_dir: str | Path, names: list[str] | None = None) -> tuple[l
     here (e.g. a method this installation lacks) with the reason. An unknown name is a ValueError."""
     jobs, problems = [], {}
     for name in sweep_names() if names is None else names:
-        if name not in sweep_names():
-            raise ValueError(f"sweep={name!r} is not a sweep preset: use one of {sweep_names()}")
+        check_sweep(name)
         try:
             jobs += sweep_jobs(name, results_dir)
         except (HydraException, OmegaConfBaseException, ImportError) as exc:
