@@ -27,7 +27,7 @@ CASES = [
     (["schedule.rate=1.5"], "schedule.rate=1.5 must be in (0, 1)"),
     (["method.p=0"], "method='flipout' is invalid: method.p=0 must be > 0"),
     (["method.noise=-1"], "method.noise=-1 must be >= 0"),
-    (["method.scope=row"], "method.scope='row' must be 'global' or 'layer'"),
+    (["budget.name=row"], "budget='row' is not a budget (one of global, uniform, erk)"),
 ]
 
 MORE_CASES = [

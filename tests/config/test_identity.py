@@ -43,7 +43,7 @@ def test_values_away_from_the_defaults_are_named_where_they_belong():
 def test_a_default_spelled_out_and_what_does_not_change_the_computation_leave_the_identity_alone():
     base = ident()
     for same in (["optim.lr=0.1"], ["method.p=2"], ["model.init=default"], ["dataset.train_fraction=1.0"],
-                 ["budget=method"], ["pattern=unstructured"], ["precision=fp32"], ["device=cpu"],
+                 ["budget=global"], ["pattern=unstructured"], ["precision=fp32"], ["device=cpu"],
                  ["results_dir=/elsewhere"], ["eval_batch_size=7"], ["on_collapse=stop"], ["quantize=true"],
                  ["dataset.root=/data"], ["progress=false"]):
         assert ident(*same).hash == base.hash, same
@@ -67,9 +67,10 @@ def test_a_knob_the_stored_config_lacks_holds_its_default():
 
 
 def test_the_methods_own_budget_and_schedule():
-    """``budget=method`` is the budget the method's scope means; the method's own schedule is not named."""
-    assert ident("method=rigl").axes["budget"] == {"name": "uniform"}  # rigl's scope: layer
-    assert ident("method=rigl").hash == ident("method=rigl", "budget=uniform").hash
+    """A method's own budget and schedule come from its yaml; its own schedule is not named."""
+    assert make_cfg("method=rigl").budget.name == "uniform"  # conf/method/rigl.yaml
+    assert ident("method=rigl").axes["budget"] == {"name": "global"}  # the quickstart states budget=global
+    assert ident("method=rigl", "budget=uniform").axes["budget"] == {"name": "uniform"}
     assert ident("method=global_magnitude").hash == ident("method=global_magnitude", "budget=global").hash
     assert ident("method=snip", "schedule.rounding=exact").axes.get("schedule") is None  # one_shot: its own
     assert ident("method=global_magnitude", "schedule=one_shot").axes["schedule"] == \

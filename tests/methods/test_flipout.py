@@ -65,14 +65,14 @@ def test_global_ranking_across_layers_uses_flips():
     method.counters[1].copy_(torch.tensor([[0.0], [2.0]]))
     # scores: [[4/16, 2.25]], [[1], [9/3]] -> the two lowest are 0.25 (layer 0) and 1 (layer 1)
     assert [s.tolist() for s in method.scores(net)] == [[[0.25, 2.25]], [[1.0], [3.0]]]
-    prune_to(method.scores(net), masks, 0.5, method.scope)
+    prune_to(method.scores(net), masks, 0.5, method.budget)
     assert masks.values[0].tolist() == [[0, 1]] and masks.values[1].tolist() == [[0], [1]]
     # magnitude alone would have kept the largest weight (2.0) and pruned 1.5 instead
     net2 = nn.Sequential(nn.Linear(2, 1, bias=False), nn.Linear(1, 2, bias=False))
     set_weights(net2, [[2.0, 1.5]], [[1.0], [3.0]])
     mag, mag_masks = Magnitude(), Masks.for_model(net2)
     mag.bind(net2, mag_masks)
-    prune_to(mag.scores(net2), mag_masks, 0.5, mag.scope)
+    prune_to(mag.scores(net2), mag_masks, 0.5, mag.budget)
     assert mag_masks.values[0].tolist() == [[1, 0]] and mag_masks.values[1].tolist() == [[0], [1]]
 
 

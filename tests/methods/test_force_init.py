@@ -9,6 +9,7 @@ from torch import nn
 from helpers import make_cfg
 from flipout_repro.config.validate import validate
 from flipout_repro.errors import ConfigError
+from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.force import FORCE, keep_fractions, progressive_scores, reference_cut
 from flipout_repro.methods.iter_snip import IterSNIP
@@ -158,7 +159,7 @@ def test_reference_cut_keeps_everything_when_iterative_snip_cuts_at_zero():
 def test_bad_cut():
     with pytest.raises(ValueError, match="method.cut"):
         IterSNIP(cut="floor")
-    with pytest.raises(ValueError, match="method.scope=global"):
-        FORCE(cut="reference", scope="layer")
+    with pytest.raises(ConfigError, match="budget='uniform' does not apply to method.cut=reference"):
+        FORCE(cut="reference").use_budget(Budget("uniform"))
     assert run_hash(make_cfg("method=force", "method.cut=exact")) == run_hash(make_cfg("method=force"))
     assert run_hash(make_cfg("method=force", "method.cut=reference")) != run_hash(make_cfg("method=force"))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.methods.hoyer_square import HoyerSquare, group_hoyer_square, group_scores, hoyer_square
 from flipout_repro.run import run
@@ -79,7 +80,7 @@ def test_paper_mode_hard_threshold_is_an_outcome():
 def test_target_mode_prunes_exactly_to_the_target():
     net, masks, method = bound(mode="target")
     assert not method.sparsity_is_outcome
-    assert end_epoch(method, masks, 7) == (0.25, "global")
+    assert end_epoch(method, masks, 7) == (0.25, Budget("global"))
     assert masks.values[0].tolist() == [[0.0, 1.0], [1.0, 1.0]]  # the one smallest |w| of 4
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from flipout_repro.errors import ConfigError
-from flipout_repro.sparsity.budgets import Budget, apportion, check, erk_densities, erk_raw, layer_zeros, resolve
+from flipout_repro.sparsity.budgets import Budget, apportion, check, erk_densities, erk_raw, layer_zeros
 from flipout_repro.sparsity.masking import Masks, prune_to
 
 
@@ -67,8 +67,6 @@ def test_plain_global_and_uniform_budgets_equal_the_scopes():
         prune_to(s, a, 0.3, budget, "remove_floor", 0.3)
         prune_to(s, b, 0.3, scope, "remove_floor", 0.3)
         assert all(torch.equal(x, y) for x, y in zip(a.values, b.values))
-    assert resolve("method", False, False, "layer") == Budget("uniform")
-    assert resolve("erk", True, False, "global") == Budget("erk", dense_first=True)
 
 
 def test_a_later_event_never_revives_and_still_lands_exactly():

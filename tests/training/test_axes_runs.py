@@ -23,7 +23,7 @@ def quick(tmp_path: Path, *overrides: str):
 @pytest.mark.parametrize("overrides, message", [
     (["budget.name=ring"], "budget='ring' is not a budget (one of global, uniform, erk): e.g. budget=erk"),
     (["method=str", "budget=erk"], "budget='erk' does not apply to method=str, which sets its layers' sparsity"
-                                   " itself: drop budget"),
+                                   " itself: use budget=global (all layers) or budget=uniform (each on its own)"),
     (["method=force", "budget.dense_last=true"], "budget.dense_last=True does not apply to method=force"),
     (["method=hoyer_square", "pattern=nm"], "pattern='nm' does not apply to method=hoyer_square"),
     (["pattern=nm", "pattern.n=5"], "pattern.n=5 must be in [1, 3] (kept weights per group of m=4): e.g. pattern.n=2"),
@@ -60,8 +60,8 @@ def test_nm_sets_the_target_and_an_equal_sparsity_is_accepted(tmp_path):
 
 def test_defaults_leave_the_hash_and_other_values_change_it(tmp_path):
     base = run_hash(quick(tmp_path))
-    assert run_hash(quick(tmp_path, "budget=method", "pattern=unstructured")) == base
-    others = {run_hash(quick(tmp_path, *o)) for o in (["budget=erk"], ["budget=global"], ["budget.dense_last=true"],
+    assert run_hash(quick(tmp_path, "budget=global", "pattern=unstructured")) == base
+    others = {run_hash(quick(tmp_path, *o)) for o in (["budget=erk"], ["budget=uniform"], ["budget.dense_last=true"],
                                                           ["pattern=nm"], ["pattern=nm", "pattern.n=1"])}
     assert len(others) == 5 and base not in others
 

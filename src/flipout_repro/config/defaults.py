@@ -16,6 +16,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from flipout_repro.config import launch, schema
 from flipout_repro.config.paths import config_dir
 
+#: A run folder's ``method.scope`` (global or layer) with ``budget=method``: the budget it is now
+SCOPE_BUDGET = {"global": "global", "layer": "uniform"}
 #: Config groups chosen by name (conf/<group>/<name>.yaml).
 GROUPS = ("model", "dataset", "optim", "method", "schedule", "budget", "pattern")
 
@@ -23,8 +25,15 @@ GROUPS = ("model", "dataset", "optim", "method", "schedule", "budget", "pattern"
 def completed(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run folder's config with every key it lacks (it was written before the key existed) at its default,
     the behaviour from before the key existed: the schema's for its sections (``dataset``, ``loss``, ...),
-    else the group's file (``model.init``, ``schedule.rounding``, ...)."""
+    else the group's file (``model.init``, ``schedule.rounding``, ...); a method's ``scope`` with
+    ``budget=method`` becomes the budget it stood for (global, or uniform for ``layer``)."""
     d = container(config)
+    method = d.get("method") if isinstance(d.get("method"), dict) else {}
+    budget = d.get("budget") if isinstance(d.get("budget"), dict) else {}
+    if "scope" in method or budget.get("name") == "method":  # the method's own scope, now its budget
+        d["method"] = {k: v for k, v in method.items() if k != "scope"}
+        if budget.get("name", "method") == "method":
+            d["budget"] = {**budget, "name": SCOPE_BUDGET.get(str(method.get("scope", "global")), "global")}
     for section, neutral in root_defaults().items():
         if isinstance(neutral, dict):
             d[section] = {**neutral, **(d.get(section) or {})}

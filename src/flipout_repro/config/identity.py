@@ -7,8 +7,7 @@ without renaming any run; changing a default is a deliberate change of :data:`FO
 - the **protocol**: how the network is trained: model, data set and its preprocessing, optimiser and lr
   schedule, loss, epochs, batch size, precision, initialisation (``model.init_from_sha256``), ...;
 - the **axes** a study compares: the method and its knobs, the pruning schedule where it is not the
-  method's own, the target sparsity, the layer budget (``budget=method`` is written as the budget the
-  method's ``scope`` means: global or uniform), the pattern, and the seed.
+  method's own, the target sparsity, the layer budget, the pattern, and the seed.
 
 Runs compare only within one protocol. The run folder, the sweep status, the report and the matching
 of published numbers all ask :func:`identity` (of a composed config) or :func:`stored_identity` (of a run
@@ -49,8 +48,6 @@ AXES = ("method", "schedule", "sparsity", "budget", "pattern")
 #: Protocol values always written out, default or not: what a reader of a table needs to see.
 ALWAYS = ("epochs", "batch_size", "precision")
 _ABSENT = object()
-#: ``budget=method``: the layer budget a method's ``scope`` stands for
-SCOPE_BUDGET = {"global": "global", "layer": "uniform"}
 
 
 @dataclass(frozen=True)
@@ -123,8 +120,8 @@ def differences(a: Identity, b: Identity, part: str = "protocol") -> list[str]:
 def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
     """The identity of a prepared config (config.validate.prepare: a method that never prunes has sparsity
     0) whose precision is pinned (config.precision.pin_precision; ``auto`` is read as fp32, what a stored
-    ``auto`` computed in)."""
-    d = container(cfg)
+    ``auto`` computed in). Keys it lacks hold their defaults (config.defaults.completed)."""
+    d = completed(cfg)
     protocol: dict[str, Any] = {}
     for group in ("model", "dataset", "optim"):
         protocol[group] = _group_part(d, group)
@@ -146,7 +143,7 @@ def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
 def stored_identity(config: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> Identity:
     """The identity of a run folder's config (config.yaml, or summary.json's ``config``), :func:`completed`;
     a run whose config says ``precision: auto`` but whose summary says bf16 is a bf16 run."""
-    d = completed(config)
+    d = container(config)
     if d.get("precision") == "auto" and (summary or {}).get("precision") == "bf16":
         d["precision"] = "bf16"
     return identity(d)
@@ -159,17 +156,14 @@ def run_dir(cfg: DictConfig) -> RunDir:
 
 def _axes(d: dict[str, Any]) -> dict[str, Any]:
     method = d.get("method") or {}
-    axes: dict[str, Any] = {"method": _group_part(d, "method", drop=("scope",))}
+    axes: dict[str, Any] = {"method": _group_part(d, "method")}
     own = method_schedule(str(method.get("name")))
     schedule = _group_part(d, "schedule")
     if schedule != {"name": own}:
         axes["schedule"] = schedule
     axes["sparsity"] = _canon(float(d.get("sparsity", 0.0)))
-    budget = dict(_group_part(d, "budget")) if "budget" in d else {"name": "method"}
-    if budget["name"] == "method":  # the method's own: its scope
-        budget["name"] = SCOPE_BUDGET.get(str(method.get("scope", "global")), str(method.get("scope")))
-    axes["budget"] = budget
-    axes["pattern"] = _group_part(d, "pattern") if "pattern" in d else {"name": "unstructured"}
+    axes["budget"] = _group_part(d, "budget")
+    axes["pattern"] = _group_part(d, "pattern")
     return axes
 
 

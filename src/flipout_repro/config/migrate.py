@@ -4,8 +4,8 @@ A results folder records the identity format its run folders follow in ``runs/FO
 missing or older than identity.FORMAT, every run folder under ``runs/`` is read (config.yaml, else
 summary.json's ``config``), its identity computed and the folder moved there; a finished run is then
 skipped by the same command as before and an interrupted one resumes from its checkpoint. Group
-``_target_`` paths in config.yaml are brought up to the current ones, and summary.json's ``run_dir`` and
-``hash`` follow the move. A folder that cannot be read (no config, an unknown format, in use, or whose new
+config.yaml is written as the current format writes it (every key; a method's ``scope`` as its
+``budget``; the current ``_target_`` paths), and summary.json's ``config``, ``run_dir`` and ``hash`` follow. A folder that cannot be read (no config, an unknown format, in use, or whose new
 place is taken) is named with the reason and left as it is; nothing is deleted.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
-from flipout_repro.config.defaults import group_defaults
+from flipout_repro.config.defaults import completed, group_defaults
 from flipout_repro.config.identity import FORMAT, stored_identity
 from flipout_repro.rundir import RunDir, atomic_write_text, runs_root, write_json
 
@@ -124,15 +124,15 @@ def _move(folder: Path, results_dir: Path, result: Migration) -> str | None:
 
 
 def _refresh(run: RunDir, config: dict[str, Any], summary: Any) -> None:
-    """config.yaml's ``_target_`` paths as conf/ has them now; summary.json's run_dir and hash."""
-    changed = False
+    """config.yaml as the current format writes it: every key (config.defaults.completed) and the
+    ``_target_`` paths conf/ has now; summary.json's config, run_dir and hash."""
+    config = completed(config)
     for group in TARGET_GROUPS:
         node = config.get(group)
         if isinstance(node, dict) and "_target_" in node:
             now = group_defaults(group, str(node.get("name"))).get("_target_")
-            if now and now != node["_target_"]:
-                node["_target_"], changed = now, True
-    if changed and run.config.is_file():
+            node["_target_"] = now or node["_target_"]
+    if run.config.is_file():
         atomic_write_text(run.config, OmegaConf.to_yaml(OmegaConf.create(config)))
     if isinstance(summary, dict):
         summary["run_dir"] = str(run.path)

@@ -88,8 +88,8 @@ class QuantizationConfig:
 class BudgetConfig:
     """How a prune event's zeros are shared among layers (conf/budget/, src/flipout_repro/sparsity/budgets.py)."""
 
-    #: method (each method's own: method.scope, global or layer), global, uniform or erk
-    name: str = "method"
+    #: global, uniform or erk (a method's yaml may pick its own default: conf/method/*.yaml)
+    name: str = "global"
     #: keep the first / last prunable layer dense (the other layers take all the zeros)
     dense_first: bool = False
     dense_last: bool = False

@@ -193,7 +193,8 @@ def validate(cfg: DictConfig) -> None:
                           f"needs images of at least {need}x{need}, but dataset={ds.name} has"
                           f" {ds.image_size}x{ds.image_size}",
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
-    instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
+    method = instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
+    method.use_budget(budgets.Budget(cfg.budget.name, cfg.budget.dense_first, cfg.budget.dense_last))
     check_schedule(cfg)
     check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
     choice(cfg, "on_collapse", schema.ON_COLLAPSE)

@@ -10,7 +10,7 @@ loop calls the hooks in this order every step and never asks which method it run
         active weights zeroed; after_mask_update(result)          (dynamic sparse training: SET, RigL)
     after_step(model)
 
-and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, scope)`` then
+and at every prune event of the schedule: ``prune_to(scores(model), masks, sparsity, budget)`` then
 ``after_prune()``. ``on_train_start`` runs once before the first step (pruning at initialisation);
 ``on_epoch_end`` after each epoch's last step, before the epoch is evaluated. A method that prunes by
 itself (a threshold, a learned threshold) does not touch the masks: after each epoch's evaluation and
@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, Regrowth
 
 
@@ -62,13 +63,17 @@ class Method:
     #: masking.drop_and_grow, knows no N:M groups): config refuses ``pattern=nm`` for it.
     any_pattern: bool = True
 
-    def __init__(self, name: str, scope: str = "global") -> None:
-        if scope not in ("global", "layer"):
-            raise ValueError(f"method.scope={scope!r} must be 'global' or 'layer'")
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.scope = scope
+        #: the run's layer budget (``budget=``, set by training.build): how the method's own prunes share
+        #: the zeros among layers (FORCE's iterations, Hoyer-Square's target)
+        self.budget = Budget("global")
         self.model: nn.Module | None = None
         self.masks: Masks | None = None
+
+    def use_budget(self, budget: Budget) -> None:
+        """Prune by ``budget`` where the method prunes by itself; a ConfigError where it cannot."""
+        self.budget = budget
 
     def bind(self, model: nn.Module, masks: Masks) -> None:
         """Attach to the model and its masks before training (allocate per-weight state here)."""
@@ -128,9 +133,9 @@ class Method:
         return {}
 
     def prune_due(self, epoch: int) -> tuple[float, str] | None:
-        """(sparsity, scope) to prune to now, after ``epoch``'s evaluation, for a method that decides when
+        """(sparsity, budget) to prune to now, after ``epoch``'s evaluation, for a method that decides when
         and how much to prune by itself (Hoyer-Square's threshold, STR's learnt thresholds); None
-        otherwise. The loop then calls ``prune_to(scores(model), masks, sparsity, scope)`` and
+        otherwise. The loop then calls ``prune_to(scores(model), masks, sparsity, budget)`` and
         ``after_prune()``, as at a scheduled event."""
         return None
 

@@ -9,5 +9,5 @@ class Dense(Method):
 
     prunes = False
 
-    def __init__(self, name: str = "dense", scope: str = "global") -> None:
-        super().__init__(name, scope)
+    def __init__(self, name: str = "dense") -> None:
+        super().__init__(name)

@@ -2,8 +2,8 @@
 
 The network is sparse from the first step: the method's yaml selects the ``one_shot`` schedule at
 epoch 0, whose event prunes to the target with uniform random scores (``scores``), through the normal
-prune path and the run's layer budget (``scope``: ``layer`` keeps every layer at the target, the
-reference code's default ``mask_init_method=random``, rigl/cifar_resnet/resnet_train_eval.py:122-127).
+prune path and the run's layer budget (``budget=uniform``, the method's default, keeps every layer at the
+target: the reference code's default ``mask_init_method=random``, rigl/cifar_resnet/resnet_train_eval.py:122-127).
 
 Then, at every step index ``s`` with ``s % update_every == 0`` and ``s <= T_end`` (``T_end`` =
 ``floor(stop * total steps)``; the reference updates at global steps 0, ΔT, ... up to its end step
@@ -50,9 +50,9 @@ class DynamicSparse(Method):
     replaces: bool = False
     any_pattern = False  # drop_and_grow regrows anywhere in a layer, so an N:M pattern would not hold
 
-    def __init__(self, name: str, scope: str = "layer", update_every: int = 100, drop_fraction: float = 0.3,
+    def __init__(self, name: str, update_every: int = 100, drop_fraction: float = 0.3,
                  stop: float = 0.75, regrow_dropped: bool = True) -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if not isinstance(update_every, int) or isinstance(update_every, bool) or update_every < 1:
             raise ValueError(f"method.update_every={update_every!r} must be an integer >= 1: steps between mask"
                              " updates, e.g. method.update_every=100 (RigL's)")
@@ -153,9 +153,9 @@ class DynamicSparse(Method):
 class SET(DynamicSparse):
     """SET (Mocanu et al. 2018): regrow at random, after the step's optimizer update."""
 
-    def __init__(self, name: str = "set", scope: str = "layer", update_every: int = 100, drop_fraction: float = 0.3,
+    def __init__(self, name: str = "set", update_every: int = 100, drop_fraction: float = 0.3,
                  stop: float = 0.75, regrow_dropped: bool = True) -> None:
-        super().__init__(name, scope, update_every, drop_fraction, stop, regrow_dropped)
+        super().__init__(name, update_every, drop_fraction, stop, regrow_dropped)
 
     @torch.no_grad()
     def grow_scores(self) -> list[torch.Tensor]:
@@ -169,9 +169,9 @@ class RigL(DynamicSparse):
 
     replaces = True
 
-    def __init__(self, name: str = "rigl", scope: str = "layer", update_every: int = 100, drop_fraction: float = 0.3,
+    def __init__(self, name: str = "rigl", update_every: int = 100, drop_fraction: float = 0.3,
                  stop: float = 0.75, regrow_dropped: bool = True) -> None:
-        super().__init__(name, scope, update_every, drop_fraction, stop, regrow_dropped)
+        super().__init__(name, update_every, drop_fraction, stop, regrow_dropped)
 
     @torch.no_grad()
     def grow_scores(self) -> list[torch.Tensor]:

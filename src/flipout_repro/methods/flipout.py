@@ -43,9 +43,8 @@ def count_flips(weights: list[torch.Tensor], signs: list[torch.Tensor], counters
 class FlipOut(Method):
     """FlipOut with gradient noise ``noise`` (lambda; 0 gives the ``flipout_no_noise`` ablation)."""
 
-    def __init__(self, name: str = "flipout", p: float = 2.0, noise: float = 1.0,
-                 scope: str = "global") -> None:
-        super().__init__(name, scope)
+    def __init__(self, name: str = "flipout", p: float = 2.0, noise: float = 1.0) -> None:
+        super().__init__(name)
         if p <= 0:
             raise ValueError(f"method.p={p} must be > 0 (the paper uses 2)")
         if noise < 0:

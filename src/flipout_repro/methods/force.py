@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from flipout_repro.errors import ConfigError
+from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prunable_weights, prune_to
 from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_gradients, check_init, check_loss,
                                              reinitialise)
@@ -80,14 +82,15 @@ def reference_cut(scores: list[torch.Tensor], keep: list[torch.Tensor], kept: fl
 
 
 def progressive_scores(model: nn.Module, source: BatchSource, target: float, steps: int, mode: str,
-                       batches: int, revive: bool, scope: str = "global",
-                       loss: str = "cross_entropy", cut: str = "exact") -> list[torch.Tensor]:
+                       batches: int, revive: bool, budget: Budget | str = "global", loss: str = "cross_entropy",
+                       cut: str = "exact") -> list[torch.Tensor]:
     """Run the iterations on a copy of ``model``; return final scores (-1 outside the final mask).
 
     ``revive=True`` is FORCE (dense theta0 each iteration, score ``|theta0 * g|``, fresh masks);
     ``revive=False`` is Iterative SNIP (score ``|theta0 * a * g|`` on the network ``theta0 * a``, where
     ``a`` marks the weights never pruned so far: the mask itself with ``cut=exact``, where masks only
-    shrink). ``scope`` ranks over all layers (the papers') or within each layer (``cut=exact`` only).
+    shrink). ``budget`` ranks over all layers (global, the papers') or within each layer (uniform, ``cut=exact``
+    only).
     """
     net = copy.deepcopy(model)
     named = prunable_weights(net)
@@ -112,7 +115,7 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
                 for m in masks.values:
                     m.fill_(1.0)
             # the last iteration prunes exactly to the target (1 - (1 - s) may differ from s in floating point)
-            prune_to(scores, masks, target if t == steps else 1.0 - kept, scope)
+            prune_to(scores, masks, target if t == steps else 1.0 - kept, budget)
         if not revive:
             torch._foreach_mul_(alive, masks.values)
     return [torch.where(m.bool(), s, torch.full_like(s, -1.0)) for s, m in zip(scores, masks.values)]
@@ -122,12 +125,12 @@ class FORCE(ScoredAtInit):
     """FORCE: progressive pruning at initialisation in which pruned weights can come back."""
 
     revive = True
-    any_budget = False  # its iterations prune inside on_train_start (method.scope: global or per layer)
+    any_budget = False  # its iterations prune inside on_train_start (budget global or uniform)
 
-    def __init__(self, name: str = "force", scope: str = "global", steps: int = 300, mode: str = "exp",
+    def __init__(self, name: str = "force", steps: int = 300, mode: str = "exp",
                  batches: int = 1, loss: str = "cross_entropy", init: str = "model",
                  cut: str = "exact") -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"method.steps={steps!r} must be an integer >= 1: e.g. method.steps=60")
         if mode not in MODES:
@@ -139,10 +142,15 @@ class FORCE(ScoredAtInit):
         self.init = check_init(init)
         if cut not in CUTS:
             raise ValueError(f"method.cut={cut!r} must be one of {list(CUTS)}: e.g. method.cut=reference")
-        if cut == "reference" and scope != "global":
-            raise ValueError("method.cut='reference' ranks globally, as the reference: use method.scope=global")
         self.cut = cut
         self._scores: list[torch.Tensor] | None = None
+
+    def use_budget(self, budget: Budget) -> None:
+        """``cut=reference`` ranks over all layers, as the reference code."""
+        if self.cut == "reference" and budget.kind != "global":
+            raise ConfigError("budget", budget.kind, "does not apply to method.cut=reference, which ranks over all"
+                              " layers as the reference code", "use budget=global, or method.cut=exact")
+        super().use_budget(budget)
 
     def on_train_start(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], target: float,
                        epochs: int, steps_per_epoch: int) -> None:
@@ -156,4 +164,4 @@ class FORCE(ScoredAtInit):
         need = self.steps * self.batches
         source = BatchSource(batches, need, steps_per_epoch)
         self._scores = progressive_scores(self.model, source, target, self.steps, self.mode, self.batches,
-                                          self.revive, self.scope, self.loss, self.cut)
+                                          self.revive, self.budget, self.loss, self.cut)

@@ -8,7 +8,7 @@ fine-tuning (the loop keeps pruned weights at zero):
 - ``mode=paper``: hard threshold, every prunable weight with ``|w| < threshold`` (1e-4) is pruned. The
   sparsity is an outcome of ``lam`` (``sparsity_is_outcome``); the ``sparsity`` key is only recorded.
 - ``mode=target`` (our extension): magnitude pruning to exactly ``sparsity`` at that epoch (global, or per layer
-  with ``scope=layer``).
+  with ``budget=uniform``).
 
 Group-HS (``group`` = out | in | both), the structured variant: for each prunable weight viewed as
 (out, in, k), groups are the filters / rows (``out``), the input channels / columns (``in``), or both
@@ -75,12 +75,12 @@ def group_scores(w: torch.Tensor, group: str) -> torch.Tensor:
 class HoyerSquare(Method):
     """The Hoyer-Square regulariser with ``lam`` until ``stop_epoch``, then one prune and fine-tuning."""
 
-    any_budget = False  # its own prune (prune_due: a threshold, or its target) by method.scope
+    any_budget = False  # its own prune (prune_due: a threshold, or its target): budget global or uniform
 
-    def __init__(self, name: str = "hoyer_square", scope: str = "global", lam: float = 1e-4,
+    def __init__(self, name: str = "hoyer_square", lam: float = 1e-4,
                  stop_epoch: int = 350, stop_of: int = 500, mode: str = "paper", threshold: float = 1e-4,
                  group: str = "none", params: str = "all") -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if lam < 0:
             raise ValueError(f"method.lam={lam} must be >= 0 (the FlipOut paper uses 1e-7 to 1e-3)")
         if not 1 <= stop_of or not 1 <= stop_epoch <= stop_of:
@@ -152,7 +152,7 @@ class HoyerSquare(Method):
         if epoch != self._stop:
             return None
         if self.mode == "target":
-            return self._target, self.scope
+            return self._target, self.budget
         scores = self.scores(self.model)
         below = sum(int(((s < self.threshold) | ~m.bool()).sum()) for s, m in zip(scores, self.masks.values))
         log.info("%s: pruning every weight with |score| < %g after epoch %d", self.name, self.threshold, epoch)

@@ -14,7 +14,7 @@ class IterSNIP(FORCE):
 
     revive = False
 
-    def __init__(self, name: str = "iter_snip", scope: str = "global", steps: int = 300, mode: str = "exp",
+    def __init__(self, name: str = "iter_snip", steps: int = 300, mode: str = "exp",
                  batches: int = 1, loss: str = "cross_entropy", init: str = "model",
                  cut: str = "exact") -> None:
-        super().__init__(name, scope, steps, mode, batches, loss, init, cut)
+        super().__init__(name, steps, mode, batches, loss, init, cut)

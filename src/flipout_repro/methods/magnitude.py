@@ -9,13 +9,13 @@ from flipout_repro.methods.noise import add_gradient_noise, noise_plan
 
 
 class Magnitude(Method):
-    """Score |w|. ``scope=global`` ranks over all layers, ``scope=layer`` prunes each layer on its own.
+    """Score |w|. ``budget=global`` ranks over all layers, ``budget=uniform`` prunes each layer on its own.
 
     ``noise`` > 0 adds FlipOut's gradient noise (the paper's ``noisy_global_magnitude`` ablation).
     """
 
-    def __init__(self, name: str = "global_magnitude", scope: str = "global", noise: float = 0.0) -> None:
-        super().__init__(name, scope)
+    def __init__(self, name: str = "global_magnitude", noise: float = 0.0) -> None:
+        super().__init__(name)
         if noise < 0:
             raise ValueError(f"method.noise={noise} must be >= 0 (0 turns the noise off)")
         self.noise = float(noise)

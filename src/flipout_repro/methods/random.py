@@ -10,8 +10,8 @@ from flipout_repro.methods.base import Method
 class Random(Method):
     """Uniform random scores, drawn from torch's global generator (seeded by the run)."""
 
-    def __init__(self, name: str = "random", scope: str = "global") -> None:
-        super().__init__(name, scope)
+    def __init__(self, name: str = "random") -> None:
+        super().__init__(name)
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> list[torch.Tensor]:

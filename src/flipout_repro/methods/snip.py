@@ -25,11 +25,11 @@ from flipout_repro.methods.saliency import BatchSource, ScoredAtInit, average_gr
 
 
 class SNIP(ScoredAtInit):
-    """Connection sensitivity at initialisation, ranked globally (``scope=layer`` ranks per layer)."""
+    """Connection sensitivity at initialisation, ranked globally (``budget=uniform``: per layer)."""
 
-    def __init__(self, name: str = "snip", scope: str = "global", batches: int = 1,
+    def __init__(self, name: str = "snip", batches: int = 1,
                  reference_quirks: bool = False) -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if not isinstance(batches, int) or batches < 1:
             raise ValueError(f"method.batches={batches!r} must be an integer >= 1 (the paper uses 1)")
         self.batches = batches

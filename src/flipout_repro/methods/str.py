@@ -64,9 +64,9 @@ class STR(Method):
     sparsity_is_outcome = True
     any_budget = False  # the learnt thresholds set each layer's sparsity
 
-    def __init__(self, name: str = "str", scope: str = "global", s_init: float = -3200.0,
+    def __init__(self, name: str = "str", s_init: float = -3200.0,
                  s_weight_decay: float | None = None, optim_weight_decay: float = 0.0) -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if s_weight_decay is not None and s_weight_decay < 0:
             raise ValueError(f"method.s_weight_decay={s_weight_decay} must be >= 0, or null for optim.weight_decay")
         self.s_init = float(s_init)

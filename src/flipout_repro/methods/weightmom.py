@@ -15,7 +15,7 @@ previous iterations." Every concrete choice below is ours and is a knob:
    Importance ``I_l = (d / d_l) ** layer_importance``: a layer already pruned harder than the network
    as a whole (d_l < d) gets I_l > 1, so its surviving weights are protected (against layer collapse);
    ``layer_importance = 0`` turns this off (plain global ranking of the averages).
-3. Score = ``I_l * a``, ranked globally (``scope=layer``: per layer, where I_l cancels out).
+3. Score = ``I_l * a``, ranked globally (``budget=uniform``: per layer, where I_l cancels out).
 4. Gradual: the method's yaml selects the ``cubic`` schedule (Zhu & Gupta); any schedule works.
 
 The averages use fused foreach ops on a preallocated buffer: no per-step allocation.
@@ -34,9 +34,9 @@ from flipout_repro.methods.base import Method
 class WeightMom(Method):
     """Score = per-layer importance from relative sparsity x moving average of |w|."""
 
-    def __init__(self, name: str = "weightmom", scope: str = "global", horizon_epochs: float = 1.0,
+    def __init__(self, name: str = "weightmom", horizon_epochs: float = 1.0,
                  layer_importance: float = 0.5, update_every: int = 1) -> None:
-        super().__init__(name, scope)
+        super().__init__(name)
         if horizon_epochs <= 0:
             raise ValueError(f"method.horizon_epochs={horizon_epochs} must be > 0 (the moving average's time"
                              " constant in epochs, e.g. 1)")

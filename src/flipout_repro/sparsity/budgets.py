@@ -1,7 +1,7 @@
 """Layer budgets (``budget=``): how a prune event's zeros are shared out among the prunable layers.
 
 - ``global``: one ranking over all layers (one threshold); each layer gets what its scores earn.
-- ``uniform``: every layer the same sparsity (what ``method.scope=layer`` did).
+- ``uniform``: every layer the same sparsity (its own ranking in each layer).
 - ``erk``: Erdős–Rényi-Kernel (Evci et al. 2020, "Rigging the Lottery", section 3): layer density
   proportional to ``sum(shape) / prod(shape)``, i.e. (n_in + n_out + k_h + k_w) / (n_in n_out k_h k_w) for
   a Conv2d and (n_in + n_out) / (n_in n_out) for a Linear, scaled so the kept weights add up to the
@@ -59,7 +59,7 @@ class Budget:
     def __post_init__(self) -> None:
         if self.kind not in BUDGETS:
             raise ConfigError("budget", self.kind, f"is not a budget (one of {', '.join(BUDGETS)})",
-                              "e.g. budget=erk, or leave it out for the method's own")
+                              "e.g. budget=erk, or leave it out for the method's own (its conf/method yaml)")
 
     def dense(self, layers: int) -> set[int]:
         """Indices of the layers kept dense among ``layers`` prunable layers."""
@@ -71,23 +71,19 @@ class Budget:
 
 
 def check_config(name: str, dense_first: bool, dense_last: bool, pattern: str, method: str, takes: bool) -> None:
-    """ConfigError for an unknown ``budget`` or one given to a method that sets its layers' sparsity itself
-    (``takes`` False: FORCE, Iterative SNIP, STR, Hoyer-Square)."""
-    if name != "method":
-        Budget(name)
+    """ConfigError for an unknown ``budget``, or for one a method that sets its layers' sparsity itself
+    (``takes`` False: FORCE, Iterative SNIP, STR, Hoyer-Square) cannot use: it ranks over all layers
+    (global) or within each (uniform), with no dense layer and no pattern."""
+    Budget(name)
     if takes:
         return
-    for key, value, neutral in (("budget", name, "method"), ("budget.dense_first", dense_first, False),
-                                ("budget.dense_last", dense_last, False), ("pattern", pattern, "unstructured")):
-        if value != neutral:
+    for key, value, fine in (("budget", name, ("global", "uniform")), ("budget.dense_first", dense_first, (False,)),
+                             ("budget.dense_last", dense_last, (False,)), ("pattern", pattern, ("unstructured",))):
+        if value not in fine:
+            fix = "use budget=global (all layers) or budget=uniform (each on its own)" if key == "budget" else \
+                f"drop {key}"
             raise ConfigError(key, value, f"does not apply to method={method}, which sets its layers' sparsity"
-                              " itself", f"drop {key} (method.scope picks global or per layer)")
-
-
-def resolve(name: str, dense_first: bool, dense_last: bool, scope: str) -> Budget:
-    """The budget of ``budget.name`` (``method``: the method's own ``scope``, global or layer)."""
-    kind = ({"global": "global", "layer": "uniform"}[scope] if name == "method" else name)
-    return Budget(kind, bool(dense_first), bool(dense_last))
+                              " itself", fix)
 
 
 def erk_raw(shape: Sequence[int]) -> float:

@@ -70,9 +70,9 @@ def check_config(kind: str, n: object, m: object, budget: str, sparsity: object)
     if kind != "nm":
         return
     want = nm_sparsity(n, m)
-    if budget not in ("method", "uniform"):
+    if budget not in ("global", "uniform"):  # every group, so every layer, at the same sparsity either way
         raise ConfigError("budget", budget, f"cannot apply to pattern=nm, which prunes {want:g} of every group",
-                          "drop budget= (budget.dense_first/dense_last still apply)")
+                          "use budget=global or budget=uniform (budget.dense_first/dense_last still apply)")
     if isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool) and abs(sparsity - want) > 1e-12:
         raise ConfigError("sparsity", sparsity, f"does not match pattern=nm with {n}:{m}, which prunes"
                           f" (m - n)/m = {want:g}", f"drop sparsity= (pattern=nm sets it) or give sparsity={want:g}")

@@ -152,19 +152,20 @@ def build_method(method_cfg: DictConfig, model: torch.nn.Module, masks: Masks) -
 
 
 def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> dict[str, Any]:
-    """The Trainer's ``budget`` and ``pattern`` (none at the defaults: the method's scope, unstructured),
-    checked against the model's layers, so that a budget whose dense layers keep more than ``target``
-    allows, or an N:M group size that does not divide a layer, fails here, before anything is written."""
+    """The Trainer's ``budget`` (also the method's, for the prunes it makes itself) and ``pattern`` (None:
+    unstructured), checked against the model's layers, so that a budget whose dense layers keep more than
+    ``target`` allows, or an N:M group size that does not divide a layer, fails here, before anything is
+    written."""
     b, p = cfg.budget, cfg.pattern
-    budget = budgets.resolve(b.name, b.dense_first, b.dense_last, method.scope) if b is not None else None
-    pattern = patterns.Pattern(p.name, p.n, p.m) if p is not None else None
+    budget = budgets.Budget(b.name, bool(b.dense_first), bool(b.dense_last))
+    method.use_budget(budget)
+    pattern = patterns.Pattern(p.name, p.n, p.m)
     shapes = [tuple(v.shape) for v in masks.values]
-    if budget is not None and method.prunes:
+    if method.prunes:
         budgets.check(shapes, target, budget)
-    if pattern is not None and pattern.nm:
+    if pattern.nm:
         patterns.check_layers(masks.names, shapes, pattern.m, budget.dense(len(shapes)))
-    neutral = b is None or (b.name == "method" and not b.dense_first and not b.dense_last)
-    return {"budget": None if neutral else budget, "pattern": pattern if pattern is not None and pattern.nm else None}
+    return {"budget": budget, "pattern": pattern if pattern.nm else None}
 
 
 def build(cfg: DictConfig, target: float, device: torch.device) -> Built:

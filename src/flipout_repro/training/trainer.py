@@ -19,6 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from flipout_repro.training import phases
 from flipout_repro.data import DataSet
+from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, drop_and_grow, prune_to
 from flipout_repro.methods.base import Method
 from flipout_repro.sparsity.schedule import PruneEvent
@@ -87,9 +88,9 @@ class Trainer:
     label_smoothing: float = 0.0
     #: receives the record of every dynamic-sparse-training mask update (methods/base.py: mask_update)
     on_mask_update: Callable[[dict, TrainState], None] = lambda rec, st: None
-    #: the layer budget of the schedule's events (budgets.Budget; None: the method's ``scope``) and the
-    #: sparsity pattern (patterns.Pattern; None: unstructured), passed to prune_to
-    budget: Any = None
+    #: the layer budget of the schedule's events (budgets.Budget) and the sparsity pattern
+    #: (patterns.Pattern; None: unstructured), passed to prune_to
+    budget: Any = Budget("global")
     pattern: Any = None
     #: data-parallel runs: the gradient all-reduce and epoch sums over ranks (training/distributed.py)
     dist: Any = None
@@ -262,21 +263,20 @@ class Trainer:
         """The schedule's events due by ``at_step``; at an epoch's end, then the method's own prune."""
         while state.events_done < len(self.events) and self.events[state.events_done].step <= at_step:
             ev = self.events[state.events_done]
-            scope = self.budget if self.budget is not None else self.method.scope
-            self._prune(state, at_step, test_acc, ev.sparsity, scope, ev.count, ev.fraction)
+            self._prune(state, at_step, test_acc, ev.sparsity, self.budget, ev.count, ev.fraction)
             state.events_done += 1
         own = self.method.prune_due(state.epoch) if test_acc is not None else None
         if own is not None:
             self._prune(state, at_step, test_acc, *own)
 
-    def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, scope: Any,
+    def _prune(self, state: TrainState, at_step: int, test_acc: float | None, sparsity: float, budget: Any,
                count: str = "exact", fraction: float | None = None) -> None:
         """The one prune path: masks to ``sparsity`` (the count rounded as ``count`` says: see
         budgets.event_zeros), a curve point, a prune record."""
         before = self.masks.sparsity()
         if test_acc is not None:
             state.curve.append({"epoch": state.epoch, "sparsity": before, "test_acc": test_acc})
-        removed = prune_to(self.method.scores(self.model), self.masks, sparsity, scope, count, fraction,
+        removed = prune_to(self.method.scores(self.model), self.masks, sparsity, budget, count, fraction,
                            self.pattern)
         self.method.after_prune()
         rec = {"type": "prune", "epoch": state.epoch, "step": at_step, "sparsity_before": before,
