@@ -22,7 +22,7 @@ from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, result_for, settings_from_config
 from flipout_repro.sparsity.budgets import Budget
-from flipout_repro.config.validate import prepare, validate
+from flipout_repro.config.validate import Checked, prepare, validate
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
@@ -49,9 +49,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     run, TrainingInterrupted after a SIGTERM/SIGINT checkpoint, TrainingDiverged after recording the
     failure in summary.json.
     """
-    validate(cfg)
+    checked = validate(cfg)  # the method and the schedule, built once
     given = cfg.sparsity
-    cfg, target = prepare(cfg)
+    cfg, target = prepare(cfg, checked.method)
     if target != given:
         log.info("method=%s prunes nothing: sparsity=%s ignored, target 0", cfg.method.name, given)
     device = distributed.setup(resolve_device(cfg.device))  # torchrun/SLURM ranks: join the group, cuda:LOCAL_RANK
@@ -61,11 +61,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         migrate(cfg.results_dir)  # run folders of an earlier identity format move to theirs, once
     run_dir = identity_run_dir(cfg)
     if not distributed.is_main():  # data-parallel ranks > 0 train alongside rank 0 and write nothing
-        return _follow(cfg, target, device)
+        return _follow(cfg, target, device, checked)
     if run_dir.finished() and not _starts_over(cfg, run_dir):
         distributed.send_start(None)  # the other ranks (if any) have nothing to train
         return _already_finished(cfg, run_dir)
-    b = build(cfg, target, device)
+    b = build(cfg, target, device, checked)
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
@@ -204,10 +204,10 @@ def _trainer(cfg: DictConfig, target: float, b: Built, progress: bool, **hooks: 
                    label_smoothing=float(cfg.loss.label_smoothing), dist=dist, **hooks, **b.speed, **b.axes)
 
 
-def _follow(cfg: DictConfig, target: float, device: torch.device) -> dict[str, Any]:
+def _follow(cfg: DictConfig, target: float, device: torch.device, checked: Checked) -> dict[str, Any]:
     """A data-parallel rank other than 0: the same objects, rank 0's start state, the same training, with
     no run folder, metrics or checkpoint of its own. Returns {} (rank 0 returns the summary)."""
-    b = build(cfg, target, device)
+    b = build(cfg, target, device, checked)
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
                 method=b.method, generator=b.generator)
     state = distributed.receive_start(objs)

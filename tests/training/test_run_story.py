@@ -105,3 +105,21 @@ def test_on_collapse_is_checked_and_leaves_the_hash_alone(quick_cfg):
     with pytest.raises(ConfigError, match="on_collapse='maybe' is not a valid choice: use one of warn, stop"):
         validate(quick_cfg(*COLLAPSE, "on_collapse=maybe"))
     assert run_hash(quick_cfg("on_collapse=stop")) == run_hash(quick_cfg())
+
+
+def test_the_method_and_the_schedule_are_built_once_per_run(quick_cfg, monkeypatch):
+    """Validation is construction: the objects validate() built are the ones the run trains with."""
+    from flipout_repro.methods.magnitude import Magnitude
+    from flipout_repro.sparsity.schedule import OneShot
+
+    built = {"method": 0, "schedule": 0}
+    for cls, key in ((Magnitude, "method"), (OneShot, "schedule")):
+        original = cls.__init__
+
+        def counted(self, *args, _original=original, _key=key, **kwargs):
+            built[_key] += 1
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+    summary = run(quick_cfg("method=global_magnitude", "schedule=one_shot", "sparsity=0.5", "epochs=1"))
+    assert summary["status"] == "completed" and built == {"method": 1, "schedule": 1}

@@ -13,6 +13,7 @@ import difflib
 import importlib
 import inspect
 import re
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
@@ -81,9 +82,10 @@ def group_kwargs(node: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in ("_target_", "name")}
 
 
-def instantiate(node: DictConfig, key: str, **extra: Any) -> Any:
-    """Build the object a group config describes; bad arguments become a ConfigError naming ``key``."""
-    cls = import_target(node._target_, f"{key}._target_")
+def instantiate(node: DictConfig, key: str, cls: Any = None, **extra: Any) -> Any:
+    """Build the object a group config describes (of class ``cls`` when its ``_target_`` is resolved
+    already); bad arguments become a ConfigError naming ``key``."""
+    cls = cls or import_target(node._target_, f"{key}._target_")
     kwargs = group_kwargs(node)
     if "name" in node and "name" in _params(cls):
         kwargs["name"] = node.name
@@ -157,13 +159,24 @@ def _did_you_mean(key: str, known: list[str]) -> str:
     return f"did you mean {' or '.join(close)}?" if close else "remove it (flipout-train --cfg job lists the keys)"
 
 
-def validate(cfg: DictConfig) -> None:
+@dataclass
+class Checked:
+    """What validation built, each once: the method (not yet bound to a model) and the schedule; the run
+    prepares its config with them and training.build binds them."""
+
+    method: Any
+    schedule: Any
+
+
+def validate(cfg: DictConfig) -> Checked:
     """Raise ConfigError on the first bad value of a composed run config. Every key of the schema is
-    checked here (or, for model/method/schedule knobs, by :func:`instantiate` and the constructors);
-    ``dataset.num_classes`` against the data's labels once the data is loaded (training.build)."""
+    checked here (or, for model/method/schedule knobs, by their constructors: validation builds the method
+    and the schedule and returns them); ``dataset.num_classes`` against the data's labels once the data is
+    loaded (training.build)."""
     _check_resolvable(cfg)
     check_keys(cfg)
-    check_axes(cfg)
+    method_cls = import_target(cfg.method._target_, "method._target_")
+    check_axes(cfg, method_cls)
     check_sparsity(cfg.sparsity)
     number(cfg, "epochs", int, 1, None, fix="give the number of training epochs, e.g. epochs=350")
     number(cfg, "seed", int, 0, 2**32, fix="numpy's seeds are 32-bit, e.g. seed=0")
@@ -193,18 +206,18 @@ def validate(cfg: DictConfig) -> None:
                           f"needs images of at least {need}x{need}, but dataset={ds.name} has"
                           f" {ds.image_size}x{ds.image_size}",
                           "pick a model that fits (lenet300_100, lenet5 or resnet18 for MNIST)")
-    method = instantiate(cfg.method, "method")  # constructors check their knobs (cheap: no model yet)
+    method = instantiate(cfg.method, "method", method_cls)  # the constructor checks its knobs (no model yet)
     method.use_budget(budgets.Budget(cfg.budget.name, cfg.budget.dense_first, cfg.budget.dense_last))
-    check_schedule(cfg)
+    schedule = check_schedule(cfg, method)
     check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
     choice(cfg, "on_collapse", schema.ON_COLLAPSE)
+    return Checked(method, schedule)
 
 
-def check_axes(cfg: DictConfig) -> None:
-    """``budget`` and ``pattern``: known values, a method that takes them, an nm run's sparsity (the model's
-    layers are checked once it is built: training.build)."""
+def check_axes(cfg: DictConfig, cls: Any) -> None:
+    """``budget`` and ``pattern``: known values, a method (of class ``cls``) that takes them, an nm run's
+    sparsity (the model's layers are checked once it is built: training.build)."""
     b, p = cfg.budget, cfg.pattern
-    cls = import_target(cfg.method._target_, "method._target_")
     takes = getattr(cls, "any_budget", True)
     if p.name != "unstructured" and not getattr(cls, "any_pattern", True):
         raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, whose regrowth keeps"
@@ -226,23 +239,26 @@ def _check_resolvable(cfg: DictConfig) -> None:
                           " interpolation of an existing key") from exc
 
 
-def check_schedule(cfg: DictConfig) -> None:
-    """Build the schedule and its events once (steps per epoch do not matter for fitting): a knob that does
-    not fit this run (``schedule.epoch`` past the end) or ``epochs`` too short for it is a ConfigError."""
+def check_schedule(cfg: DictConfig, method: Any = None) -> Any:
+    """The schedule, built and its events computed once (steps per epoch do not matter for fitting): a knob
+    that does not fit this run (``schedule.epoch`` past the end) or ``epochs`` too short for it is a
+    ConfigError."""
     schedule = instantiate(cfg.schedule, "schedule")
-    schedule.events(effective_sparsity(cfg), cfg.epochs, 1)
+    schedule.events(effective_sparsity(cfg, method), cfg.epochs, 1)
+    return schedule
 
 
-def effective_sparsity(cfg: DictConfig) -> float:
-    """The target the run prunes to: 0 for methods that never prune (``dense``)."""
-    cls = import_target(cfg.method._target_, "method._target_")
-    return float(cfg.sparsity) if getattr(cls, "prunes", True) else 0.0
+def effective_sparsity(cfg: DictConfig, method: Any = None) -> float:
+    """The target the run prunes to: 0 for methods that never prune (``dense``). ``method``: the run's
+    method, or its class (resolved from ``method._target_`` when not given)."""
+    method = method if method is not None else import_target(cfg.method._target_, "method._target_")
+    return float(cfg.sparsity) if getattr(method, "prunes", True) else 0.0
 
 
-def prepare(cfg: DictConfig) -> tuple[DictConfig, float]:
+def prepare(cfg: DictConfig, method: Any = None) -> tuple[DictConfig, float]:
     """(config, target sparsity) of the run ``cfg`` describes: a method that never prunes (``dense``)
     has target 0 and its ``sparsity`` is recorded as 0, so dense runs of any ``sparsity`` share a folder."""
-    target = effective_sparsity(cfg)
+    target = effective_sparsity(cfg, method)
     if target == cfg.sparsity:
         return cfg, target
     cfg = cfg.copy()

@@ -18,7 +18,7 @@ from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
 from flipout_repro.training import phases
 from flipout_repro.config import optimizers
-from flipout_repro.config.validate import instantiate
+from flipout_repro.config.validate import Checked, instantiate
 from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.base import Method
@@ -168,8 +168,9 @@ def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> 
     return {"budget": budget, "pattern": pattern if pattern.nm else None}
 
 
-def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
-    """Seed, load the data, build model, masks, method, schedule events and optimizer."""
+def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked | None = None) -> Built:
+    """Seed, load the data, build model, masks, method, schedule events and optimizer. ``checked``: what
+    config.validate built (the method, bound here, and the schedule); without it they are built here."""
     seed_everything(cfg.seed)
     set_determinism(bool(cfg.deterministic), device)
     # a data-parallel rank trains on its shard of every batch (training/shard.py); one process: ``data``
@@ -181,8 +182,9 @@ def build(cfg: DictConfig, target: float, device: torch.device) -> Built:
     if cfg.model.get("init_from") is not None:  # before the method binds: it may read the weights
         load_init_weights(model, cfg.model.init_from)
     masks = Masks.for_model(model)
-    method = build_method(cfg.method, model, masks)
-    schedule = instantiate(cfg.schedule, "schedule")
+    method = checked.method if checked is not None else instantiate(cfg.method, "method")
+    method.bind(model, masks)
+    schedule = checked.schedule if checked is not None else instantiate(cfg.schedule, "schedule")
     events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
     optimizer, lr_scheduler = build_optimizer(cfg, model)
     generator = torch.Generator(device=device)
