@@ -99,7 +99,7 @@ def test_bad_folders_fail_with_the_path_and_the_fix(tmp_path, trained, capsys):
 def test_bad_quantization_config_fails_before_training(tmp_path):
     from hydra.errors import ConfigCompositionException
 
-    with pytest.raises(ConfigError, match=r"quantization.observer='maxmin' is not a valid observer: use one of"):
+    with pytest.raises(ConfigError, match=r"quantization.observer='maxmin' is not a valid choice: use one of"):
         run(quick(tmp_path, "quantize=true", "quantization.observer=maxmin"))
     with pytest.raises(ConfigCompositionException, match=r"quantize=maybe"):  # the schema: a bool
         run(quick(tmp_path, "quantize=maybe"))

@@ -38,7 +38,7 @@ MORE_CASES = [
     (["optim.gamma=0"], "optim.gamma=0.0 must be in (0, 1]"),
     (["eval_batch_size=-5"], "eval_batch_size=-5 must be in [1, inf)"),
     (["method._target_=flipout_repro.methods.nope.Nope"], "cannot be imported: check the module path"),
-    (["quantization.observer=l2"], "quantization.observer='l2' is not a valid observer: use one of minmax"),
+    (["quantization.observer=l2"], "quantization.observer='l2' is not a valid choice: use one of minmax"),
     (["quantization.calibration_batches=0"], "quantization.calibration_batches=0 must be a positive integer"),
     (["channels_last=yes"], "channels_last='yes' is not a valid choice: use one of auto, true, false"),
     (["optim.schedule=linear"], "optim.schedule='linear' is not a valid choice: use one of step, cosine"),

@@ -146,8 +146,6 @@ def choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
 def check_dataset(cfg: DictConfig) -> None:
     """``dataset.*`` (the labels against ``num_classes`` are checked once the data is loaded)."""
     d = "dataset"
-    choice(cfg, f"{d}.download", (True, False))
-    choice(cfg, f"{d}.flip", (True, False))
     number(cfg, f"{d}.in_channels", int, 1, None, fix="e.g. dataset.in_channels=3")
     number(cfg, f"{d}.image_size", int, 1, None, fix="the side the model sees, e.g. dataset.image_size=32")
     number(cfg, f"{d}.num_classes", int, 1, None, fix="e.g. dataset.num_classes=10")
@@ -167,7 +165,6 @@ def check_dataset(cfg: DictConfig) -> None:
            fix="the fraction of the training set to train on, e.g. 0.9 (FORCE's), or 1.0 for all of it")
     if ds.workers is not None:
         number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
-    choice(cfg, "dataset.decode", ("workers", "device"))
     if ds.eval_resize is None:  # an in-memory set (data.load refuses a streamed one without it)
         if ds.decode != "workers":
             raise ConfigError("dataset.decode", ds.decode, "applies to streamed sets only (dataset=imagenet)",
@@ -204,13 +201,11 @@ def check_device(device: Any) -> None:
     raise ConfigError("device", device, "is not supported", "use auto, cpu, cuda or cuda:N")
 
 
-def check_quantization(cfg: DictConfig, observers: tuple, backends: tuple) -> None:
-    """``quantization.*`` values (the schema has already checked the keys and ``quantize`` itself)."""
+def check_quantization(cfg: DictConfig, backends: tuple) -> None:
+    """``quantization.*`` (the schema's choices are checked already): a backend this torch build has, a
+    number of calibration batches."""
     import torch
     q = cfg.quantization
-    for key, allowed in (("observer", observers), ("backend", backends)):
-        if q[key] not in allowed:
-            raise ConfigError(f"quantization.{key}", q[key], f"is not a valid {key}", f"use one of {', '.join(allowed)}")
     supported = torch.backends.quantized.supported_engines
     if cfg.quantize and q.backend not in supported:
         raise ConfigError("quantization.backend", q.backend, "is not supported by this torch build",

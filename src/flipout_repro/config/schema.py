@@ -69,7 +69,7 @@ class DatasetConfig:
     #: streamed sets: ``workers`` decode the JPEGs with PIL; ``device``: workers read the bytes and draw the
     #: same crop boxes, the training process decodes them on its device (torchvision.io.decode_jpeg; nvjpeg
     #: on CUDA) and crops there. Pixels differ slightly (other decoder and resize): hashed unless ``workers``
-    decode: str = "workers"
+    decode: str = field(default="workers", metadata={"choices": ("workers", "device")})
 
 
 @dataclass
@@ -77,11 +77,11 @@ class QuantizationConfig:
     """Post-training static int8 quantization (``quantize=true``); not part of the run hash."""
 
     #: histogram (torch's default), minmax (per-tensor weights) or per_channel
-    observer: str = "histogram"
+    observer: str = field(default="histogram", metadata={"choices": OBSERVERS})
     #: ``all`` = one pass over the training set (the reference code's), or a number of batches
     calibration_batches: Any = "all"
     #: quantized kernels: x86, fbgemm or qnnpack
-    backend: str = "x86"
+    backend: str = field(default="x86", metadata={"choices": BACKENDS})
 
 
 @dataclass
@@ -126,9 +126,9 @@ class RunConfig:
     #: evaluation only: does not change results and is not part of the run hash
     eval_batch_size: int = 1000
     #: bf16 (autocast, fp32 master weights) or fp32; auto = bf16 on GPUs of compute capability 8.0+
-    precision: str = "auto"
+    precision: str = field(default="auto", metadata={"choices": ("auto", "bf16", "fp32")})
     #: channels_last memory format for the model and inputs: auto (= on CUDA), true or false
-    channels_last: Any = "auto"
+    channels_last: Any = field(default="auto", metadata={"choices": ("auto", True, False)})
     #: torch.compile the model's forward pass
     compile: bool = False
     #: GPU only: false = cuDNN autotuning (fastest), true = deterministic kernels (bit-reproducible)
@@ -145,7 +145,7 @@ class RunConfig:
     pattern: PatternConfig = field(default_factory=PatternConfig)
     #: a prune event that leaves a layer no weight: ``warn`` at the event and train on, or ``stop`` the run
     #: there (exit code 6, summary status failed); not part of the run hash
-    on_collapse: str = "warn"
+    on_collapse: str = field(default="warn", metadata={"choices": ON_COLLAPSE})
 
 
 def key_paths() -> list[str]:
@@ -159,6 +159,26 @@ def bool_keys() -> list[str]:
     optim = {f"optim.{f.name}" for spec in optimizers.OPTIMIZERS.values() for f in fields(spec.schema)
              if str(f.type) == "bool"}
     return [key for key, kind in _leaves(RunConfig, "") if kind == "bool"] + sorted(optim)
+
+
+def choices() -> list[tuple[str, tuple]]:
+    """(dotted key, allowed values) of every key of the fixed part that takes one of a few values: the
+    ``choices`` its field declares, or true/false for a boolean."""
+    out = []
+    for key, f in _fields(RunConfig, ""):
+        allowed = f.metadata.get("choices") or ((True, False) if str(f.type) == "bool" else None)
+        if allowed:
+            out.append((key, tuple(allowed)))
+    return out
+
+
+def _fields(cls: type, prefix: str) -> list[tuple[str, Any]]:
+    """(dotted key, dataclass field) of every leaf field under the dataclass ``cls``."""
+    out = []
+    for f in fields(cls):
+        kind = f.type if isinstance(f.type, type) else globals().get(str(f.type))
+        out += _fields(kind, f"{prefix}{f.name}.") if is_dataclass(kind) else [(prefix + f.name, f)]
+    return out
 
 
 def _leaves(cls: type, prefix: str) -> list[tuple[str, str]]:

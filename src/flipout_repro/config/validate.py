@@ -183,9 +183,7 @@ def validate(cfg: DictConfig) -> Checked:
     number(cfg, "batch_size", int, 1, None, fix="e.g. batch_size=128")
     number(cfg, "eval_batch_size", int, 1, None, fix="e.g. eval_batch_size=1000")
     check_device(cfg.device)
-    for key, allowed in (("precision", ("auto", "bf16", "fp32")), ("channels_last", ("auto", True, False)),
-                         ("compile", (True, False)), ("deterministic", (True, False)), ("resume", (True, False)),
-                         ("progress", (True, False)), ("quantize", (True, False))):
+    for key, allowed in schema.choices():  # the schema's fields declare them
         choice(cfg, key, allowed)
     problem = writable_folder_problem(str(cfg.results_dir))
     if problem:
@@ -209,8 +207,7 @@ def validate(cfg: DictConfig) -> Checked:
     method = instantiate(cfg.method, "method", method_cls)  # the constructor checks its knobs (no model yet)
     method.use_budget(budgets.Budget(cfg.budget.name, cfg.budget.dense_first, cfg.budget.dense_last))
     schedule = check_schedule(cfg, method)
-    check_quantization(cfg, schema.OBSERVERS, schema.BACKENDS)
-    choice(cfg, "on_collapse", schema.ON_COLLAPSE)
+    check_quantization(cfg, schema.BACKENDS)
     return Checked(method, schedule)
 
 
