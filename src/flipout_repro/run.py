@@ -253,7 +253,7 @@ def _summary(cfg: DictConfig, target: float, run_dir: RunDir, model: torch.nn.Mo
 
 def _version(dist: str) -> str | None:
     """An installed distribution's version from its metadata (None if it is not installed): importing
-    torchvision only to read ``__version__`` cost every run about a second (issue 18). The metadata has
+    torchvision only to read ``__version__`` cost every run about a second. The metadata has
     no local tag (``0.29.1``, not ``0.29.1+cu130``); torch's own version, which has it, says the build."""
     try:
         return metadata.version(dist)

@@ -284,7 +284,7 @@ class RunLock:
         import fcntl
 
         if self._fh is not None:
-            # A finished run keeps no .lock (issue 14). Removed while still held: a process that opened
+            # A finished run keeps no .lock. Removed while still held: a process that opened
             # the old file meanwhile gets its lock after this, finds summary.json and skips the run.
             if (self.path.parent / "summary.json").exists():
                 self.path.unlink(missing_ok=True)

@@ -1,6 +1,5 @@
 """The dynamic-sparse-training presets: the sweeps expand to their grids and each method's first job composes
 and validates; RigL's published CIFAR-10 numbers load as reference rows keyed by our method names."""
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -11,8 +10,6 @@ from flipout_repro.config.paths import config_dir
 from flipout_repro.reporting.reference import load_reference
 from flipout_repro.reporting.sweep_status import sweep_overrides
 
-# budget= is the layer-budget axis of issue 16 (another branch); until it is merged here, jobs compose without it
-HAS_BUDGET = Path(config_dir(), "budget").is_dir()
 
 
 def values(jobs, key):
@@ -35,7 +32,6 @@ def test_dst_presets_expand_and_validate(name, n, methods, sparsities, schedules
         firsts.setdefault(next(o for o in job if o.startswith("method=")), job)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for job in firsts.values():
-            job = [o for o in job if HAS_BUDGET or not o.startswith("budget=")]
             cfg = compose(config_name="config", overrides=[f"+sweep={name}", *job, f"results_dir={tmp_path}"])
             validate(cfg)
             assert cfg.schedule.name == schedules[cfg.method.name], job

@@ -1,4 +1,4 @@
-"""Issue 13, items 10 and 11 for flipout-report: damaged summaries are skipped with a warning, a
+"""flipout-report and bad run folders: damaged summaries are skipped with a warning, a
 read-only output folder is one line, and a seed without a finite accuracy is neither counted nor shown."""
 import json
 import math

@@ -43,7 +43,7 @@ if not OmegaConf.has_resolver("nm_sparsity"):  # conf/pattern/nm.yaml: sparsity 
 SPARSITY_HINTS = (0.75, 0.9375, 0.984375, 0.99609375, 0.9990234375)
 
 
-#: Where a group's ``_target_`` may point (issue 13): a class defined in one module of the package's
+#: Where a group's ``_target_`` may point: a class defined in one module of the package's
 #: methods/ or models/, or in schedule.py, of the group's kind. Nothing else is imported from a config.
 #: (where, an example, what the class must have: methods.base.Method's hooks, an nn.Module, a schedule's
 #: ``events``; config does not import methods/, which the reporting layer must not reach).

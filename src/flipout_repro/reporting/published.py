@@ -2,7 +2,7 @@
 for each model and data set of results/reference/*.csv, how many published cells our runs reproduce, how
 many are missing, above or below (the rule: reporting/stats.py ``versus_published``). A paper table none
 of whose runs exist here is listed too, all missing, so that a report of a small sweep still says where
-the paper's numbers stand (issue 15).
+the paper's numbers stand.
 """
 from __future__ import annotations
 
