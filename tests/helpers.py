@@ -16,7 +16,8 @@ from PIL import Image
 
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.precision import pin_precision
-from flipout_repro.config.validate import compose_config, prepare
+from flipout_repro.config.targets import prepare
+from flipout_repro.config.validate import compose_config
 from flipout_repro.rundir import RunDir, Summary, write_json
 from flipout_repro.training.trainer import Trainer
 

@@ -22,7 +22,8 @@ from flipout_repro.analysis.export import nm_summary
 from flipout_repro.analysis.plots import run_title, write_run_curve
 from flipout_repro.analysis.quantize import quantize_run_folder, result_for, settings_from_config
 from flipout_repro.sparsity.budgets import Budget
-from flipout_repro.config.validate import Checked, prepare, validate
+from flipout_repro.config.targets import prepare
+from flipout_repro.config.validate import Checked, validate
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir

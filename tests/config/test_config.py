@@ -89,7 +89,7 @@ def test_paper_defaults_are_valid():
 
 
 def test_dense_ignores_sparsity_but_still_checks_it():
-    from flipout_repro.config.validate import effective_sparsity
+    from flipout_repro.config.targets import effective_sparsity
 
     assert effective_sparsity(make_cfg("method=dense", "sparsity=0.9")) == 0.0
     with pytest.raises(ConfigError, match="did you mean 0.9"):

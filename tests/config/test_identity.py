@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from helpers import make_cfg
 from flipout_repro.config.identity import differences, identity, stored_identity
-from flipout_repro.config.validate import prepare
+from flipout_repro.config.targets import prepare
 
 QUICK = ("experiment=quickstart",)
 

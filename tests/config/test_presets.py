@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 
 from helpers import make_cfg
 from flipout_repro.config.paths import config_dir, reference_dir
-from flipout_repro.config.validate import prepare, validate
+from flipout_repro.config.targets import prepare
+from flipout_repro.config.validate import validate
 from flipout_repro.reporting.reference import load_reference
 from flipout_repro.reporting.sweep_status import sweep_overrides
 

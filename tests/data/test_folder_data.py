@@ -117,11 +117,11 @@ def test_mismatched_class_folders_and_class_count_are_errors(tmp_path):
 
 
 def test_streamed_sets_refuse_download_and_need_eval_resize(tmp_path):
-    with pytest.raises(DataError, match=r"dataset.download=true cannot fetch imagenet: set dataset.download=false"):
+    with pytest.raises(ConfigError, match=r"dataset.download=True cannot fetch imagenet: set dataset.download=false"):
         load("imagenet", tmp_path, True, torch.device("cpu"), MEAN, STD, image_size=32, eval_resize=36)
-    with pytest.raises(DataError, match=r"set dataset.image_size .* and dataset.eval_resize"):
+    with pytest.raises(ConfigError, match=r"set dataset.image_size .* and dataset.eval_resize"):
         load("imagenet", tmp_path, False, torch.device("cpu"), MEAN, STD, image_size=32)
-    with pytest.raises(DataError, match=r"dataset.eval_resize=36 applies to streamed data sets only"):
+    with pytest.raises(ConfigError, match=r"dataset.eval_resize=36 applies to streamed sets only"):
         load("mnist5k", tmp_path, False, torch.device("cpu"), [0.5], [0.5], eval_resize=36)
 
 

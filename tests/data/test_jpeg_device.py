@@ -129,8 +129,8 @@ def test_bad_decode_values_are_named(overrides, message):
 
 
 def test_load_refuses_device_decoding_of_an_in_memory_set(tmp_path):
-    with pytest.raises(DataError, match=r"dataset.decode=device applies to streamed data sets only .* set "
-                                        r"dataset.decode=workers"):
+    with pytest.raises(ConfigError, match=r"dataset.decode='device' applies to streamed sets only .* set "
+                                         r"dataset.decode=workers"):
         load("mnist5k", tmp_path, False, torch.device("cpu"), [0.5], [0.5], decode="device")
 
 

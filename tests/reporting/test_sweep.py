@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from helpers import REPO, run_cli
 from flipout_repro.config import launch
 from flipout_repro.config.paths import config_dir
-from flipout_repro.config.validate import SPARSITY_HINTS, validate
+from flipout_repro.config.schema import SPARSITY_HINTS
+from flipout_repro.config.validate import validate
 from flipout_repro.reporting.sweep_status import sweep_jobs, sweep_overrides
 from flipout_repro.reporting.aggregate import make_report
 

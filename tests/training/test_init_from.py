@@ -10,7 +10,8 @@ import torch
 
 from helpers import make_cfg, run_hash, write_cifar10
 from flipout_repro.errors import ConfigError
-from flipout_repro.config.validate import prepare, validate
+from flipout_repro.config.targets import prepare
+from flipout_repro.config.validate import validate
 from flipout_repro.run import run
 from flipout_repro.training.build import build, build_model
 from flipout_repro.training.init_from import file_sha256, pin_init_from

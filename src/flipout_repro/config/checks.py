@@ -10,7 +10,6 @@ them in order. torch is imported only by the checks that ask it: config.schema i
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import re
 import types
@@ -20,21 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from flipout_repro.errors import ConfigError
-
-
-def check_finite(key: str, value: Any, fix: str = "") -> None:
-    """ConfigError for NaN or an infinity in ``value`` (or in any element of a list or mapping in it)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(key, value, "must be a finite number", fix)
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            check_finite(key, v, fix)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            check_finite(f"{key}.{k}", v, fix)
+from flipout_repro.errors import ConfigError, check_finite
 
 
 #: a folder name of a run's path: no separator, not ``.`` or ``..``, nothing hidden
@@ -115,68 +102,6 @@ def writable_folder_problem(folder: str | Path) -> str:
     if not os.access(probe, os.W_OK | os.X_OK):
         return "is not writable" if probe == folder else f"is not writable ({probe} is read-only)"
     return ""
-
-
-def number(cfg: DictConfig, key: str, kind: type, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = True, fix: str = "") -> Any:
-    """``cfg``'s value at ``key``: an integer (``kind`` int) or a finite number in the range given."""
-    value = OmegaConf.select(cfg, key)
-    ok_type = isinstance(value, Integral) if kind is int else isinstance(value, Real)
-    if isinstance(value, bool) or not ok_type:
-        raise ConfigError(key, value, f"must be {'an integer' if kind is int else 'a number'}", fix)
-    check_finite(key, value, fix)
-    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
-    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
-    if bad_lo or bad_hi:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ConfigError(key, value, f"must be in {rng}", fix)
-    return value
-
-
-def choice(cfg: DictConfig, key: str, allowed: tuple) -> None:
-    """``cfg``'s value at ``key`` is one of ``allowed`` (booleans by identity: 1 is not true)."""
-    value = OmegaConf.select(cfg, key)
-    if not any(value is a if isinstance(a, bool) else value == a for a in allowed):
-        spelled = [str(a).lower() if isinstance(a, bool) else str(a) for a in allowed]  # as typed on the CLI
-        raise ConfigError(key, value, "is not a valid choice", f"use one of {', '.join(spelled)}")
-
-
-def check_dataset(cfg: DictConfig) -> None:
-    """``dataset.*`` (the labels against ``num_classes`` are checked once the data is loaded)."""
-    d = "dataset"
-    number(cfg, f"{d}.in_channels", int, 1, None, fix="e.g. dataset.in_channels=3")
-    number(cfg, f"{d}.image_size", int, 1, None, fix="the side the model sees, e.g. dataset.image_size=32")
-    number(cfg, f"{d}.num_classes", int, 1, None, fix="e.g. dataset.num_classes=10")
-    number(cfg, f"{d}.crop_padding", int, 0, None, fix="pixels of zero padding, e.g. 4, or 0 for no crop")
-    for key in ("mean", "std"):
-        values = list(cfg.dataset[key])
-        check_finite(f"{d}.{key}", values, f"one value a channel, e.g. {d}.{key}=[0.5]")
-    if any(v <= 0 for v in cfg.dataset.std):
-        raise ConfigError(f"{d}.std", list(cfg.dataset.std), "must be positive", "one value a channel, e.g. [0.3081]")
-    ds = cfg.dataset
-    if ds.resize is not None:
-        number(cfg, "dataset.resize", int, 1, None, fix="give the side in pixels, e.g. dataset.resize=32, or null")
-        if ds.resize != ds.image_size:
-            raise ConfigError("dataset.resize", ds.resize, f"differs from dataset.image_size={ds.image_size}",
-                              f"set dataset.image_size={ds.resize} too (the side the model sees)")
-    number(cfg, "dataset.train_fraction", float, 0, 1, lo_open=True, hi_open=False,
-           fix="the fraction of the training set to train on, e.g. 0.9 (FORCE's), or 1.0 for all of it")
-    if ds.workers is not None:
-        number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
-    if ds.eval_resize is None:  # an in-memory set (data.load refuses a streamed one without it)
-        if ds.decode != "workers":
-            raise ConfigError("dataset.decode", ds.decode, "applies to streamed sets only (dataset=imagenet)",
-                              "set dataset.decode=workers")
-        return
-    number(cfg, "dataset.eval_resize", int, ds.image_size, None,
-           fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")
-    for key, value in (("crop_padding", 0), ("resize", None)):
-        if ds[key] != value:  # a streamed set: RandomResizedCrop crops and resizes
-            raise ConfigError(f"dataset.{key}", ds[key], "does not apply with dataset.eval_resize="
-                              f"{ds.eval_resize} (a streamed set: RandomResizedCrop crops and resizes each image)",
-                              f"set dataset.{key}={'null' if value is None else 0}")
 
 
 def check_device(device: Any) -> None:

@@ -118,7 +118,7 @@ def differences(a: Identity, b: Identity, part: str = "protocol") -> list[str]:
 
 
 def identity(cfg: DictConfig | Mapping[str, Any]) -> Identity:
-    """The identity of a prepared config (config.validate.prepare: a method that never prunes has sparsity
+    """The identity of a prepared config (config.targets.prepare: a method that never prunes has sparsity
     0) whose precision is pinned (config.precision.pin_precision; ``auto`` is read as fp32, what a stored
     ``auto`` computed in). Keys it lacks hold their defaults (config.defaults.completed)."""
     d = completed(cfg)

@@ -16,8 +16,7 @@ from typing import Any, Callable, List
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from flipout_repro.config.checks import check_finite, choice, number
-from flipout_repro.errors import ConfigError
+from flipout_repro.errors import ConfigError, check_finite, choice, number
 
 #: ``optim.schedule`` values (training/lr_schedule.py implements them)
 LR_SCHEDULES = ("step", "cosine")

@@ -10,9 +10,7 @@ is touched when the input is bad. It also holds the one rule for methods that ne
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
-import re
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -20,60 +18,20 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from torch import nn
 
-from flipout_repro.sparsity import budgets
-from flipout_repro.config import launch
-from flipout_repro.config import paths
-from flipout_repro.sparsity import patterns
-from flipout_repro.config import schema
-from flipout_repro.config import optimizers
-from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_dataset, check_device,
-                                         check_finite, check_plain_name, check_quantization, choice, number,
-                                         type_hints, writable_folder_problem)
-from flipout_repro.errors import ConfigError
+from flipout_repro.config import launch, optimizers, paths, schema
+from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_device, check_plain_name,
+                                         check_quantization, type_hints, writable_folder_problem)
+from flipout_repro.config.targets import effective_sparsity, import_target
+from flipout_repro.data import rules as data_rules
+from flipout_repro.errors import ConfigError, check_finite, choice, number
+from flipout_repro.sparsity import budgets, patterns
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults
 launch.register_resolvers()  # ${job_device:}, ${local_jobs:}, ${paper_batches:} used by the presets
 if not OmegaConf.has_resolver("nm_sparsity"):  # conf/pattern/nm.yaml: sparsity = (m - n)/m
     OmegaConf.register_new_resolver("nm_sparsity", patterns.nm_sparsity)
 
-#: The FlipOut paper's five levels, as its code reaches them (1 - 2^-k, k = 2, 4, 6, 8, 10; the "99.9 %"
-#: column is 0.9990234375): the suggestions of the sparsity check and the figures' ticks.
-SPARSITY_HINTS = (0.75, 0.9375, 0.984375, 0.99609375, 0.9990234375)
-
-
-#: Where a group's ``_target_`` may point: a class defined in one module of the package's
-#: methods/ or models/, or in schedule.py, of the group's kind. Nothing else is imported from a config.
-#: (where, an example, what the class must have: methods.base.Method's hooks, an nn.Module, a schedule's
-#: ``events``; config does not import methods/, which the reporting layer must not reach).
-TARGETS: dict[str, tuple[str, str, Any]] = {
-    "method": ("flipout_repro.methods.<module>", "flipout_repro.methods.flipout.FlipOut",
-               lambda c: callable(getattr(c, "bind", None)) and callable(getattr(c, "scores", None))),
-    "model": ("flipout_repro.models.<module>", "flipout_repro.models.vgg.VGG19", lambda c: issubclass(c, nn.Module)),
-    "schedule": ("flipout_repro.sparsity.schedule", "flipout_repro.sparsity.schedule.Periodic",
-                 lambda c: callable(getattr(c, "events", None))),
-}
-
-
-def import_target(path: str, key: str) -> Any:
-    """The class that ``_target_`` names, or a ConfigError. ``key`` (``method._target_``, ...) picks the
-    allow-list of :data:`TARGETS`: a config never names other code to import or run."""
-    group = key.split(".")[0]
-    place, example, is_kind = TARGETS[group]
-    module, _, name = str(path).rpartition(".")
-    refused = ConfigError(key, path, "is not allowed", f"{key} names a {group} class of {place}, e.g."
-                          f" {key}={example} (a config runs no other code)")
-    pattern = re.escape(place).replace(re.escape("<module>"), "[a-z_][a-z0-9_]*")
-    if not re.fullmatch(pattern, module) or not name.isidentifier():
-        raise refused
-    try:
-        obj = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(key, path, "cannot be imported", f"check the module path ({exc})") from exc
-    if not (inspect.isclass(obj) and obj.__module__ == module and is_kind(obj)):
-        raise refused
-    return obj
 
 
 def group_kwargs(node: DictConfig) -> dict[str, Any]:
@@ -193,7 +151,7 @@ def validate(cfg: DictConfig) -> Checked:
     optimizers.check(cfg)
     number(cfg, "loss.label_smoothing", float, 0, 1, fix="e.g. loss.label_smoothing=0.1 (STR's), or 0 for none")
     choice(cfg, "model.init", schema.MODEL_INITS)
-    check_dataset(cfg)
+    data_rules.check_config(cfg)
     model_cls = import_target(cfg.model._target_, "model._target_")
     check_group_args(model_cls, {k: v for k, v in group_kwargs(cfg.model).items()
                                  if k not in ("init", "init_from", "init_from_sha256")}, "model")
@@ -243,25 +201,6 @@ def check_schedule(cfg: DictConfig, method: Any = None) -> Any:
     schedule = instantiate(cfg.schedule, "schedule")
     schedule.events(effective_sparsity(cfg, method), cfg.epochs, 1)
     return schedule
-
-
-def effective_sparsity(cfg: DictConfig, method: Any = None) -> float:
-    """The target the run prunes to: 0 for methods that never prune (``dense``). ``method``: the run's
-    method, or its class (resolved from ``method._target_`` when not given)."""
-    method = method if method is not None else import_target(cfg.method._target_, "method._target_")
-    return float(cfg.sparsity) if getattr(method, "prunes", True) else 0.0
-
-
-def prepare(cfg: DictConfig, method: Any = None) -> tuple[DictConfig, float]:
-    """(config, target sparsity) of the run ``cfg`` describes: a method that never prunes (``dense``)
-    has target 0 and its ``sparsity`` is recorded as 0, so dense runs of any ``sparsity`` share a folder."""
-    target = effective_sparsity(cfg, method)
-    if target == cfg.sparsity:
-        return cfg, target
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.sparsity = 0.0
-    return cfg, target
 
 
 def compose_config(*overrides: str) -> DictConfig:

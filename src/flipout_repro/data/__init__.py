@@ -18,6 +18,7 @@ import torch
 from flipout_repro.data.errors import DataError
 from flipout_repro.data.folder import STREAMING, FolderData, load_folder
 from flipout_repro.data.loaders import LOADERS
+from flipout_repro.data.rules import check_source
 from flipout_repro.data.split import holdout_split
 from flipout_repro.data.tensor import TensorData, resize_images
 
@@ -36,23 +37,10 @@ def load(name: str, root: str | Path, download: bool, device: torch.device, mean
     held out. Streamed sets (:data:`STREAMING`) crop to ``image_size`` and, for evaluation, resize to
     ``eval_resize`` first; ``workers`` read them (None: :func:`default_workers`) and decode them, or, with
     ``decode="device"``, the training process decodes them on ``device`` (data/jpeg_device.py)."""
+    check_source(name, download, eval_resize, image_size, decode)  # data/rules.py: the one rule
     if name in STREAMING:
-        if download:
-            raise DataError(f"dataset.download=true cannot fetch {name}: set dataset.download=false and"
-                            " dataset.root to the folder that holds it")
-        if eval_resize is None or image_size is None:
-            raise DataError(f"dataset={name} is streamed from files: set dataset.image_size (the crop, e.g. 224) and"
-                            " dataset.eval_resize (the side resized to before the evaluation crop, e.g. 256)")
         return load_folder(name, root, device, mean, std, image_size, eval_resize, flip, workers, train_fraction,
                            num_classes, decode)
-    if decode != "workers":
-        raise DataError(f"dataset.decode={decode} applies to streamed data sets only ({', '.join(STREAMING)}),"
-                        f" not {name}: set dataset.decode=workers")
-    if name not in LOADERS:
-        raise DataError(f"dataset.name={name!r} is not known: use one of {sorted([*LOADERS, *STREAMING])}")
-    if eval_resize is not None:
-        raise DataError(f"dataset.eval_resize={eval_resize} applies to streamed data sets only"
-                        f" ({', '.join(STREAMING)}), not {name}: set it to null")
     train_x, train_y, test_x, test_y = LOADERS[name](Path(root), download)
     if resize:
         train_x, test_x = resize_images(train_x, resize), resize_images(test_x, resize)

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from flipout_repro.figure_style import (MIN_ACC_SPAN, keep_labels_clear, natural_key,  # noqa: E402
                                        save_png_and_pdf, series_styles, thin_ticks)
 from flipout_repro.rundir import atomic_open  # noqa: E402
-from flipout_repro.config.validate import SPARSITY_HINTS  # noqa: E402
+from flipout_repro.config.schema import SPARSITY_HINTS  # noqa: E402
 from flipout_repro.reporting.tables import METHOD_ORDER, label_parts  # noqa: E402
 
 COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue", "snip": "tab:green",

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from flipout_repro.config.identity import Identity, identity
-from flipout_repro.config.validate import prepare
+from flipout_repro.config.targets import prepare
 from flipout_repro.config.paths import config_dir
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.rundir import DamagedRun, RunDir, read_summary
