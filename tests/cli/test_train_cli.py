@@ -82,7 +82,7 @@ def test_two_job_sweep_and_dense_ignores_sparsity(tmp_path):
     (["model=vgg19", "dataset.resize=null", "dataset.image_size=28"], 2,
      "needs images of at least 32x32, but dataset=mnist5k has 28x28"),
     (["epochs=3"], 2, "use epochs>=9 or a lower sparsity"),  # 8 events to 0.99609375
-    (["method=nope"], 1, "Could not find 'method/nope'"),
+    (["method=nope"], 2, "method='nope' is not a method"),
     (["sparsty=0.5"], 2, "sparsty=0.5 is not a config key: did you mean sparsity?"),
 ])
 def test_bad_input_fails_before_touching_results(tmp_path, args, exit_code, message):

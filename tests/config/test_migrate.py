@@ -108,3 +108,15 @@ def test_a_newer_format_is_refused_and_nothing_moves(tmp_path):
     with pytest.raises(ValueError, match="newer than this flipout-repro's"):
         migrate(results)
     assert sorted(p for p in results.glob("runs/**/*")) == before
+
+
+def test_flipout_report_moves_them_and_says_so(tmp_path, capsys):
+    from flipout_repro.cli.report import main
+
+    results = copy(FORMAT_1, tmp_path)
+    main(["--results-dir", str(results), "--no-sweeps"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("moved 2 run folders to the identity format 2: ")
+    assert "1 runs, 1 cells" in out  # the finished one; the interrupted one has no summary yet
+    main(["--results-dir", str(results), "--no-sweeps"])
+    assert "moved" not in capsys.readouterr().out

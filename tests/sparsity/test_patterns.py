@@ -70,14 +70,14 @@ def test_the_checker():
 
 
 @pytest.mark.parametrize("kind, n, m, budget, sparsity, key, fix", [
-    ("nm", 5, 4, "method", 0.5, "pattern.n=5 must be in [1, 3]", "e.g. pattern.n=2"),
-    ("nm", 0, 4, "method", 0.5, "pattern.n=0 must be in [1, 3]", "e.g. pattern.n=2"),
-    ("nm", 2, 1, "method", 0.5, "pattern.m=1 must be >= 2", "e.g. pattern.m=4"),
-    ("nm", "2", 4, "method", 0.5, "pattern.n='2' must be an integer", "e.g. pattern.n=2 pattern.m=4"),
-    ("mesh", None, None, "method", 0.5, "pattern='mesh' is not a pattern", "e.g. pattern=nm"),
-    ("unstructured", 2, None, "method", 0.5, "pattern.n=2 applies to pattern=nm only", "add pattern=nm"),
-    ("nm", 2, 4, "method", 0.9, "sparsity=0.9 does not match pattern=nm with 2:4", "give sparsity=0.5"),
-    ("nm", 2, 4, "erk", 0.5, "budget='erk' cannot apply to pattern=nm", "drop budget="),
+    ("nm", 5, 4, "global", 0.5, "pattern.n=5 must be in [1, 3]", "e.g. pattern.n=2"),
+    ("nm", 0, 4, "global", 0.5, "pattern.n=0 must be in [1, 3]", "e.g. pattern.n=2"),
+    ("nm", 2, 1, "global", 0.5, "pattern.m=1 must be >= 2", "e.g. pattern.m=4"),
+    ("nm", "2", 4, "global", 0.5, "pattern.n='2' must be an integer", "e.g. pattern.n=2 pattern.m=4"),
+    ("mesh", None, None, "global", 0.5, "pattern='mesh' is not a pattern", "e.g. pattern=nm"),
+    ("unstructured", 2, None, "global", 0.5, "pattern.n=2 applies to pattern=nm only", "add pattern=nm"),
+    ("nm", 2, 4, "global", 0.9, "sparsity=0.9 does not match pattern=nm with 2:4", "give sparsity=0.5"),
+    ("nm", 2, 4, "erk", 0.5, "budget='erk' cannot apply to pattern=nm", "use budget=global or budget=uniform"),
 ])
 def test_bad_pattern_values_are_refused_with_key_value_and_fix(kind, n, m, budget, sparsity, key, fix):
     with pytest.raises(ConfigError) as err:

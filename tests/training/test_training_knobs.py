@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from helpers import make_cfg, run_cli
+from flipout_repro.config.defaults import completed
 from flipout_repro.data import TensorData
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.methods.dense import Dense
@@ -62,7 +63,7 @@ def test_kaiming_normal_by_hand():
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))  # default: left alone
 
 
-def test_every_model_gets_the_init_and_old_configs_without_the_key_still_build():
+def test_every_model_gets_the_init_and_stored_configs_without_the_key_build_at_its_default():
     cfg = make_cfg("model=vgg19", "model.init=kaiming_normal")
     torch.manual_seed(0)
     model = build_model(cfg.model, 3, 10, 32)
@@ -70,8 +71,10 @@ def test_every_model_gets_the_init_and_old_configs_without_the_key_still_build()
     for w in ws[1:]:  # large layers: the sample std is within 3 % of sqrt(2 / fan_in)
         fan_in = w[0].numel()
         assert w.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.03)
-    old = OmegaConf.create({k: v for k, v in make_cfg("model=resnet18").model.items() if k != "init"})
-    assert "init" not in old  # a config.yaml without model.init
+    stored = OmegaConf.to_container(make_cfg("model=resnet18"), resolve=True)
+    del stored["model"]["init"]  # a config.yaml written before model.init existed
+    old = OmegaConf.create(completed(stored)["model"])  # as a finished run is read back (config/defaults.py)
+    assert old.init == "default"
     torch.manual_seed(0)
     a = build_model(old, 3, 10, 32)
     torch.manual_seed(0)

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         fail("flipout-report", f"--out={out} {problem}: pass --out DIR, a folder you can write to", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
     r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline, a.where, a.sweep))
+    for line in r["migration"]:  # run folders of an earlier identity format, moved (or left, and why)
+        print(line)
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets you started not done"
           " (see tables/missing.md)")
     if r["no_baseline"]:

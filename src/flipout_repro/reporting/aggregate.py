@@ -33,7 +33,7 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     out_dir = Path(out_dir) if out_dir is not None else results_dir
     conditions = select.parse_where(where or [])
     members = select.sweep_members(sweep, results_dir) if sweep else None
-    migrate(results_dir)  # run folders of an earlier identity format move to theirs, once
+    moved = migrate(results_dir)  # run folders of an earlier identity format move to theirs, once
     runs = tables.load_runs(results_dir / "runs")
     if conditions and len(runs):
         named = set().union(*(select.identity_keys(i) for i in runs["identity"]))
@@ -58,7 +58,8 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     written += _figures(cells, curves_dir(out_dir), baseline)
     return {"files": written, "runs": len(runs), "cells": int((cells["n_seeds"].fillna(0) > 0).sum()),
             "missing": sum(j.state != "done" for j in sweep_status.shown(jobs, sweeps)), "problems": problems,
-            "published": published.summary_line(paper), "no_baseline": sections.no_baseline_lines(cells)}
+            "published": published.summary_line(paper), "no_baseline": sections.no_baseline_lines(cells),
+            "migration": moved.lines()}
 
 
 def _published(runs: pd.DataFrame) -> pd.DataFrame:
