@@ -116,7 +116,10 @@ def test_flipout_report_moves_them_and_says_so(tmp_path, capsys):
     results = copy(FORMAT_1, tmp_path)
     main(["--results-dir", str(results), "--no-sweeps"])
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("moved 2 run folders to the identity format 2: ")
+    assert out.splitlines()[0] == f"moved 2 run folders to the identity format 2 (each old and new path:" \
+        f" {results / 'runs' / 'migration.txt'})"
+    moves = (results / "runs" / "migration.txt").read_text().splitlines()
+    assert len(moves) == 2 and all(" -> " in line for line in moves)
     assert "1 runs, 1 cells" in out  # the finished one; the interrupted one has no summary yet
     main(["--results-dir", str(results), "--no-sweeps"])
     assert "moved" not in capsys.readouterr().out

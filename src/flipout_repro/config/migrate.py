@@ -30,6 +30,8 @@ log = logging.getLogger("flipout_repro")
 
 #: ``runs/FORMAT``: the identity format of the run folders under ``runs/``
 MARKER = "FORMAT"
+#: ``runs/migration.txt``: every folder a migration moved, old and new path, one a line (appended)
+MOVES = "migration.txt"
 #: groups whose config holds a ``_target_`` that migration refreshes from conf/<group>/<name>.yaml
 TARGET_GROUPS = ("model", "method", "schedule")
 
@@ -40,13 +42,14 @@ class Migration:
 
     moved: list[tuple[Path, Path]] = field(default_factory=list)
     left: list[tuple[Path, str]] = field(default_factory=list)
+    root: Path | None = None
 
     def lines(self) -> list[str]:
-        """One line for the moves, then one per folder left as it was."""
+        """One line for the moves (each one is in ``runs/migration.txt``), then one per folder left as it was."""
         out = []
         if self.moved:
             out.append(f"moved {len(self.moved)} run folder{'s' if len(self.moved) != 1 else ''} to the"
-                       f" identity format {FORMAT}: " + "; ".join(f"{a} -> {b}" for a, b in self.moved))
+                       f" identity format {FORMAT} (each old and new path: {self.root / MOVES})")
         out += [f"left as it is: {path}: {why}" for path, why in self.left]
         return out
 
@@ -63,7 +66,7 @@ def migrate(results_dir: str | Path, force: bool = False) -> Migration:
     """Move the run folders under ``<results_dir>/runs`` to their identity's folder, once per results folder
     (``force``: look again even where ``runs/FORMAT`` says it is done). Logs what moved and what did not."""
     root = runs_root(results_dir)
-    result = Migration()
+    result = Migration(root=root)
     if not root.is_dir() or (not force and recorded_format(results_dir) == FORMAT):
         return result
     newer = recorded_format(results_dir)
@@ -77,6 +80,8 @@ def migrate(results_dir: str | Path, force: bool = False) -> Migration:
             why = _move(folder, Path(results_dir), result)
             if why:
                 result.left.append((folder, why))
+        if result.moved:
+            _record(root / MOVES, result.moved)
         atomic_write_text(root / MARKER, f"{FORMAT}\n")
     for line in result.lines():
         (log.info if line.startswith("moved") else log.warning)(line)
@@ -140,6 +145,13 @@ def _refresh(run: RunDir, config: dict[str, Any], summary: Any) -> None:
         if isinstance(summary.get("config"), dict):
             summary["config"] = config
         write_json(run.summary, summary)
+
+
+def _record(path: Path, moved: list[tuple[Path, Path]]) -> None:
+    """Append ``old -> new`` lines to ``path`` (a planted symlink is not followed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "a") as fh:
+        fh.writelines(f"{old} -> {new}\n" for old, new in moved)
 
 
 def _read_json(path: Path) -> Any:
