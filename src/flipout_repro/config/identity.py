@@ -81,14 +81,14 @@ class Identity:
 
     def flat(self) -> dict[str, Any]:
         """``{"protocol.optim.lr": 0.05, "axes.method.name": "flipout", ...}``: every value by its key."""
-        return {**_flatten(self.protocol, "protocol."), **_flatten(self.axes, "axes.")}
+        return {**flatten(self.protocol, "protocol."), **flatten(self.axes, "axes.")}
 
     def protocol_label(self) -> str:
         """``lenet300_100 on mnist5k, 40 epochs, batch 128, fp32, optim.lr=0.05``: the protocol in words."""
         p = self.protocol
         head = [f"{p['model']['name']} on {p['dataset']['name']}", f"{p['epochs']} epochs", f"batch {p['batch_size']}",
                 str(p["precision"])]
-        rest = {k: v for k, v in _flatten(p).items()
+        rest = {k: v for k, v in flatten(p).items()
                 if k not in ("model.name", "dataset.name", *ALWAYS) and not (k == "optim.name" and v == "sgd")}
         return ", ".join(head + [f"{k}={_text(v)}" for k, v in rest.items()])
 
@@ -113,7 +113,7 @@ class Identity:
 
 def differences(a: Identity, b: Identity, part: str = "protocol") -> list[str]:
     """The keys (``optim.lr``, ``epochs``) whose values differ between two identities' ``part``."""
-    fa, fb = _flatten(getattr(a, part)), _flatten(getattr(b, part))
+    fa, fb = flatten(getattr(a, part)), flatten(getattr(b, part))
     return sorted(k for k in set(fa) | set(fb) if fa.get(k, _ABSENT) != fb.get(k, _ABSENT))
 
 
@@ -202,11 +202,12 @@ def _canon(value: Any) -> Any:
     return str(value)
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -186,11 +186,7 @@ def _fields(cls: type, prefix: str) -> list[tuple[str, Any]]:
 
 def _leaves(cls: type, prefix: str) -> list[tuple[str, str]]:
     """(dotted key, type as written) of every leaf field under the dataclass ``cls``."""
-    out = []
-    for f in fields(cls):
-        kind = f.type if isinstance(f.type, type) else globals().get(str(f.type))
-        out += _leaves(kind, f"{prefix}{f.name}.") if is_dataclass(kind) else [(prefix + f.name, str(f.type))]
-    return out
+    return [(key, str(f.type)) for key, f in _fields(cls, prefix)]
 
 
 def register() -> None:

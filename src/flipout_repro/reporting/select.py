@@ -18,13 +18,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from flipout_repro.config.identity import Identity
+from flipout_repro.config.identity import Identity, flatten
 from flipout_repro.reporting.sweep_status import check_sweep, sweep_jobs
 
 
 def run_keys(ident: Identity, config: Mapping[str, Any]) -> dict[str, Any]:
     """Every value ``--where`` can ask of a run: its config flattened, its identity's values over it, its seed."""
-    keys = _flatten(config)
+    keys = flatten(config)
     keys.update({k.split(".", 1)[1]: v for k, v in ident.flat().items()})
     keys["seed"] = ident.seed
     return keys
@@ -98,13 +98,3 @@ def _numbers(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _numbers(x) for k, x in v.items()}
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
