@@ -29,7 +29,7 @@ from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.migrate import migrate
 from flipout_repro.rundir import (RunDir, RunLock, Summary, atomic_torch_save, atomic_write_text, format_sparsity,
-                                  git_sha, read_summary, write_json)
+                                  git_sha, read_summary, real_folder, write_json)
 from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
@@ -67,6 +67,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         distributed.send_start(None)  # the other ranks (if any) have nothing to train
         return _already_finished(cfg, run_dir)
     b = build(cfg, target, device, checked)
+    real_folder(run_dir.path, cfg.results_dir)  # no symbolic link below results_dir is followed
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading

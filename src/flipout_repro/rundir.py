@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import secrets
 import subprocess
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -162,8 +163,11 @@ def load_summary(run: RunDir) -> Summary:
 def atomic_open(path: Path, mode: str) -> Iterator[IO]:
     """A fresh temporary file beside ``path`` (a random name, created with O_EXCL and O_NOFOLLOW, so a
     file or symlink planted in the folder is never written through), renamed over ``path`` once written
-    and synced. On any failure the temporary file is removed; a full disk is said plainly."""
+    and synced; a folder that is a symbolic link is refused. On any failure the temporary file is removed;
+    a full disk is said plainly (torch.save's own full-disk error is not an OSError: it is named too)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if path.parent.is_symlink():  # the file itself is renamed over (a link there is replaced, not followed)
+        raise _link_error(path.parent)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -178,12 +182,27 @@ def atomic_open(path: Path, mode: str) -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        full = _disk_full(exc, path.parent)  # asked before the partial file is removed (and space freed)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if full:
             raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (the partial file was"
                           " removed): free some space and run the same command again") from exc
         raise
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """A full disk: ENOSPC, or torch.save's zip writer failing (a RuntimeError, ``enforce fail at
+    inline_container.cc``) where the folder's file system has less than a megabyte left."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    if not isinstance(exc, RuntimeError) or "inline_container" not in str(exc):
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 2**20
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -213,6 +232,63 @@ def load_tensors(path: Path) -> Any:
         text = " ".join(str(exc).split())
         text = text if "weights_only" not in text else "not a file torch.load can read"
         raise ValueError(f"cannot be read ({type(exc).__name__}: {text[:300]})") from exc
+
+
+#: a name a tool may use as one component of a path it writes (a model, data set or method name read
+#: from a config or a summary): letters, digits and ``_.+-``, not starting with a dot
+NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,99}")
+
+
+def path_name(value: Any, what: str) -> str:
+    """``value`` as one file-name component; DamagedRun naming ``what`` when it could name another folder
+    (``..``, a slash, an empty or hidden name): values read back from run folders are untrusted."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise DamagedRun(f"{what}={value!r} is not a name a file can be written under (letters, digits and"
+                         " _.+- only): correct it or remove the run folder that holds it")
+    return value
+
+
+def _link_error(path: Path) -> DamagedRun:
+    return DamagedRun(f"{path} is a symbolic link: nothing is written through one (remove it, then run the same"
+                      " command again)")
+
+
+def real_folder(path: Path, root: Path) -> Path:
+    """Create the folder ``path`` and its parents below ``root`` (``root`` itself may be a link the user
+    chose), refusing any of them that is a symbolic link or not a folder: nothing a tool writes under
+    ``root`` lands outside it through a link planted there."""
+    path, root = Path(path), Path(root)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise DamagedRun(f"{path} is not inside {root}: nothing is written outside it") from None
+    if ".." in parts:
+        raise DamagedRun(f"{path} leaves {root} (a '..' in it): nothing is written outside it")
+    root.mkdir(parents=True, exist_ok=True)
+    here = root
+    for part in parts:
+        here = here / part
+        try:
+            os.mkdir(here)
+        except FileExistsError:
+            pass
+        if here.is_symlink():
+            raise _link_error(here)
+        if not here.is_dir():
+            raise DamagedRun(f"{here} is a file where a folder is expected: move it away, then run the same"
+                             " command again")
+    return path
+
+
+def open_append(path: Path, encoding: str | None = "utf-8") -> IO:
+    """``open(path, "a")`` that refuses a symbolic link at ``path`` instead of appending through it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(Path(path)) from None
+        raise
+    return os.fdopen(fd, "a", encoding=encoding)
 
 
 def write_json(path: Path, obj: Any) -> None:

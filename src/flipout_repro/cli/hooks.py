@@ -45,11 +45,11 @@ def record(status: str, code: int = 0, error: str = "") -> None:
     hc = HydraConfig.get()
     outcome = {"job": int(hc.job.num), "overrides": task_overrides(), "status": status, "code": code,
                "error": error}
+    from flipout_repro.rundir import atomic_write_text
+
     folder = Path(hc.runtime.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{OUTCOME_FILE}.tmp"
-    tmp.write_text(json.dumps(outcome) + "\n")
-    tmp.replace(folder / OUTCOME_FILE)
+    atomic_write_text(folder / OUTCOME_FILE, json.dumps(outcome) + "\n")
 
 
 class TrainHooks(Callback):

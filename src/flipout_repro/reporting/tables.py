@@ -22,7 +22,7 @@ import pandas as pd
 from flipout_repro.config.identity import Identity, stored_identity
 from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.select import run_keys
-from flipout_repro.rundir import RunDir, Summary, load_summary
+from flipout_repro.rundir import RunDir, Summary, load_summary, path_name
 
 log = logging.getLogger("flipout_repro")
 
@@ -156,4 +156,5 @@ def short_labels(cells: pd.DataFrame) -> pd.DataFrame:
 
 def figure_stem(model: str, dataset: str, protocol: str) -> str:
     """The file name (no suffix) of a protocol's figures: ``<model>-<dataset>-<protocol hash>``."""
-    return f"{model}-{dataset}-{protocol}" if protocol else f"{model}-{dataset}"
+    stem = f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
+    return f"{stem}-{path_name(protocol, 'protocol')}" if protocol else stem
