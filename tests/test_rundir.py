@@ -100,7 +100,7 @@ def test_final_names_planted_as_symlinks_are_replaced_or_refused_never_written_t
         (run.path / name).symlink_to(victim)
     write_run_curve([{"epoch": 1, "sparsity": 0.5, "test_acc": 90.0}], run.curve_csv, run.curve_png)
     write_json(run.summary, {})
-    with pytest.raises(OSError):
+    with pytest.raises(DamagedRun, match="metrics.jsonl is a symbolic link"):
         MetricsLog(run)
     assert victim.read_text() == "precious"
     assert not run.curve_csv.is_symlink() and not run.summary.is_symlink()

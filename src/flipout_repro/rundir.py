@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import pickle
 import re
@@ -146,8 +147,75 @@ class Summary:
         if lacking:
             raise ValueError(f"lacks {', '.join(lacking)} (a run's summary.json always has them): delete it and"
                              " run the same command again")
+        wrong = _wrong_fields(d)
+        if wrong:
+            raise ValueError(f"has {'; '.join(wrong)}: not a summary a run writes (edited or damaged); delete"
+                             " it and run the same command again")
         return cls(**{k: v for k, v in d.items() if k in names} | {"format": version},
                    extra={k: v for k, v in d.items() if k not in names})
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite_in(v: Any, low: float, high: float) -> bool:
+    return _number(v) and math.isfinite(v) and low <= v <= high
+
+
+#: summary.json's accuracies, in percent; a failed run may hold NaN in them (it diverged), a completed one not
+_ACCURACIES = ("final_test_acc", "best_test_acc", "final_train_acc", "final_val_acc", "best_val_acc")
+_COUNTS = ("prunable", "nonzero", "params_total", "params_nonzero", "epochs")
+
+
+def _wrong_fields(d: dict[str, Any]) -> list[str]:
+    """The fields of a summary's object that break :class:`Summary`'s typed definition, as ``key=value
+    (what it must be)``; [] when every field is right."""
+    wrong: list[str] = []
+
+    def bad(key: str, rule: str) -> None:
+        wrong.append(f"{key}={d.get(key)!r} ({rule})")
+
+    for key in ("model", "dataset", "method"):
+        if not isinstance(d.get(key), str) or not NAME.fullmatch(d[key]):
+            bad(key, "a name: letters, digits and _.+-")
+    if not isinstance(d.get("config"), dict):
+        bad("config", "the run's config, an object")
+    else:
+        for key in ("model", "dataset", "method"):
+            part = d["config"].get(key)
+            name = part.get("name") if isinstance(part, dict) else None
+            if name is not None and (not isinstance(name, str) or not NAME.fullmatch(name)):
+                wrong.append(f"config.{key}.name={name!r} (a name: letters, digits and _.+-)")
+    if not isinstance(d.get("seed"), int) or isinstance(d.get("seed"), bool):
+        bad("seed", "an integer")
+    if not _finite_in(d.get("target_sparsity"), 0.0, 1.0):
+        bad("target_sparsity", "a number from 0 to 1")
+    if d.get("achieved_sparsity") is not None and not _finite_in(d["achieved_sparsity"], 0.0, 1.0):
+        bad("achieved_sparsity", "a number from 0 to 1")
+    status = d.get("status", "completed")
+    if status not in ("completed", "failed"):
+        bad("status", "completed or failed")
+    for key in _ACCURACIES:
+        v = d.get(key)
+        if v is None and not (key == "final_test_acc" and status == "completed" and "status" in d):
+            continue
+        if status == "failed" and _number(v) and math.isnan(v):
+            continue
+        if not _finite_in(v, 0.0, 100.0):
+            bad(key, "a percentage from 0 to 100" if v is not None else "a completed run's accuracy, a number")
+    for key in _COUNTS:
+        v = d.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            bad(key, "a count, an integer >= 0")
+    if d.get("wall_time_s") is not None and not _finite_in(d["wall_time_s"], 0.0, math.inf):
+        bad("wall_time_s", "seconds, a number >= 0")
+    if not isinstance(d.get("sparsity_is_outcome", False), bool):
+        bad("sparsity_is_outcome", "true or false")
+    for key in ("quantization", "inference"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            bad(key, "an object")
+    return wrong
 
 
 def load_summary(run: RunDir) -> Summary:

@@ -20,7 +20,7 @@ from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import DamagedRun, RunDir, load_tensors
-from flipout_repro.rundir import read_summary as rundir_read_summary
+from flipout_repro.rundir import load_summary, read_summary as rundir_read_summary
 from flipout_repro.config.defaults import completed
 from flipout_repro.config.schema import RunConfig
 from flipout_repro.training.build import build_model, load_data
@@ -80,7 +80,9 @@ def read_summary(run: RunDir) -> dict[str, Any]:
     if not run.summary.exists():
         return {}
     try:
-        return rundir_read_summary(run)
+        summary = rundir_read_summary(run)
+        load_summary(run)  # its fields as Summary defines them (values read back are untrusted)
+        return summary
     except (OSError, DamagedRun) as exc:
         raise RunFolderError(str(exc)) from exc
 
