@@ -17,6 +17,7 @@ import pickle
 import re
 import secrets
 import subprocess
+import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -359,6 +360,17 @@ def open_append(path: Path, encoding: str | None = "utf-8") -> IO:
     return os.fdopen(fd, "a", encoding=encoding)
 
 
+def update_summary(run: RunDir, entries: dict[str, Any], wait: float = 60.0) -> dict[str, Any]:
+    """Merge ``entries`` into the run's summary.json under the run's lock (waiting up to ``wait`` seconds
+    for another writer): the summary is read again inside the lock, so two tools that add their results
+    at the same time (flipout-quantize, flipout-bench --inference) both keep them. Returns the summary."""
+    with RunLock(run, wait=wait):
+        summary = read_summary(run)
+        summary.update(entries)
+        write_json(run.summary, summary)
+    return summary
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Atomic, indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=jsonable) + "\n")
@@ -394,8 +406,9 @@ class RunLock:
     leaves a stale lock behind.
     """
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, wait: float = 0.0) -> None:
         self.path = run.path / ".lock"
+        self.wait = wait  # seconds to wait for another holder (a short write) before RunLocked
         self._fh = None
 
     def __enter__(self) -> "RunLock":
@@ -409,9 +422,15 @@ class RunLock:
                 raise
             raise OSError(errno.ELOOP, f"{self.path} is a symbolic link, not the run's lock file: remove it"
                           " and run the same command again") from exc
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()

@@ -54,6 +54,18 @@ def redo(run: RunDir) -> str:
             f" are in {run.config}): it resumes from checkpoint.pt if that is there, else trains the run anew")
 
 
+def failed_fix(summary: dict[str, Any]) -> str:
+    """What to change for a failed run (the same command fails the same way again)."""
+    reason = summary.get("stop_reason")
+    if reason == "layer_collapse":
+        return ("Train it on with on_collapse=warn, or choose a lower sparsity or budget=erk/uniform so that no"
+                " layer loses every weight")
+    if reason == "sparsity_not_reached":
+        return "Give it a schedule whose prune events reach the target (the method's own), then resume=false"
+    return ("It diverged: the same settings diverge again; lower optim.lr (or use precision=fp32), then"
+            " train it with resume=false")
+
+
 def check_run_folder(path: str | Path, need_summary: bool = True) -> RunDir:
     """The RunDir of ``path`` once it holds config.yaml, masks.pt, model.pt or checkpoint.pt (and
     summary.json)."""
@@ -114,6 +126,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", with_data: bo
     """
     run = check_run_folder(path, need_summary)
     summary = read_summary(run)
+    if summary.get("status") == "failed":
+        raise RunFolderError(f"{run.path} is a failed run ({summary.get('error')}): it has no final network to"
+                             f" use. {failed_fix(summary)}")
     cfg = run_config(run)
     if data_root is not None:
         cfg.dataset.root = data_root

@@ -108,6 +108,38 @@ def _option_error(prog: str, key: str, group: str, value: str, folder: str) -> C
     return ConfigError(key, value, f"is not {'an' if noun[0] in 'aeiou' else 'a'} {noun}", fix)
 
 
+def relabel_or_copy(args: list[str]) -> ConfigError | None:
+    """A ConfigError for an override that would make a run lie about itself: ``<group>.name=`` (relabels
+    the run in its folder and every table: ``method.name=flipout`` on a magnitude run), or a key that a
+    group's options set to a copy of another key (``method.optim_weight_decay: ${optim.weight_decay}``):
+    the two would disagree. None if there is none."""
+    import re
+
+    groups = config_groups()
+    copy = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+    for o in _parse(args):
+        if o.is_delete() or "." not in o.key_or_group:
+            continue
+        group, key = o.key_or_group.split(".", 1)
+        if group not in groups:
+            continue
+        value = o.input_line.split("=", 1)[1] if "=" in o.input_line else None
+        noun = _NOUNS.get(group, group)
+        if key == "name":
+            return ConfigError(o.key_or_group, value, "would relabel the run in its folder and every table",
+                               f"pick the {noun} itself: {group}=NAME (flipout-train --help lists them)")
+        for option in sorted(os.listdir(groups[group])):
+            if not option.endswith(".yaml"):
+                continue
+            text = Path(groups[group], option).read_text()
+            found = re.search(rf"^{re.escape(key)}:\s*(\S+)\s*$", text, re.M)
+            source = copy.fullmatch(found.group(1)) if found else None
+            if source:
+                return ConfigError(o.key_or_group, value, f"is a copy of {source.group(1)} (conf/{group}/{option})",
+                                   f"set {source.group(1)} instead")
+    return None
+
+
 def foreign_optim_key(args: list[str]) -> ConfigError | None:
     """``optim.momentum=0.9`` with ``optim=adamw`` on the command line: a key of another optimiser than the
     one the command line picks (Hydra would refuse it with its own error); None if there is none."""
@@ -251,7 +283,7 @@ def check_command_line(prog: str, args: list[str]) -> None:
         sys.exit(0)
     if {"--help", "-h", "--hydra-help"} & set(args):
         return
-    bad = unknown_option(prog, args) or foreign_optim_key(args)
+    bad = unknown_option(prog, args) or foreign_optim_key(args) or relabel_or_copy(args)
     if bad:
         fail(prog, str(bad), BAD_INPUT)
     try:
