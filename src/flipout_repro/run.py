@@ -29,7 +29,7 @@ from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.migrate import migrate
 from flipout_repro.rundir import (RunDir, RunLock, Summary, atomic_torch_save, atomic_write_text, format_sparsity,
-                                  git_sha, read_summary, real_folder, write_json)
+                                  git_sha, read_summary, real_folder, remove_temporaries, write_json)
 from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
@@ -81,6 +81,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
             "started" if not run_dir.metrics.exists() else "started over (resume=false)" if not cfg.resume else \
             "started over (no checkpoint to resume from)"
+        for stale in remove_temporaries(run_dir.path):  # a write cut short by SIGKILL
+            log.info("removed %s, the partial file of a killed attempt", stale.name)
         write_command(run_dir.path, attempt, overrides)
         with run_log(run_dir.path, attempt):  # run.log: this attempt's lines, after one that names it
             return _train(cfg, target, run_dir, b, device)

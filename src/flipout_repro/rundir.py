@@ -274,6 +274,19 @@ def _disk_full(exc: BaseException, folder: Path) -> bool:
     return st.f_bavail * st.f_frsize < 2**20
 
 
+#: the temporary files :func:`atomic_open` writes (``.<name>.<12 hex>.tmp``)
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed process left in ``folder`` (SIGKILL during a write: nothing
+    removes them then); call it holding the folder's lock. Returns what was removed."""
+    gone = [p for p in Path(folder).iterdir() if _TEMPORARY.fullmatch(p.name) and not p.is_dir()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to a fresh temporary file beside ``path``, then rename it over ``path``."""
     with atomic_open(Path(path), "w") as fh:
