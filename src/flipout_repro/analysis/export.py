@@ -68,12 +68,15 @@ def export(model: nn.Module, masks: Masks, out_dir: Path) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"state_dict": out_dir / STATE_DICT_FILE, "prune_layout": out_dir / PRUNE_LAYOUT_FILE,
              "sparse": out_dir / SPARSE_FILE}
+    written: list[Path] = []
     try:
         atomic_torch_save(plain_state_dict(model, masks), paths["state_dict"])
+        written.append(paths["state_dict"])
         atomic_torch_save(prune_layout_state_dict(model, masks), paths["prune_layout"])
+        written.append(paths["prune_layout"])
         save_sparse(model, masks, paths["sparse"])
-    except BaseException:  # a full disk half way: no export is left that is only part of one
-        for path in paths.values():
+    except BaseException:  # a full disk half way: this export's files go, none is left half of one
+        for path in written:
             path.unlink(missing_ok=True)
         raise
     return {k: str(v) for k, v in paths.items()}
