@@ -73,6 +73,7 @@ def migrate(results_dir: str | Path, force: bool = False) -> Migration:
     if newer is not None and newer > FORMAT:
         raise ValueError(f"{root} holds run folders of identity format {newer}, newer than this flipout-repro's"
                          f" {FORMAT}: upgrade flipout-repro to use it")
+    real_folder(root, Path(results_dir))  # runs/ itself a link: refused, nothing written through it
     with _locked(root / ".migrate.lock"):
         if not force and recorded_format(results_dir) == FORMAT:  # another process did it meanwhile
             return result
