@@ -5,7 +5,8 @@
     1    an unexpected error (a bug, or a model a tool cannot handle: with a traceback), or a failure of
          the system (no space left on device, a permission): the message names the exception
     2    bad input: a config value, a data set, a run folder or a command-line argument; nothing was written
-    3    training diverged: the failure is recorded in the run's summary.json
+    3    training failed: it diverged, or ended short of its target sparsity (a schedule whose prune events
+         did not reach it); the failure is recorded in the run's summary.json
     4    the run folder is in use by another process
     5    a sweep (``-m``) in which some jobs did not finish (each failed on its own code above; the
          others ran): the closing list names each with why
@@ -44,6 +45,7 @@ def exit_code(exc: BaseException) -> int:
     from flipout_repro.rundir import RunLocked
     from flipout_repro.training.collapse import LayerCollapsed
     from flipout_repro.training.trainer import TrainingDiverged, TrainingInterrupted
+    from flipout_repro.run import SparsityNotReached
 
     if isinstance(exc, (ConfigError, DataError, RunFolderError, ValueError, ConfigCompositionException,
                         OverrideParseException)):
@@ -52,7 +54,7 @@ def exit_code(exc: BaseException) -> int:
         return COLLAPSED
     if isinstance(exc, TrainingInterrupted) and getattr(exc, "signal", None) == signal.SIGINT:
         return INTERRUPTED_BY_USER
-    if isinstance(exc, TrainingDiverged):
+    if isinstance(exc, (TrainingDiverged, SparsityNotReached)):
         return DIVERGED
     if isinstance(exc, RunLocked):
         return LOCKED
