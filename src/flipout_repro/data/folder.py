@@ -14,7 +14,10 @@ one more number drawn after it, the epoch key, stored as the last entry (so a mi
 stores ``order``, stores the key too). Image ``i``'s crop and flip in that epoch are torchvision's own
 draws under torch's RNG seeded with a hash of (key, i), made in the worker. An image's augmentation thus
 depends on the run's seed, the epoch and the image only: not on the number of workers, the batch size,
-which worker decodes it, or a stop and resume.
+which worker decodes it, or a stop and resume. Each DataLoader has its own generator, seeded with the epoch
+key (0 for evaluation), for the base seed of its workers: no iterator draws from torch's global generator,
+whose stream (FlipOut's noise, a method's random scores) thus does not depend on how many iterators were made
+(a resumed half-epoch makes one more than an uninterrupted one).
 """
 from __future__ import annotations
 
@@ -191,9 +194,11 @@ class FolderData:
                 start: int = 0) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
         """((begin, end) positions in ``indices``, normalised images on the device), batch by batch."""
         dev = self.train_y.device
+        # not torch's global generator (see the module's docstring); no image depends on this seed
+        seeded = torch.Generator().manual_seed(images.key or 0)
         loader = DataLoader(images, batch_sampler=_Slices(indices, batch_size, start), num_workers=self.workers,
                             collate_fn=images.collate, pin_memory=dev.type == "cuda",
-                            prefetch_factor=PREFETCH if self.workers else None)
+                            prefetch_factor=PREFETCH if self.workers else None, generator=seeded)
         try:
             for i, x in enumerate(loader, start=start):
                 b = i * batch_size
