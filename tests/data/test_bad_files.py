@@ -79,3 +79,20 @@ def test_the_command_line_says_it_in_one_line_with_the_documented_codes(tmp_path
     [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("flipout-train: error:")]
     assert f"{bad} cannot be read as an image (UnidentifiedImageError" in line
     assert list((tmp_path / "results" / "runs").glob("**/command.txt"))
+
+
+def test_verify_reads_each_file_as_the_configured_decoder_will(tmp_path):
+    """A PNG saved under a .JPEG name: PIL (dataset.decode=workers) reads it, the device's JPEG decoder cannot."""
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "imagenet")
+    png = root / "train" / CLASSES[2] / f"{CLASSES[2]}_1.JPEG"
+    Image.open(png).convert("RGB").save(png, format="PNG")
+
+    def verified(decode):
+        return load("imagenet", root, False, torch.device("cpu"), MEAN, STD, image_size=12, eval_resize=14,
+                    workers=0, num_classes=3, decode=decode, verify=True)
+
+    assert len(verified("workers").train_y) == 13
+    with pytest.raises(DataError, match=rf"^imagenet: 1 of 19 files cannot be read as images: {png}: replace"):
+        verified("device")
