@@ -41,6 +41,7 @@ NOT_IDENTITY = frozenset({
     "deterministic", "quantize", "quantization",
     "on_collapse",  # stop or warn: a run that completes computes the same either way
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
+    "dataset.verify",  # a check of the files before the run
     "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
 })
 #: The axes a study compares (besides the seed); everything else is the protocol.

@@ -54,7 +54,7 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
     data = data_mod.load(ds.name, ds.root, ds.download, device, list(ds.mean), list(ds.std),
                          ds.crop_padding, ds.flip, ds.resize, train_fraction=ds.train_fraction,
                          image_size=ds.image_size, eval_resize=ds.eval_resize, workers=ds.workers,
-                         num_classes=ds.num_classes, decode=ds.decode)
+                         num_classes=ds.num_classes, decode=ds.decode, verify=ds.verify)
     if data.in_channels != ds.in_channels or data.image_size != ds.image_size:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
