@@ -13,7 +13,6 @@ outcome (``sparsity_is_outcome``) are shown at their achieved sparsity.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from pathlib import Path
 from typing import Any

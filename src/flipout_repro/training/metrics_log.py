@@ -4,7 +4,6 @@ the cut back to a checkpoint when a run resumes, so that no record is lost or do
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
