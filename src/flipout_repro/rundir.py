@@ -192,8 +192,9 @@ def _wrong_fields(d: dict[str, Any]) -> list[str]:
         bad("seed", "an integer")
     if not _finite_in(d.get("target_sparsity"), 0.0, 1.0):
         bad("target_sparsity", "a number from 0 to 1")
-    if d.get("achieved_sparsity") is not None and not _finite_in(d["achieved_sparsity"], 0.0, 1.0):
-        bad("achieved_sparsity", "a number from 0 to 1")
+    for key in ("achieved_sparsity", "effective_sparsity"):
+        if d.get(key) is not None and not _finite_in(d[key], 0.0, 1.0):
+            bad(key, "a number from 0 to 1")
     status = d.get("status", "completed")
     if status not in ("completed", "failed"):
         bad("status", "completed or failed")

@@ -19,7 +19,8 @@ RUN = ("experiment=quickstart", "method=flipout", "sparsity=0.75")
     ("final_test_acc", 150, "final_test_acc=150"), ("final_test_acc", math.nan, "final_test_acc=nan"),
     ("best_test_acc", math.inf, "best_test_acc=inf"), ("target_sparsity", math.nan, "target_sparsity=nan"),
     ("seed", "2", "seed='2'"), ("model", "../../escape", "model='../../escape'"),
-    ("quantization", "fast", "quantization='fast'"), ("status", "great", "status='great'")])
+    ("quantization", "fast", "quantization='fast'"), ("status", "great", "status='great'"),
+    ("effective_sparsity", 1.5, "effective_sparsity=1.5")])
 def test_a_summary_that_breaks_its_typed_definition_is_skipped_and_named(tmp_path, caplog, key, value, named):
     for seed, acc in zip((0, 1), (90.0, 92.0)):
         write_summary(tmp_path, *RUN, seed=seed, acc=acc)

@@ -33,12 +33,12 @@ METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipo
 #: What places a run: its identity's hashes and labels (one protocol, one setting, one cell).
 IDENTITY_COLUMNS = ["model", "dataset", "method", "protocol", "protocol_label", "setting", "setting_label", "hash",
                     "target_sparsity", "precision", "epochs"]
-RUN_COLUMNS = [*IDENTITY_COLUMNS, "seed", "status", "achieved_sparsity", "sparsity_is_outcome", "final_test_acc",
+RUN_COLUMNS = [*IDENTITY_COLUMNS, "seed", "status", "achieved_sparsity", "effective_sparsity", "sparsity_is_outcome", "final_test_acc",
                "best_test_acc", "int8_test_acc", "int8_settings", "train_macs_fraction", "speedup_b1", "speedup_b64",
                "wall_time_s", "device", "run_dir", "identity", "keys"]
 #: Columns of a run or cell that hold objects, not numbers or text (never written to a CSV).
 OBJECT_COLUMNS = ["identity", "keys", "finals"]
-CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "achieved_mean", "achieved_std", "final_mean", "final_std",
+CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "achieved_mean", "achieved_std", "effective_mean", "final_mean", "final_std",
               "best_mean", "best_std", "int8_mean", "int8_std", "int8_settings", "train_macs_fraction", "speedup_b1",
               "speedup_b64", "identity", "keys", "finals"]
 
@@ -79,6 +79,7 @@ def _run_row(s: Summary, path: Path) -> dict[str, Any]:
         "final_test_acc": s.final_test_acc, "best_test_acc": s.best_test_acc,
         "int8_test_acc": quant.get("test_acc") if isinstance(quant, dict) else None,
         "int8_settings": int8_settings(quant) if isinstance(quant, dict) and "test_acc" in quant else "",
+        "effective_sparsity": s.extra.get("effective_sparsity"),  # None for runs from before it was counted
         "train_macs_fraction": s.extra.get("train_macs_fraction"),  # None for runs from before it was counted
         **{f"speedup_b{b}": (s.extra.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
         "wall_time_s": s.wall_time_s, "device": str(s.device or "").split(":")[0], "run_dir": str(path.parent),
@@ -116,6 +117,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         n_seeds=("seed", "nunique"), seeds=("seed", lambda x: ",".join(str(v) for v in sorted(x))),
         sparsity_is_outcome=("sparsity_is_outcome", "any"),
         achieved_mean=("achieved_sparsity", "mean"), achieved_std=("achieved_sparsity", "std"),
+        effective_mean=("effective_sparsity", "mean"),
         final_mean=("final_test_acc", "mean"), final_std=("final_test_acc", "std"),
         best_mean=("best_test_acc", "mean"), best_std=("best_test_acc", "std"),
         int8_mean=("int8_test_acc", "mean"), int8_std=("int8_test_acc", "std"),
