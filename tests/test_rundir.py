@@ -184,3 +184,15 @@ def test_two_tools_adding_to_one_summary_at_once_both_keep_their_result(tmp_path
     t.join()
     summary = read_summary(run)
     assert summary["quantization"] == {"test_acc": 90.0} and summary["inference"] == {"speedup_b1": 1.5}
+
+
+def test_a_writer_that_cannot_get_the_lock_leaves_the_summary_untouched(tmp_path):
+    from flipout_repro.rundir import RunLock, RunLocked, update_summary
+
+    run = RunDir(tmp_path)
+    write_json(run.summary, {"model": "m"})
+    before = run.summary.read_bytes()
+    with RunLock(run):  # a training process holds the run
+        with pytest.raises(RunLocked):
+            update_summary(run, {"inference": {"speedup_b1": 1.5}}, wait=0.2)
+    assert run.summary.read_bytes() == before
