@@ -123,3 +123,17 @@ def test_flipout_report_moves_them_and_says_so(tmp_path, capsys):
     assert "1 runs, 1 cells" in out  # the finished one; the interrupted one has no summary yet
     main(["--results-dir", str(results), "--no-sweeps"])
     assert "moved" not in capsys.readouterr().out
+
+
+def test_a_runs_folder_that_is_a_link_is_refused_and_nothing_is_moved_through_it(tmp_path):
+    from flipout_repro.rundir import DamagedRun
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(V0_1_0, elsewhere, symlinks=True)
+    before = sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*"))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs").symlink_to(elsewhere)
+    with pytest.raises(DamagedRun, match="runs is a symbolic link"):
+        migrate(results)
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == before
