@@ -120,7 +120,7 @@ class PatternConfig:
 
 @dataclass
 class RunConfig:
-    """Every top-level key of a run (README "Usage" explains each)."""
+    """Every top-level key of a run (docs/reference/config.md lists each, generated from these fields)."""
 
     #: the network (conf/model/<name>.yaml: its constructor's arguments, plus model.init and model.init_from)
     model: Any = MISSING
