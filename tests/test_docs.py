@@ -84,6 +84,10 @@ def test_every_command_block_runs_or_says_why_not():
     """A skipped block names its reason; a directive sits only above a block that can run; few are skipped."""
     problems, skipped, total = [], 0, 0
     for page in PAGES:
+        lines = page.read_text().splitlines()
+        problems += [f"{page.relative_to(REPO)}:{n + 1}: a docs-test directive not right above a fence"
+                     for n, line in enumerate(lines) if DIRECTIVE.search(line)
+                     and not (n + 1 < len(lines) and lines[n + 1].startswith("```"))]
         for b in blocks(page):
             if b.skip is not None or b.append is not None:
                 if b.lang not in RUN:
@@ -199,3 +203,19 @@ def test_with_appended_adds_overrides_to_each_training_command_before_its_commen
 def test_a_console_block_matches_its_output_with_ellipses():
     assert _matches("error: epochs=3 is too short ...: use epochs>=9", "x error: epochs=3 is too short (8): use epochs>=9")
     assert not _matches("error: epochs=4", "error: epochs=3")
+
+
+def test_the_readme_line_for_the_papers_setting_is_a_job_of_the_paper_sweep(tmp_path):
+    """README's command for "the paper's setting" trains exactly the run +sweep=paper_vgg19 trains for that cell."""
+    from helpers import make_cfg
+    from flipout_repro.config.identity import identity
+    from flipout_repro.config.targets import prepare
+    from flipout_repro.reporting.sweep_status import sweep_jobs
+
+    line = next(line for b in blocks(REPO / "README.md") for line in b.code.splitlines()
+                if line.startswith("flipout-train experiment=vgg19_cifar10"))
+    overrides = line.split("#")[0].split()[1:]
+    ours = identity(prepare(make_cfg(*overrides, f"results_dir={tmp_path}"))[0])
+    job = next(j for j in sweep_jobs("paper_vgg19", tmp_path)
+               if (j.method, j.sparsity, j.seed) == ("flipout", 0.99609375, 42))
+    assert (ours.hash, ours.seed) == (job.identity.hash, job.identity.seed)
