@@ -5,7 +5,8 @@
   every config group under conf/ with its keys and defaults (config/defaults.py reads them);
 - docs/reference/commands.md: every console script's flags, read from its argparse parser;
 - docs/reference/summary.md: the fields of summary.json (rundir.Summary);
-- docs/reference/exit-codes.md: the exit codes (cli/failures.py).
+- docs/reference/exit-codes.md: the exit codes (the table in cli/failures.py's docstring; a code constant of
+  that module without a row there stops the generation).
 
     python scripts/docs_reference.py           # write the pages
     python scripts/docs_reference.py --check   # exit 1 naming each page that differs from what it writes
@@ -283,6 +284,11 @@ def exit_codes_page() -> str:
             rows[-1][1] += " " + line.strip()
         elif not rows:
             intro.append(line)
+    defined = {v for k, v in vars(failures).items() if k.isupper() and isinstance(v, int) and not isinstance(v, bool)}
+    undocumented = sorted(defined - {int(code) for code, _ in rows})
+    if undocumented:
+        raise RuntimeError(f"exit code(s) {undocumented} of cli/failures.py have no row in its docstring's table: "
+                           "add one (a code, two spaces, what it means)")
     out = ["# Exit codes", "", GENERATED, "", _text(" ".join(intro)), "", "| code | meaning |", "|---|---|"]
     out += [f"| {code} | {_text(text)} |" for code, text in rows]
     return "\n".join(out).rstrip() + "\n"

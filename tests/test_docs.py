@@ -86,7 +86,7 @@ def test_every_command_block_runs_or_says_why_not():
     for page in PAGES:
         lines = page.read_text().splitlines()
         problems += [f"{page.relative_to(REPO)}:{n + 1}: a docs-test directive not right above a fence"
-                     for n, line in enumerate(lines) if DIRECTIVE.search(line)
+                     for n, line in enumerate(lines) if DIRECTIVE.fullmatch(line.strip())
                      and not (n + 1 < len(lines) and lines[n + 1].startswith("```"))]
         for b in blocks(page):
             if b.skip is not None or b.append is not None:
@@ -101,12 +101,31 @@ def test_every_command_block_runs_or_says_why_not():
     assert total and skipped <= total // 2, f"{skipped} of {total} command blocks are not run"
 
 
-def test_generated_reference_pages_are_what_the_code_gives():
+def _reference_script():
     spec = importlib.util.spec_from_file_location("docs_reference", REPO / "scripts" / "docs_reference.py")
     ref = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ref)
+    return ref
+
+
+def test_generated_reference_pages_are_what_the_code_gives():
+    ref = _reference_script()
     stale = [name for name, make in ref.PAGES.items() if (ref.OUT / name).read_text() != make()]
     assert not stale, f"stale: {stale}: run python scripts/docs_reference.py"
+
+
+def test_an_exit_code_without_a_row_stops_the_generation_and_a_row_makes_it_a_line_of_the_page(monkeypatch):
+    from flipout_repro.cli import failures
+
+    ref = _reference_script()
+    monkeypatch.setattr(failures, "UNREADABLE_DATA", 7, raising=False)
+    with pytest.raises(RuntimeError, match=r"exit code\(s\) \[7\]"):
+        ref.exit_codes_page()
+    row = "    7    a data file could not be read during the run\n"
+    monkeypatch.setattr(failures, "__doc__", failures.__doc__.replace("    130  ", row + "    130  "))
+    page = ref.exit_codes_page()
+    assert "| 6 | stopped at a prune event" in page
+    assert "| 7 | a data file could not be read during the run |\n| 130 |" in page
 
 
 def test_the_site_builds_in_strict_mode(tmp_path):
