@@ -22,7 +22,6 @@ import inspect
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
@@ -218,8 +217,10 @@ def _flag_row(action: argparse.Action) -> str:
 
 
 def scripts() -> dict[str, str]:
-    """pyproject.toml's console scripts: name -> ``module:function``."""
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    """pyproject.toml's console scripts: name -> ``module:function`` (its ``[project.scripts]`` table, read
+    line by line: tomllib needs Python 3.11, the package runs on 3.10)."""
+    table = re.search(r"^\[project\.scripts\]\s*$(.*?)(?=^\[|\Z)", (REPO / "pyproject.toml").read_text(), re.M | re.S)
+    return dict(re.findall(r'^\s*([\w.-]+)\s*=\s*"([^"]+)"', table.group(1), re.M)) if table else {}
 
 
 def commands_page() -> str:

@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +139,7 @@ def test_the_site_builds_in_strict_mode(tmp_path):
 def _shims(folder: Path) -> None:
     """An executable per console script of pyproject.toml, running this checkout's code."""
     folder.mkdir()
-    for name, target in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"].items():
+    for name, target in _reference_script().scripts().items():
         module, _, func = target.partition(":")
         path = folder / name
         path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "import sys; from {module} import {func}; '
