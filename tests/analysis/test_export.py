@@ -88,3 +88,39 @@ def test_export_of_a_folder_that_is_not_a_run(tmp_path, capsys):
         export_main([str(tmp_path)])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and f"{tmp_path} is not a run folder" in err and "Traceback" not in err
+
+
+def test_an_export_folder_planted_as_a_link_is_refused_and_nothing_is_written_there(exported, capsys, tmp_path):
+    run_dir = Path(exported["summary"]["run_dir"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = run_dir / "export"
+    planted.symlink_to(elsewhere)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            export_main([str(run_dir)])
+    finally:
+        planted.unlink()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "export is a symbolic link" in err and "Traceback" not in err, err
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_export_that_fails_half_way_removes_only_the_files_it_wrote(exported, capsys, tmp_path, monkeypatch):
+    import errno
+
+    import flipout_repro.analysis.export as export_module
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "save_sparse", disk_full)
+    with pytest.raises(SystemExit) as exc:
+        export_main([exported["summary"]["run_dir"], "--out", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "No space left on device" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

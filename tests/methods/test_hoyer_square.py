@@ -58,7 +58,7 @@ def end_epoch(method, masks, epoch):
 
 def test_regulariser_covers_biases_and_stops_after_the_stop_epoch():
     net, masks, method = bound(lam=0.5)
-    w, b = net[0].weight.detach(), net[0].bias.detach()
+    w = net[0].weight.detach()
     expected = 0.5 * (w.abs().sum() ** 2 / (w ** 2).sum() + 16 / 10)  # bias: (1 + 3)^2 / (1 + 9)
     assert method.regularizer(net).item() == pytest.approx(expected.item(), rel=1e-6)
     for epoch in range(1, 7):

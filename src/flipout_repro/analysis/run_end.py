@@ -17,6 +17,7 @@ from flipout_repro.analysis.plots import FIGURE_FILE, plot_layer_sparsity, run_t
 from flipout_repro.analysis.quantize import log_quantization, merge_quantization, quantize_and_evaluate, \
     settings_from_config
 from flipout_repro.analysis.size import model_size
+from flipout_repro.rundir import real_folder
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import RunDir
 
@@ -24,12 +25,13 @@ log = logging.getLogger("flipout_repro")
 
 
 def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Summary entries: ``layers``, ``macs_dense``, ``macs_sparse``, ``collapsed_layers``, ``model_size``."""
+    """Summary entries: ``layers``, ``effective_sparsity`` (analysis/layers.py), ``macs_dense``, ``macs_sparse``,
+    ``collapsed_layers``, ``model_size``."""
     report = layer_report(model, masks, input_shape)
     for name in report["collapsed_layers"]:  # warned at the prune event that did it (training/collapse.py)
         log.info("layer %s collapsed: all %d of its weights were pruned, no signal crosses it", name,
                  report["layers"][name]["prunable"])
-    return {"layers": report["layers"], "macs_dense": report["macs_dense"], "macs_sparse": report["macs_sparse"],
+    return {"layers": report["layers"], "effective_sparsity": report["effective_sparsity"], "macs_dense": report["macs_dense"], "macs_sparse": report["macs_sparse"],
             "collapsed_layers": report["collapsed_layers"], "model_size": model_size(model, masks)}
 
 
@@ -37,8 +39,10 @@ def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
     """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
     from torch.utils.tensorboard import SummaryWriter  # at the run's end only
 
-    with SummaryWriter(log_dir=str(run.tb)) as tb:
+    with SummaryWriter(log_dir=str(real_folder(run.tb, run.path))) as tb:  # tb/: never a link
         tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)
+        if "effective_sparsity" in entries:
+            tb.add_scalar("layers/effective_sparsity", entries["effective_sparsity"], step)
         tb.add_scalar("layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1), step)
         text = ", ".join(entries["collapsed_layers"]) or "none"
         tb.add_text("layers/collapsed_layers", text, step)

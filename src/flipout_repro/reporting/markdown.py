@@ -11,11 +11,13 @@ import pandas as pd
 
 from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.compare import COMPARISON_COLUMNS, published_summary
-from flipout_repro.reporting.sections import section
+from flipout_repro.reporting.sections import section, shows_effective
 from flipout_repro.reporting.tables import OBJECT_COLUMNS
+from flipout_repro.rundir import atomic_write_text, path_name
 
 CSV_COLUMNS = ["model", "dataset", "protocol", "protocol_label", "method", "setting_label", "target_sparsity",
                "precision", "epochs", "sparsity_is_outcome", "n_seeds", "seeds", "achieved_mean", "achieved_std",
+               "effective_mean",
                "final_mean", "final_std", *COMPARISON_COLUMNS, "best_mean", "best_std", "int8_mean", "int8_std",
                "int8_settings", "train_macs_fraction", "speedup_b1", "speedup_b64", "paper_acc", "paper_std",
                "paper_sparsity", "diff", "paper_note", "paper_source", "hash", "setting"]
@@ -33,6 +35,9 @@ ABOUT_PAPER = ("Paper: the published value (mean ± std over seeds 42, 43, 44), 
                " mean minus the paper's; not comparable: the run differs from the published one in the keys named.")
 ABOUT_COMPUTE = ("Train compute: the multiply-adds of all training steps (3x the masked network's forward per"
                  " sample, summed as the masks changed) as a fraction of the dense run's, mean over seeds.")
+ABOUT_EFFECTIVE = ("Effective sparsity (shown where it differs from the nominal one): kept weights that no path from"
+                   " the input to the output runs through counted as pruned too (Vysogorets & Kempe 2023), mean"
+                   " over seeds.")
 ABOUT_SPEED = ("CPU speed-up: dense latency / latency with the pruned Linear layers as sparse CSR, at batch 1 and"
                " 64 (flipout-bench --inference on the run; below 1x: slower), mean over the seeds measured.")
 
@@ -63,9 +68,9 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
-        stem = out / f"{model}-{dataset}"
+        stem = out / f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
         part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
-        part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
+        atomic_write_text(stem.with_suffix(".csv"), part[CSV_COLUMNS].to_csv(index=False, float_format="%.6g"))
         about = [ABOUT]
         if part["base_diff"].notna().any():
             about.append(ABOUT_BASE.format(b=baseline))
@@ -75,6 +80,8 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
                          " method).")
         if part["paper_acc"].notna().any() or (part["paper_status"] == "not comparable").any():
             about.append(ABOUT_PAPER)
+        if shows_effective(part):
+            about.append(ABOUT_EFFECTIVE)
         if part["train_macs_fraction"].notna().any():
             about.append(ABOUT_COMPUTE)
         if part[["speedup_b1", "speedup_b64"]].notna().any().any():
@@ -84,7 +91,8 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + (f"{cost}\n\n" if cost else "")
                 + "\n".join(section(g, baseline) for g in protocols(part)) + missing_md.get((model, dataset), ""))
-        stem.with_suffix(".md").write_text(text)
+        atomic_write_text(stem.with_suffix(".md"), text)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
-    runs.drop(columns=OBJECT_COLUMNS, errors="ignore").to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    atomic_write_text(out / "runs.csv", runs.drop(columns=OBJECT_COLUMNS, errors="ignore").to_csv(
+        index=False, float_format="%.6g"))
     return written + [out / "runs.csv"]

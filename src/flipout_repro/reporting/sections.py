@@ -25,6 +25,14 @@ def fmt_sparsity(s: float) -> str:
     return "" if pd.isna(s) else "0 %" if s == 0 else f"{100 * s:.2f} %"
 
 
+def shows_effective(cells: pd.DataFrame) -> bool:
+    """Whether a table of ``cells`` has the effective sparsity column: when a cell's differs, as printed, from
+    its nominal sparsity."""
+    return "effective_mean" in cells and any(
+        fmt_sparsity(e) != fmt_sparsity(a) for e, a in zip(cells["effective_mean"], cells["achieved_mean"])
+        if not pd.isna(e))
+
+
 def fmt_interval(lo: float, hi: float) -> str:
     """'[91.52, 94.48]', '—' when there is no interval (one seed)."""
     return "—" if lo is None or pd.isna(lo) else f"[{lo:.2f}, {hi:.2f}]"
@@ -111,8 +119,9 @@ def detail_table(cells: pd.DataFrame) -> str:
     base = cells["baseline"].replace("", None).dropna()
     base_head = [f"Δ vs {base.iloc[0]} [95 % CI]"] if len(base) else []
     compute = cells["train_macs_fraction"].notna().any()
+    effective = shows_effective(cells)
     speed = any(cells[c].notna().any() for c in ("speedup_b1", "speedup_b64"))
-    head = ["setting", "sparsity", "seeds", "test acc (final)", "95 % CI", *base_head, "best (own column)",
+    head = ["setting", "sparsity", *(["effective sparsity"] if effective else []), "seeds", "test acc (final)", "95 % CI", *base_head, "best (own column)",
             *([int8_head] if int8 else []), *(["paper", "vs paper"] if pub else []),
             *(["train compute (× dense)"] if compute else []), *(["CPU speed-up b1 / b64"] if speed else []),
             "run hash"]
@@ -124,7 +133,7 @@ def detail_table(cells: pd.DataFrame) -> str:
         paper = fmt_pm(c["paper_acc"], c["paper_std"])
         if outcome and not pd.isna(c["paper_sparsity"]) and paper:
             paper += f" at {fmt_sparsity(c['paper_sparsity'])}"
-        row = [c["label"], sp, fmt_seeds(n), fmt_pm(c.get("final_mean"), c.get("final_std")),
+        row = [c["label"], sp, *([fmt_sparsity(c.get("effective_mean"))] if effective else []), fmt_seeds(n), fmt_pm(c.get("final_mean"), c.get("final_std")),
                fmt_interval(c.get("final_ci_lo"), c.get("final_ci_hi")) if n else "",
                *([fmt_diff(c)] if base_head else []), fmt_pm(c.get("best_mean"), c.get("best_std")),
                *([fmt_pm(c["int8_mean"], c["int8_std"]) + (f" ({c['int8_settings']})" if len(labels) > 1
