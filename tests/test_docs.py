@@ -117,14 +117,16 @@ def test_an_exit_code_without_a_row_stops_the_generation_and_a_row_makes_it_a_li
     from flipout_repro.cli import failures
 
     ref = _reference_script()
-    monkeypatch.setattr(failures, "UNREADABLE_DATA", 7, raising=False)
-    with pytest.raises(RuntimeError, match=r"exit code\(s\) \[7\]"):
+    used = {v for v in vars(failures).values() if isinstance(v, int) and not isinstance(v, bool)}
+    code = next(c for c in range(8, 100) if c not in used)
+    monkeypatch.setattr(failures, "PLANTED_FAILURE", code, raising=False)
+    with pytest.raises(RuntimeError, match=rf"exit code\(s\) \[{code}\]"):
         ref.exit_codes_page()
-    row = "    7    a data file could not be read during the run\n"
+    row = f"    {code}{' ' * (5 - len(str(code)))}a planted failure\n"
     monkeypatch.setattr(failures, "__doc__", failures.__doc__.replace("    130  ", row + "    130  "))
     page = ref.exit_codes_page()
     assert "| 6 | stopped at a prune event" in page
-    assert "| 7 | a data file could not be read during the run |\n| 130 |" in page
+    assert f"| {code} | a planted failure |\n| 130 |" in page
 
 
 def test_the_site_builds_in_strict_mode(tmp_path):
