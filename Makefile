@@ -7,14 +7,18 @@ help: ## list the targets
 install: ## install the package and the test tools (editable)
 	$(PY) -m pip install -e ".[dev]"
 
-quickstart: ## LeNet-300-100 on the bundled MNIST subset, the paper's recipe at 40 epochs: FlipOut to 99.61 % (offline, ~10 s on 2 CPU cores)
+quickstart: ## LeNet-300-100 on the bundled MNIST subset, the paper's recipe at 40 epochs: FlipOut to 99.61 % (offline, about 30 s on 2 idle CPU cores)
 	flipout-train experiment=quickstart
 
-test: ## the whole test suite, slow end-to-end runs included (what CI runs)
+test: ## the whole test suite, slow end-to-end runs and the manual's commands included (what CI runs; about 26 min on 2 idle CPU cores)
 	$(PY) -m pytest -q
 
 test-fast: ## the suite without the slow end-to-end runs (-m "not slow")
 	$(PY) -m pytest -q -m "not slow"
+
+docs: ## the manual: write the generated reference pages (scripts/docs_reference.py), then build the site strictly into site/
+	$(PY) scripts/docs_reference.py
+	$(PY) -m mkdocs build --strict
 
 lint: ## the import contract: layers and folders import only downwards (pyproject.toml [tool.importlinter])
 	lint-imports
@@ -44,7 +48,12 @@ LAUNCHER ?=
 # extra overrides for every job, e.g. SWEEP_ARGS="hydra.launcher.partition=gpu"
 SWEEP_ARGS ?=
 RESULTS ?= results
-paper-runs: $(addprefix sweep-,$(PAPER_SWEEPS)) ## every paper sweep (resumable; make -j paper-runs LAUNCHER=slurm submits them side by side)
+comma := ,
+empty :=
+space := $(empty) $(empty)
+paper-runs: ## every paper sweep (resumable; make -j paper-runs LAUNCHER=slurm submits them side by side); first prints its run count and GPU-hours estimate
+	flipout-report --plan --results-dir $(RESULTS) --sweeps $(subst $(space),$(comma),$(strip $(PAPER_SWEEPS)))
+	$(MAKE) $(addprefix sweep-,$(PAPER_SWEEPS))
 
 sweep-%: ## one sweep preset (conf/sweep/<name>.yaml), e.g. make sweep-tiny or make sweep-paper_vgg19 LAUNCHER=local
 	flipout-train -m +sweep=$* $(if $(LAUNCHER),hydra/launcher=$(LAUNCHER)) results_dir=$(RESULTS) $(SWEEP_ARGS)
@@ -56,4 +65,4 @@ clean: ## remove caches and Hydra's logs (keeps results/runs)
 	rm -rf .pytest_cache results/hydra
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install quickstart test test-fast lint bench bench-gpu paper-runs paper-tables clean
+.PHONY: help install quickstart test test-fast docs lint bench bench-gpu paper-runs paper-tables clean

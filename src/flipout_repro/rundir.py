@@ -96,37 +96,37 @@ class Summary:
     speed-ups, a failure's ``error``) is in ``extra``, at the top level of the JSON object.
     """
 
-    model: str
-    dataset: str
-    method: str
-    seed: int
-    target_sparsity: float
+    model: str  # model.name
+    dataset: str  # dataset.name
+    method: str  # method.name
+    seed: int  # the run's seed
+    target_sparsity: float  # the sparsity key (0 for a method that never prunes)
     config: dict[str, Any]  # the resolved config: the run's identity (config/identity.stored_identity)
-    epochs: int | None = None
-    hash: str | None = None
-    achieved_sparsity: float | None = None
-    sparsity_is_outcome: bool = False
-    prunable: int | None = None
-    nonzero: int | None = None
-    params_total: int | None = None
-    params_nonzero: int | None = None
+    epochs: int | None = None  # epochs trained
+    hash: str | None = None  # the run folder's <hash8>: its identity without the seed
+    achieved_sparsity: float | None = None  # pruned share of the prunable weights at the end
+    sparsity_is_outcome: bool = False  # true where the method sets the sparsity itself (STR, a threshold)
+    prunable: int | None = None  # Conv2d and Linear weights
+    nonzero: int | None = None  # of those, kept at the end
+    params_total: int | None = None  # every parameter (biases and BatchNorm too)
+    params_nonzero: int | None = None  # of those, not pruned
     status: str = "completed"  # or failed (diverged, or stopped at a layer collapse: ``error`` says why)
-    final_test_acc: float | None = None
-    best_test_acc: float | None = None
-    final_train_acc: float | None = None
-    final_test_loss: float | None = None
+    final_test_acc: float | None = None  # % after the last epoch: what every table compares
+    best_test_acc: float | None = None  # % of the best epoch (shown apart, never averaged)
+    final_train_acc: float | None = None  # % on the training batches of the last epoch
+    final_test_loss: float | None = None  # cross-entropy on the test set after the last epoch
     final_val_acc: float | None = None  # optional: dataset.train_fraction < 1
     best_val_acc: float | None = None  # optional: dataset.train_fraction < 1
-    wall_time_s: float | None = None
-    device: str | None = None
+    wall_time_s: float | None = None  # seconds the run took
+    device: str | None = None  # what it trained on (cpu, cuda:0)
     precision: str | None = None  # bf16 | fp32: what the run computed in
-    versions: dict[str, Any] | None = None
-    git_sha: str | None = None
-    run_dir: str | None = None
+    versions: dict[str, Any] | None = None  # python, torch, torchvision, flipout-repro
+    git_sha: str | None = None  # the checkout's commit, when it is one
+    run_dir: str | None = None  # the run folder
     init_from: dict[str, Any] | None = None  # optional: model.init_from's path and sha256
     pattern: dict[str, Any] | None = None  # optional: an N:M pattern's checks
     extra: dict[str, Any] = field(default_factory=dict)
-    format: int = SUMMARY_FORMAT
+    format: int = SUMMARY_FORMAT  # this contract's version
 
     OPTIONAL = ("final_val_acc", "best_val_acc", "init_from", "pattern")
 

@@ -30,7 +30,13 @@ def main(argv: list[str] | None = None) -> None:
                    " optim.lr=0.05, budget.name=erk, method=rigl (a group alone: its name)")
     p.add_argument("--sweep", default=None, metavar="NAME", help="only the runs of the jobs of conf/sweep/NAME.yaml"
                    " (and its missing runs in tables/missing.md)")
+    p.add_argument("--plan", action="store_true", help="write nothing: count the runs of the sweep presets (--sweeps,"
+                   " default all) done and to do, and estimate the GPU-hours of those to do from the throughput"
+                   " flipout-bench measured (<results-dir>/bench/*.json)")
     a = p.parse_args(argv)
+    if a.plan:
+        guard("flipout-report", lambda: _plan(a.results_dir, a.sweeps.split(",") if a.sweeps else None))
+        return
     if not (Path(a.results_dir) / "runs").is_dir():
         fail("flipout-report", f"--results-dir={a.results_dir} has no runs/ folder: run a sweep first (e.g."
              " flipout-train -m +sweep=tiny) or point --results-dir at the folder that holds runs/", BAD_INPUT)
@@ -52,6 +58,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
     for f in r["files"]:
         print(f"  {f}")
+
+
+def _plan(results_dir: str, sweeps: list[str] | None) -> None:
+    """Print the plan of the sweep presets ``sweeps`` (all by default) under ``results_dir``."""
+    from flipout_repro.data import TRAIN_IMAGES
+    from flipout_repro.reporting.plan import format_plan, make_plan, measurements
+    from flipout_repro.reporting.sweep_status import coverage
+
+    jobs, problems = coverage(results_dir, sweeps)
+    for name, why in problems.items():
+        print(f"  sweep preset {name} cannot be composed here: {why}", file=sys.stderr)
+    bench = Path(results_dir) / "bench"
+    print(format_plan(make_plan(jobs, measurements(bench), TRAIN_IMAGES), bench))
 
 
 def _unwritable(folder: Path) -> str:

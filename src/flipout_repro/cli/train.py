@@ -78,7 +78,7 @@ def _in_sweep() -> bool:
 
 
 def main() -> None:
-    """flipout-train [overrides...]; see README.md."""
+    """flipout-train [overrides...]; see README.md and docs/."""
     phases.mark("cli")
     check_command_line("flipout-train", sys.argv[1:])  # --version; lr=0.1 -> "did you mean optim.lr?"
     try:

@@ -45,12 +45,19 @@ class LossConfig:
 class DatasetConfig:
     """A data set held on the device as uint8 tensors, or streamed from files (``imagenet``) (conf/dataset/)."""
 
+    #: the data set (conf/dataset/<name>.yaml); a folder name of the run's path
     name: str = MISSING
+    #: where its files are (or go); make it absolute on a cluster (a relative one is read from the working folder)
     root: str = MISSING
+    #: fetch missing files through torchvision (CIFAR, MNIST, Imagenette); false on offline machines
     download: bool = MISSING
+    #: image channels (3 for colour, 1 for MNIST)
     in_channels: int = MISSING
+    #: side of the square images the model sees
     image_size: int = MISSING
+    #: classes of the labels (checked against the data once it is loaded)
     num_classes: int = MISSING
+    #: per-channel normalisation of the pixels in [0, 1]
     mean: List[float] = MISSING
     std: List[float] = MISSING
     #: random crop with this many pixels of zero padding (0: no crop)
@@ -99,6 +106,7 @@ class BudgetConfig:
     name: str = "global"
     #: keep the first / last prunable layer dense (the other layers take all the zeros)
     dense_first: bool = False
+    #: see dense_first
     dense_last: bool = False
 
 
@@ -106,29 +114,37 @@ class BudgetConfig:
 class PatternConfig:
     """Which weights may go (conf/pattern/, src/flipout_repro/sparsity/patterns.py): unstructured, or nm (N:M)."""
 
+    #: unstructured (any weight may go) or nm
     name: str = "unstructured"
     #: nm only: keep n of every m consecutive weights along the input dimension (null for unstructured)
     n: Optional[int] = None
+    #: see n
     m: Optional[int] = None
 
 
 @dataclass
 class RunConfig:
-    """Every top-level key of a run (README "Usage" explains each)."""
+    """Every top-level key of a run (docs/reference/config.md lists each, generated from these fields)."""
 
+    #: the network (conf/model/<name>.yaml: its constructor's arguments, plus model.init and model.init_from)
     model: Any = MISSING
     dataset: DatasetConfig = MISSING
+    #: when and how far to prune (conf/schedule/<name>.yaml: periodic, one_shot, cubic, none)
     schedule: Any = MISSING
+    #: what to prune (conf/method/<name>.yaml: the method's class and knobs)
     method: Any = MISSING
     #: the keys of the optimiser conf/optim/<name>.yaml names (config/optimizers.py: SGDConfig, AdamWConfig)
     optim: Any = MISSING
     loss: LossConfig = field(default_factory=LossConfig)
     #: exact fraction of prunable weights (Conv2d/Linear weights) removed at the end of training
     sparsity: float = 0.9375
+    #: training epochs; the lr milestones and the prune events scale with it
     epochs: int = 350
+    #: seed of the initialisation, the data order and the method's draws (its own folder: seed_<n>)
     seed: int = 0
     #: auto: cuda when present, else cpu
     device: str = "auto"
+    #: training batch size (the global batch on several GPUs)
     batch_size: int = 128
     #: evaluation only: does not change results and is not part of the run hash
     eval_batch_size: int = 1000
@@ -144,6 +160,7 @@ class RunConfig:
     results_dir: str = "results"
     #: continue an interrupted run from its checkpoint; false starts it over
     resume: bool = True
+    #: a progress bar while training
     progress: bool = True
     #: post-training static int8 quantization at the end of the run (CPU)
     quantize: bool = False

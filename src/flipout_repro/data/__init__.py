@@ -25,8 +25,12 @@ from flipout_repro.data.tensor import TensorData, resize_images
 
 #: what :func:`load` returns
 DataSet = Union[TensorData, FolderData]
-__all__ = ["DataError", "DataFileError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TensorData",
-           "holdout_split", "load", "resize_images"]
+#: training images of each data set as its files hold them (before ``train_fraction``): what a plan of
+#: runs counts an epoch as (reporting/plan.py)
+TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "mnist": 60_000, "mnist5k": 4_000, "imagenette": 9_469,
+                "tiny_imagenet": 100_000, "imagenet": 1_281_167}
+__all__ = ["DataError", "DataFileError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TRAIN_IMAGES",
+           "TensorData", "holdout_split", "load", "resize_images"]
 
 
 def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],

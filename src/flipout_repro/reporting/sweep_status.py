@@ -24,6 +24,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from flipout_repro.config import schema
 from flipout_repro.config.identity import Identity, identity
 from flipout_repro.config.targets import prepare
 from flipout_repro.config.paths import config_dir
@@ -114,6 +115,7 @@ def sweep_settings(name: str) -> tuple[tuple[Identity, dict[str, Any]], ...]:
 def _composed(name: str, results_dir: str | Path, jobs: list[list[str]], machine: torch.device
               ) -> Iterator[tuple[list[str], DictConfig, float]]:
     """Each job's overrides, its prepared config with the precision pinned on ``machine``, its target."""
+    schema.register()  # the typed keys conf/config.yaml and conf/optim/*.yaml name (in a process that trains none)
     groups = {p.name for p in Path(config_dir()).iterdir() if p.is_dir()}
     parser = OverridesParser.create()
     composed: dict[tuple[str, ...], DictConfig] = {}
