@@ -39,7 +39,7 @@ from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prunable_weights, prune_to
 from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_gradients, check_init, check_loss,
-                                             reinitialise)
+                                             reference_keep, reinitialise)
 
 MODES = ("exp", "linear")
 #: How an iteration turns its scores into the iterations' own mask. ``exact`` (ours): prune exactly
@@ -100,7 +100,9 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
     masks = Masks([n for n, _ in named], params, [torch.ones_like(p) for p in params])
     alive = [torch.ones_like(p) for p in params]
     scores: list[torch.Tensor] = [torch.ones_like(p) for p in params]
-    for t, kept in enumerate(keep_fractions(1.0 - target, steps, mode, cut), start=1):
+    # cut=reference: the kept fraction as the reference is given it (--pruning_factor 0.1 for sparsity 0.9)
+    keep = reference_keep(target) if cut == "reference" else 1.0 - target
+    for t, kept in enumerate(keep_fractions(keep, steps, mode, cut), start=1):
         with torch.no_grad():
             torch._foreach_copy_(params, torch._foreach_mul(theta0, masks.values if revive else alive))
         grads = average_gradients(net, params, source.take(batches), loss)
