@@ -97,3 +97,33 @@ def test_batches_per_step_default_is_the_papers_for_the_data_set(method):
     assert make_cfg(f"method={method}", "dataset=cifar10").method.batches == 1
     assert make_cfg(f"method={method}", "dataset=cifar100").method.batches == 10
     assert make_cfg(f"method={method}", "dataset=cifar100", "method.batches=3").method.batches == 3
+
+
+def test_reference_cut_keeps_the_kept_fraction_the_reference_is_given():
+    from flipout_repro.methods.saliency import reference_keep
+    assert reference_keep(0.9) == 0.1 and 1 - 0.9 == 0.09999999999999998
+    k_t = keep_fractions(reference_keep(0.9), 60, "exp", "reference")[-1]
+    assert k_t == math.exp(math.log(0.1)) == 0.10000000000000002
+    assert int(20_024_000 * k_t) == 2_002_400  # N/10, the reference's count (1 - 0.9 would keep 2,002,399)
+    assert int(20_024_000 * keep_fractions(1 - 0.9, 60, "exp", "reference")[-1]) == 2_002_399
+
+
+@pytest.mark.parametrize("method", [FORCE, IterSNIP])
+def test_with_the_reference_cut_the_event_ends_on_the_iterations_mask(method):
+    """LeNet-300-100 (266,200 weights) at 0.501: the reference keeps int(0.499 N) = 132,833 where the target's
+    count keeps N - round(0.501 N) = 132,834; the run's event keeps the reference's mask, not one more by position."""
+    from flipout_repro.models.lenet import LeNet300100
+    from flipout_repro.sparsity.masking import Masks, prune_to
+    torch.manual_seed(0)
+    model = LeNet300100()
+    masks = Masks.for_model(model)
+    m = method(steps=2, cut="reference")
+    m.bind(model, masks)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    m.on_train_start(iter(batches), 0.501, 1, 1)
+    scores = m.scores(model)
+    final = [torch.isfinite(s) for s in scores]
+    assert sum(int(f.sum()) for f in final) == 132_833
+    prune_to(scores, masks, 0.501)
+    assert all(torch.equal(v.bool(), f) for v, f in zip(masks.values, final))

@@ -18,7 +18,9 @@ Each round's mask is made by ``prune_to`` with the run's budget (global as the r
 ``--mask-scope global``; uniform is its ``local``), on a private mask set of the model's copy; the run's
 masks are then set by its schedule (``one_shot`` at step 0) from the last round's scores, in which the
 weights outside the final mask score -1, so ``prune_to`` to the target gives exactly that mask.
-``cut=reference`` counts and cuts each round as the reference does instead (:func:`reference_cut`).
+``cut=reference`` counts and cuts each round as the reference does instead (:func:`reference_cut`), with the
+kept fraction as the reference is given it (``saliency.reference_keep``), and the run ends on its final mask
+(force.outside_score).
 Differences and their effect: docs/fidelity.md (SynFlow).
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import nn
 from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prunable_weights, prune_to
+from flipout_repro.methods.force import outside_score
 from flipout_repro.methods.saliency import Batch, ScoredAtInit, reference_keep
 
 MODES = ("exp", "linear")
@@ -81,7 +84,8 @@ def linearise(net: nn.Module) -> None:
 def progressive_synflow(model: nn.Module, shape: tuple[int, ...], target: float, rounds: int, mode: str = "exp",
                         budget: Budget | str = "global", dtype: str = "float32",
                         cut: str = "exact") -> list[torch.Tensor]:
-    """The rounds on a copy of ``model``; the last round's scores, -1 outside the final mask."""
+    """The rounds on a copy of ``model``; the last round's scores, ``force.outside_score(cut)`` outside the
+    final mask (-1, or -inf for ``cut=reference``: the run's event then keeps the reference's final mask)."""
     net = copy.deepcopy(model).eval().to(DTYPES[dtype])
     linearise(net)
     named = prunable_weights(net)
@@ -101,7 +105,7 @@ def progressive_synflow(model: nn.Module, shape: tuple[int, ...], target: float,
         else:
             # the last round prunes exactly to the target (1 - (1 - s) may differ from s in floating point)
             prune_to([s.float() for s in scores], masks, target if t == rounds else 1.0 - kept, budget)
-    return [torch.where(m.bool(), s.float(), torch.full_like(s, -1.0, dtype=torch.float32))
+    return [torch.where(m.bool(), s.float(), torch.full_like(s, outside_score(cut), dtype=torch.float32))
             for s, m in zip(scores, masks.values)]
 
 

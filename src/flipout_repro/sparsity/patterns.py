@@ -132,8 +132,9 @@ def check_layers(names: Sequence[str], shapes: Sequence[Sequence[int]], m: int, 
             fix = ("budget.dense_first=true keeps it dense" if i == 0 else
                    "budget.dense_last=true keeps it dense" if i == len(shapes) - 1 else
                    f"pick a pattern.m that divides {grouped_dim(shape)}")
-            raise ConfigError("pattern.m", m, f"does not divide the {grouped_dim(shape)} input channels of"
-                              f" {name} {tuple(shape)}", fix)
+            what = " (its input channels, along which a conv's groups run)" if len(shape) == 4 else ""
+            raise ConfigError("pattern.m", m, f"does not divide the input dimension {grouped_dim(shape)} of"
+                              f" {name} {tuple(shape)}{what}", fix)
 
 
 def zero_lowest_per_group(ranked: torch.Tensor, k: int, m: int) -> torch.Tensor:
