@@ -80,7 +80,7 @@ def _bad_spread(value: float) -> None:
 def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) -> None:
     from flipout_repro.analysis.finished_run import load_run
     from flipout_repro.bench.inference import bench_inference, format_inference
-    from flipout_repro.rundir import write_json
+    from flipout_repro.rundir import update_summary, write_json
 
     if min(batches) < 1 or repeats < 1:
         raise ValueError(f"--batches={list(batches)} and --repeats={repeats} must be >= 1: e.g. --batches 1 64"
@@ -90,9 +90,8 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int) ->
               **bench_inference(loaded.model, loaded.masks, loaded.input_shape, batches, warmup, repeats)}
     print(format_inference(result))
     write_json(loaded.run.path / "inference.json", result)
-    summary = loaded.summary | {"inference": {"cpu_threads": result["threads"], **{
-        f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}}
-    write_json(loaded.run.summary, summary)
+    update_summary(loaded.run, {"inference": {"cpu_threads": result["threads"], **{
+        f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}})  # under the run's lock
     print(f"\nwritten: {loaded.run.path / 'inference.json'}; speed-ups in {loaded.run.summary}")
 
 

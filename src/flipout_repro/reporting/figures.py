@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from flipout_repro.figure_style import (MIN_ACC_SPAN, keep_labels_clear, natural_key,  # noqa: E402
                                        save_png_and_pdf, series_styles, thin_ticks)
-from flipout_repro.rundir import atomic_open  # noqa: E402
+from flipout_repro.rundir import atomic_open, atomic_write_text  # noqa: E402
 from flipout_repro.config.schema import SPARSITY_HINTS  # noqa: E402
 from flipout_repro.reporting.tables import METHOD_ORDER, label_parts  # noqa: E402
 
@@ -50,7 +50,7 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Pat
     ``.pdf`` (vector); the points to ``csv``. Returns the figure files."""
     fig, points = draw_pair(cells, title)
     written = save_png_and_pdf(fig, png, atomic_open)
-    pd.DataFrame(points, columns=POINTS_CSV).to_csv(csv, index=False, float_format="%.6g")
+    atomic_write_text(csv, pd.DataFrame(points, columns=POINTS_CSV).to_csv(index=False, float_format="%.6g"))
     return written
 
 
