@@ -2,6 +2,7 @@
 checks that refuse bad input before anything is written, and runs on the bundled subset and tiny CIFAR
 files."""
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,15 +115,6 @@ def test_grasp_with_a_layer_budget_and_nm_pattern(quick_cfg):
     assert summary["status"] == "completed" and summary["achieved_sparsity"] == pytest.approx(0.5)
 
 
-def test_grasp_on_tiny_cifar10_files(tmp_path, no_md5):
-    write_cifar10(tmp_path / "data", n=20)
-    summary = run(make_cfg("experiment=vgg19_cifar10", "method=grasp", "method.samples_per_class=1",
-                           "epochs=1", "batch_size=16", "device=cpu", "progress=false", "dataset.download=false",
-                           "sparsity=0.9", "schedule.rounding=exact", f"dataset.root={tmp_path / 'data'}", f"results_dir={tmp_path / 'r'}"))
-    assert summary["status"] == "completed" and summary["method"] == "grasp"
-    assert summary["nonzero"] == summary["prunable"] - round(0.9 * summary["prunable"])
-
-
 @pytest.mark.slow
 def test_cli_grasp_on_the_bundled_subset(tmp_path):
     r = run_cli("experiment=quickstart", "method=grasp", "epochs=1", "sparsity=0.98", "schedule.rounding=exact",
@@ -131,3 +123,43 @@ def test_cli_grasp_on_the_bundled_subset(tmp_path):
     [path] = list(tmp_path.glob("runs/**/summary.json"))
     summary = json.loads(path.read_text())
     assert summary["method"] == "grasp" and summary["nonzero"] == 338_200 - round(0.98 * 338_200)
+
+
+def cli_in_process(monkeypatch, *args):
+    """flipout-train ARGS in this process (so that the tiny CIFAR files pass torchvision's check: no_md5)."""
+    from flipout_repro.cli.train import main
+    monkeypatch.setattr(sys, "argv", ["flipout-train", *args])
+    main()
+
+
+def test_cli_grasp_on_tiny_cifar10_files(tmp_path, no_md5, monkeypatch):
+    """VGG19 of the FORCE protocol (BatchNorm in training mode while scoring) on CIFAR-format files of 100
+    training images: 2 a class are drawn, then it trains an epoch at 90 %."""
+    write_cifar10(tmp_path / "data", n=20)
+    cli_in_process(monkeypatch, "dataset=cifar10", "model=vgg19_force", "method=grasp", "method.samples_per_class=2",
+                   "epochs=1", "batch_size=16", "device=cpu", "progress=false", "dataset.download=false",
+                   "sparsity=0.9", f"dataset.root={tmp_path / 'data'}", f"results_dir={tmp_path / 'r'}")
+    [path] = list((tmp_path / "r").glob("runs/**/summary.json"))
+    summary = json.loads(path.read_text())
+    assert summary["status"] == "completed" and summary["method"] == "grasp"
+    assert summary["prunable"] == 20_024_000 and summary["nonzero"] == 2_002_400
+
+
+def files_under(root):
+    return sorted(root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize("bad, says", [
+    (("method.samples_per_class=1000",),
+     "method.samples_per_class=1000 needs 1000 training images of each of the 10 classes (1 iteration(s)), but"
+     " class 0 has 400: use method.samples_per_class=400"),
+    (("pattern=nm", "pattern.n=2", "pattern.m=8"),
+     "pattern.m=8 does not divide the input dimension 300 of"),
+])
+def test_cli_refuses_bad_input_in_one_line_before_writing(tmp_path, bad, says):
+    results = tmp_path / "results"
+    r = run_cli("experiment=quickstart", "method=grasp", "epochs=1", "progress=false", "device=cpu",
+                f"results_dir={results}", *bad, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert says in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert files_under(results) == []

@@ -1,6 +1,7 @@
 """SynFlow: the score as the product of path sums on a two-layer net, its rounds, BatchNorm in absolute value,
 the refusals, and runs on the bundled subset and tiny CIFAR files."""
 import json
+import sys
 
 import pytest
 import torch
@@ -99,15 +100,6 @@ def test_synflow_runs_on_the_bundled_subset(quick_cfg, extra):
     assert summary["nonzero"] == summary["prunable"] - round(0.98 * summary["prunable"])
 
 
-def test_synflow_on_tiny_cifar10_files(tmp_path, no_md5):
-    write_cifar10(tmp_path / "data", n=10)
-    summary = run(make_cfg("experiment=vgg19_cifar10", "method=synflow", "method.rounds=3", "epochs=1",
-                           "batch_size=16", "device=cpu", "progress=false", "dataset.download=false",
-                           "sparsity=0.9", "schedule.rounding=exact", f"dataset.root={tmp_path / 'data'}", f"results_dir={tmp_path / 'r'}"))
-    assert summary["status"] == "completed" and summary["method"] == "synflow"
-    assert summary["nonzero"] == summary["prunable"] - round(0.9 * summary["prunable"])
-
-
 @pytest.mark.slow
 def test_cli_synflow_on_the_bundled_subset(tmp_path):
     r = run_cli("experiment=quickstart", "method=synflow", "epochs=1", "sparsity=0.98", "schedule.rounding=exact",
@@ -116,3 +108,27 @@ def test_cli_synflow_on_the_bundled_subset(tmp_path):
     [path] = list(tmp_path.glob("runs/**/summary.json"))
     summary = json.loads(path.read_text())
     assert summary["method"] == "synflow" and summary["nonzero"] == 338_200 - round(0.98 * 338_200)
+
+
+def test_cli_synflow_on_tiny_cifar10_files(tmp_path, no_md5, monkeypatch):
+    """VGG19 of the FORCE protocol (BatchNorm as its running statistics) on CIFAR-format files, 3 rounds to 90 %."""
+    from flipout_repro.cli.train import main
+    write_cifar10(tmp_path / "data", n=10)
+    monkeypatch.setattr(sys, "argv", [
+        "flipout-train", "dataset=cifar10", "model=vgg19_force", "method=synflow", "method.rounds=3", "epochs=1",
+        "batch_size=16", "device=cpu", "progress=false", "dataset.download=false", "sparsity=0.9",
+        f"dataset.root={tmp_path / 'data'}", f"results_dir={tmp_path / 'r'}"])
+    main()
+    [path] = list((tmp_path / "r").glob("runs/**/summary.json"))
+    summary = json.loads(path.read_text())
+    assert summary["status"] == "completed" and summary["method"] == "synflow"
+    assert summary["prunable"] == 20_024_000 and summary["nonzero"] == 2_002_400
+
+
+def test_cli_refuses_synflow_with_nm_in_one_line_before_writing(tmp_path):
+    results = tmp_path / "results"
+    r = run_cli("experiment=quickstart", "method=synflow", "pattern=nm", "epochs=1", "progress=false",
+                "device=cpu", f"results_dir={results}", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "pattern='nm' does not apply to method=synflow" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not results.exists() or not any(results.rglob("*"))
