@@ -6,7 +6,7 @@ The score of a weight is ``S = -theta * Hg`` (section 4, eq. 8), with ``g`` the 
 reduces the gradient norm least, or raises it). Here higher = keep, so a weight's score is ``-S``,
 normalised as its reference code does (alecwangcq/GraSP pruner/GraSP.py): divided by ``|sum S| + 1e-10``.
 
-As the reference code (pruner/GraSP.py:10-31, 49-140), on a deep copy of the model in training mode:
+As the reference code (pruner/GraSP.py:11-31, 49-155), on a deep copy of the model in training mode:
 
 - data: ``samples_per_class`` training images of every class, in the order the batches bring them,
   stacked class by class and split in two halves (the first half holds the lower classes);
@@ -110,7 +110,7 @@ class _Peek:
 
 def per_class_samples(batches: Iterator[Batch], classes: int, per_class: int) -> Batch:
     """The first ``per_class`` samples of each class in the order ``batches`` brings them, stacked class by
-    class (class 0's, then class 1's, ...), as the reference's GraSP_fetch_data (pruner/GraSP.py:10-31)."""
+    class (class 0's, then class 1's, ...), as the reference's GraSP_fetch_data (pruner/GraSP.py:11-31)."""
     xs: list[list[torch.Tensor]] = [[] for _ in range(classes)]
     have = [0] * classes
     while min(have) < per_class:

@@ -7,7 +7,7 @@ buffer replaced by its absolute value, on an all-ones input (section 6, Algorith
 set to keep the fraction ``k_t = k^(t/T)`` (``mode=exp``, the paper's) or ``1 - (1 - k) t/T``
 (``mode=linear``), ``k = 1 - sparsity``: pruned weights score 0, so they stay pruned.
 
-As the reference code (ganguli-lab/Synaptic-Flow Pruners/pruners.py:166-198, prune.py:5-26): the scoring
+As the reference code (ganguli-lab/Synaptic-Flow Pruners/pruners.py:178-211, prune.py:5-38): the scoring
 network is in evaluation mode (its ``--prune-train-mode`` default), so a BatchNorm layer is the affine map
 of its running statistics, taken in absolute value like every other entry of the state dict (biases
 too); the input is one all-ones sample of the data's shape. The reference computes in float32 (its
@@ -75,7 +75,7 @@ def synflow_scores(net: nn.Module, weights: list[nn.Parameter], shape: tuple[int
 @torch.no_grad()
 def linearise(net: nn.Module) -> None:
     """Every floating entry of ``net``'s state dict (parameters, BatchNorm's running statistics) to its
-    absolute value, in place (the reference's ``linearize``, Pruners/pruners.py:171-177)."""
+    absolute value, in place (the reference's ``linearize``, Pruners/pruners.py:184-191)."""
     for t in net.state_dict().values():
         if t.is_floating_point():
             t.abs_()
