@@ -97,3 +97,65 @@ def test_batches_per_step_default_is_the_papers_for_the_data_set(method):
     assert make_cfg(f"method={method}", "dataset=cifar10").method.batches == 1
     assert make_cfg(f"method={method}", "dataset=cifar100").method.batches == 10
     assert make_cfg(f"method={method}", "dataset=cifar100", "method.batches=3").method.batches == 3
+
+
+def test_reference_cut_keeps_the_kept_fraction_the_reference_is_given():
+    from flipout_repro.methods.saliency import reference_keep
+    assert reference_keep(0.9) == 0.1 and 1 - 0.9 == 0.09999999999999998
+    k_t = keep_fractions(reference_keep(0.9), 60, "exp", "reference")[-1]
+    assert k_t == math.exp(math.log(0.1)) == 0.10000000000000002
+    assert int(20_024_000 * k_t) == 2_002_400  # N/10, the reference's count (1 - 0.9 would keep 2,002,399)
+    assert int(20_024_000 * keep_fractions(1 - 0.9, 60, "exp", "reference")[-1]) == 2_002_399
+
+
+@pytest.mark.parametrize("method", [FORCE, IterSNIP])
+def test_with_the_reference_cut_the_event_ends_on_the_iterations_mask(method):
+    """LeNet-300-100 (266,200 weights) at 0.501: the reference keeps int(0.499 N) = 132,833 where the target's
+    count keeps N - round(0.501 N) = 132,834; the run's event keeps the reference's mask, not one more by position."""
+    from flipout_repro.models.lenet import LeNet300100
+    from flipout_repro.sparsity.masking import Masks, prune_to
+    torch.manual_seed(0)
+    model = LeNet300100()
+    masks = Masks.for_model(model)
+    m = method(steps=2, cut="reference")
+    m.bind(model, masks)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    m.on_train_start(iter(batches), 0.501, 1, 1)
+    scores = m.scores(model)
+    final = [torch.isfinite(s) for s in scores]
+    assert sum(int(f.sum()) for f in final) == 132_833
+    prune_to(scores, masks, 0.501)
+    assert all(torch.equal(v.bool(), f) for v, f in zip(masks.values, final))
+
+
+@pytest.mark.parametrize("experiment", ["force_vgg19_cifar10", "force_resnet50_cifar100"])
+def test_the_force_presets_end_on_the_references_final_mask(experiment):
+    """The presets' method, given sparsity 0.9 (the README's --pruning_factor 0.1), keeps int(N exp(log 0.1))
+    = N/10 weights as the reference's last iteration (1 - 0.9 would keep N/10 - 1), and the preset's one-shot
+    event applies exactly that mask: the weights it keeps are the ones the iterations kept, none by position.
+    LeNet-300-100 on 28x28 digits: N = 266,200, N/10 = 26,620 (int(N (1 - 0.9)) = 26,619)."""
+    from helpers import make_cfg
+    from flipout_repro.config.validate import instantiate
+    from flipout_repro.models.lenet import LeNet300100
+    from flipout_repro.sparsity.masking import Masks, prune_to
+    cfg = make_cfg(f"experiment={experiment}", "method.steps=3", "sparsity=0.9")
+    assert cfg.method.cut == "reference" and cfg.schedule.name == "one_shot"
+    method = instantiate(cfg.method, "method")
+    torch.manual_seed(0)
+    model = LeNet300100()
+    masks = Masks.for_model(model)
+    method.bind(model, masks)
+    n = sum(p.numel() for p in masks.params)
+    assert n == 266_200 and int(n * math.exp(math.log(0.1))) == 26_620 and int(n * (1 - 0.9)) == 26_619
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)) for _ in range(4)]
+    method.on_train_start(iter(batches), 0.9, 1, len(batches))
+    scores = method.scores(model)
+    final = [torch.isfinite(s) for s in scores]
+    assert sum(int(f.sum()) for f in final) == 26_620
+    schedule = instantiate(cfg.schedule, "schedule")
+    [event] = schedule.events(0.9, 1, len(batches))
+    assert event.step == 0
+    prune_to(scores, masks, event.sparsity, count=event.count)
+    assert all(torch.equal(v.bool(), f) for v, f in zip(masks.values, final))

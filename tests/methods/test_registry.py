@@ -16,7 +16,8 @@ SCHEDULES = sorted(p.stem for p in Path(config_dir(), "schedule").glob("*.yaml")
 
 
 def test_the_seed_papers_methods_and_schedules_are_registered():
-    assert {"snip", "iter_snip", "force", "hoyer_square", "group_hoyer_square", "str", "weightmom"} <= set(METHODS)
+    assert {"snip", "iter_snip", "force", "grasp", "synflow", "hoyer_square", "group_hoyer_square", "str",
+            "weightmom"} <= set(METHODS)
     assert {"periodic", "one_shot", "cubic", "none"} <= set(SCHEDULES)
 
 
@@ -33,6 +34,11 @@ def test_every_method_builds_binds_and_scores(name):
     batches = iter([(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))] * 2)
     if hasattr(method, "steps"):
         method.steps = 2  # keep FORCE / Iterative SNIP cheap here
+    if hasattr(method, "rounds"):
+        method.rounds = 2  # and SynFlow
+    if hasattr(method, "samples_per_class"):  # GraSP: every class in the two batches below
+        method.samples_per_class = 1
+        batches = iter([(torch.randn(10, 1, 28, 28), torch.arange(10))] * 2)
     method.on_train_start(batches, 0.9, 10, 2)
     if method.prunes:
         scores = method.scores(model)

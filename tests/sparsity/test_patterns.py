@@ -43,16 +43,48 @@ def test_group_zeros_rounds_to_the_nearest_and_stops_at_m_minus_n():
     assert group_zeros(0.75, 1, 4) == 3 and group_zeros(0.6, 1, 8) == 5
 
 
-def test_a_conv_groups_over_in_channels_times_the_kernel_per_output_channel():
-    conv = nn.Conv2d(2, 2, 2, bias=False)  # weight (out 2, in 2, 2, 2): 8 entries per output channel
+def test_a_conv_groups_along_input_channels_at_each_kernel_position():
+    conv = nn.Conv2d(4, 1, 2, bias=False)  # weight (out 1, in 4, 2, 2): one group of 4 channels per position
     masks = Masks.for_model(conv)
-    # output channel 0: in-channel 0 [[1, 8], [2, 7]] is one group of 4, in-channel 1 [[3, 4], [6, 5]] the next
-    s = torch.tensor([[[[1.0, 8.0], [2.0, 7.0]], [[3.0, 4.0], [6.0, 5.0]]],
-                      [[[9.0, 1.0], [1.0, 9.0]], [[5.0, 4.0], [0.0, 6.0]]]])
+    # scores s[0, c, i, j]; at position (0, 0) the channels score [1, 8, 2, 7] -> channels 1 and 3 kept;
+    # (0, 1): [3, 4, 6, 5] -> 2, 3; (1, 0): [9, 1, 1, 9] -> 0, 3; (1, 1): [5, 4, 0, 6] -> 0, 3
+    per_position = {(0, 0): [1.0, 8.0, 2.0, 7.0], (0, 1): [3.0, 4.0, 6.0, 5.0],
+                    (1, 0): [9.0, 1.0, 1.0, 9.0], (1, 1): [5.0, 4.0, 0.0, 6.0]}
+    s = torch.zeros(1, 4, 2, 2)
+    for (i, j), v in per_position.items():
+        s[0, :, i, j] = torch.tensor(v)
     prune_to([s], masks, 0.5, "global", pattern=NM24)
-    assert masks.values[0].tolist() == [[[[0, 1], [0, 1]], [[0, 0], [1, 1]]],
-                                        [[[1, 0], [0, 1]], [[1, 0], [0, 1]]]]
+    kept = {(i, j): masks.values[0][0, :, i, j].tolist() for (i, j) in per_position}
+    assert kept == {(0, 0): [0, 1, 0, 1], (0, 1): [0, 0, 1, 1], (1, 0): [1, 0, 0, 1], (1, 1): [1, 0, 0, 1]}
     assert is_nm(masks.values[0], 2, 4)
+
+
+def asp_m4n2_1d(weight):
+    """NVIDIA ASP's 2:4 rule (apex/contrib/sparsity/sparse_masklib.py, create_mask with m4n2_1d), written
+    here from its description: a conv weight (K, C, R, S) viewed as (R, S, K, C) rows of C, each group of 4
+    consecutive entries keeps the valid 2-of-4 pattern with the largest sum of |w|."""
+    k, c, r, s_ = weight.shape
+    rows = weight.abs().permute(2, 3, 0, 1).reshape(-1, 4)
+    patterns = torch.tensor([[1.0 if i in p else 0.0 for i in range(4)]
+                             for p in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))])
+    best = patterns[(rows @ patterns.T).argmax(1)]
+    return best.reshape(r, s_, k, c).permute(2, 3, 0, 1)
+
+
+def test_conv_mask_is_2_4_in_the_out_kh_kw_in_layout_and_equals_asps_rule():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 64, 3, bias=False)  # the 64x32x3x3 weight
+    masks = Masks.for_model(conv)
+    prune_to([conv.weight.detach().abs()], masks, 0.5, "global", pattern=NM24)
+    m = masks.values[0]
+    channels_last = m.permute(0, 2, 3, 1).reshape(64, -1, 4)  # (out, kh, kw, in) in groups of 4 channels
+    assert (channels_last.sum(-1) == 2).all()
+    assert torch.equal(m, asp_m4n2_1d(conv.weight.detach()))
+    # grouping torch's flattened (in, kh, kw) rows instead would not be 2:4 along the channels
+    flat = torch.zeros_like(m).reshape(64, -1, 4)
+    flat.scatter_(-1, conv.weight.detach().abs().reshape(64, -1, 4).topk(2, -1).indices, 1.0)
+    flat = flat.reshape(m.shape)
+    assert int((flat != m).sum()) > 0 and not (flat.permute(0, 2, 3, 1).reshape(64, -1, 4).sum(-1) <= 2).all()
 
 
 def test_dense_layers_of_the_budget_stay_dense_under_nm():
@@ -66,7 +98,8 @@ def test_the_checker():
     assert is_nm(ok, 2, 4) and not is_nm(ok, 1, 4)
     assert not is_nm(torch.tensor([[1, 1, 1, 0, 0, 0, 0, 0]]), 2, 4)  # 3 kept in the first group
     assert not is_nm(torch.ones(2, 6), 2, 4)  # 6 columns: no whole groups of 4
-    assert is_nm(torch.zeros(4, 2, 2, 2), 2, 4)  # a conv: 8 entries a row
+    assert is_nm(torch.zeros(4, 4, 2, 2), 2, 4)  # a conv: groups of 4 input channels
+    assert not is_nm(torch.zeros(4, 2, 2, 2), 2, 4)  # 2 input channels: no whole group of 4
 
 
 @pytest.mark.parametrize("kind, n, m, budget, sparsity, key, fix", [
@@ -85,11 +118,14 @@ def test_bad_pattern_values_are_refused_with_key_value_and_fix(kind, n, m, budge
     assert key in str(err.value) and fix in str(err.value)
 
 
-def test_a_layer_whose_input_dimension_m_does_not_divide_is_refused_with_a_way_out():
-    with pytest.raises(ConfigError, match=r"pattern.m=4 does not divide the input dimension 27 of c1.weight"
-                                          r" \(8, 3, 3, 3\): budget.dense_first=true keeps it dense"):
+def test_a_layer_whose_input_channels_m_does_not_divide_is_refused_with_a_way_out():
+    with pytest.raises(ConfigError, match=r"pattern.m=4 does not divide the input dimension 3 of c1.weight"
+                                          r" \(8, 3, 3, 3\) \(its input channels, .*\): budget.dense_first=true"
+                                          r" keeps it dense"):
         check_layers(["c1.weight", "fc.weight"], [(8, 3, 3, 3), (10, 8)], 4, set())
     check_layers(["c1.weight", "fc.weight"], [(8, 3, 3, 3), (10, 8)], 4, {0})  # kept dense: fine
+    with pytest.raises(ConfigError, match="pick a pattern.m that divides 6"):
+        check_layers(["a", "b", "c"], [(8, 4, 3, 3), (8, 6, 3, 3), (10, 8)], 4, set())
     with pytest.raises(ConfigError, match="pick a pattern.m that divides 300"):
         check_layers(["a", "b", "c"], [(300, 1024), (100, 300), (10, 100)], 8, set())
 
@@ -105,4 +141,7 @@ def test_the_2_4_layout_check_of_to_sparse_semi_structured():
     # torch's CUTLASS kernels take rows x cols in multiples of 32 x 64 (fp16/bf16): zero rows/cols pad it
     assert semi_structured_padding((300, 1024)) == (320, 1024)
     assert semi_structured_padding((10, 100)) == (32, 128)
-    assert semi_structured_padding((16, 3, 3, 4)) == (32, 64)  # a conv, flattened to (16, 36)
+    assert semi_structured_padding((16, 4, 3, 3)) == (32, 64)  # a conv, as its (16, 3 x 3 x 4) GEMM rows
+    conv = torch.zeros(16, 4, 3, 3)
+    conv[:, 0], conv[:, 3] = 1.0, -1.0  # channels 0 and 3 of every group of 4: 2:4 in the channels-last rows
+    assert semi_structured_problem(conv) is None

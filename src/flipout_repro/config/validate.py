@@ -178,8 +178,9 @@ def check_axes(cfg: DictConfig, cls: Any) -> None:
         raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, which prunes nothing",
                           "drop pattern= (pattern=unstructured), or pick a method that prunes")
     if p.name != "unstructured" and not getattr(cls, "any_pattern", True):
-        raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, whose regrowth keeps"
-                          " no N:M groups", "drop pattern= (pattern=unstructured)")
+        why = getattr(cls, "pattern_refusal", "which keeps no N:M groups")
+        raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, {why}",
+                          "drop pattern= (pattern=unstructured)")
     budgets.check_config(b.name, b.dense_first, b.dense_last, p.name, cfg.method.name, takes)
     patterns.check_config(p.name, p.n, p.m, b.name, cfg.sparsity)
 

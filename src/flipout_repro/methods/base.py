@@ -62,6 +62,8 @@ class Method:
     #: False where the masks change outside the schedule's events (dynamic sparse training's regrowth,
     #: masking.drop_and_grow, knows no N:M groups): config refuses ``pattern=nm`` for it.
     any_pattern: bool = True
+    #: why, for a method with ``any_pattern`` False: the refusal's words after its name
+    pattern_refusal: str = "whose regrowth keeps no N:M groups"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -78,6 +80,10 @@ class Method:
     def bind(self, model: nn.Module, masks: Masks) -> None:
         """Attach to the model and its masks before training (allocate per-weight state here)."""
         self.model, self.masks = model, masks
+
+    def check_data(self, labels: torch.Tensor, num_classes: int) -> None:
+        """Called once the training data is loaded, before anything is written: a ConfigError where the
+        method cannot use it (GraSP's per-class samples). ``labels``: the training labels."""
 
     def compile_hooks(self) -> None:
         """Called once when the run has ``compile=true``: compile per-step bookkeeping if it helps."""

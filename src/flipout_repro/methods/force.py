@@ -11,7 +11,9 @@ weight pruned earlier can come back. Iterative SNIP (methods/iter_snip.py) diffe
 Masks inside the iterations are made by ``prune_to`` on a private mask set of the model's copy; the
 real masks are set by the run's schedule (``one_shot`` at step 0 by default) from the last iteration's
 scores, in which the weights outside the final mask score -1: ``prune_to`` to the target then yields
-exactly the final mask of the iterations.
+exactly the final mask of the iterations. With ``cut=reference`` the kept fractions start from the kept
+fraction as the reference is given it (``--pruning_factor 0.1`` for sparsity 0.9: ``saliency.reference_keep``),
+and the weights outside score -inf, so the run ends on the reference's final mask (:func:`outside_score`).
 
 Defaults (ours; the reference code's values are set by the FORCE presets, docs/fidelity.md (FORCE)):
 ``steps=300`` (not checked against the paper's text; the reference README runs 60, its code defaults to
@@ -39,7 +41,7 @@ from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.sparsity.masking import Masks, prunable_weights, prune_to
 from flipout_repro.methods.saliency import (BatchSource, ScoredAtInit, average_gradients, check_init, check_loss,
-                                             reinitialise)
+                                             reference_keep, reinitialise)
 
 MODES = ("exp", "linear")
 #: How an iteration turns its scores into the iterations' own mask. ``exact`` (ours): prune exactly
@@ -84,7 +86,8 @@ def reference_cut(scores: list[torch.Tensor], keep: list[torch.Tensor], kept: fl
 def progressive_scores(model: nn.Module, source: BatchSource, target: float, steps: int, mode: str,
                        batches: int, revive: bool, budget: Budget | str = "global", loss: str = "cross_entropy",
                        cut: str = "exact") -> list[torch.Tensor]:
-    """Run the iterations on a copy of ``model``; return final scores (-1 outside the final mask).
+    """Run the iterations on a copy of ``model``; return final scores (:func:`outside_score` outside the final
+    mask).
 
     ``revive=True`` is FORCE (dense theta0 each iteration, score ``|theta0 * g|``, fresh masks);
     ``revive=False`` is Iterative SNIP (score ``|theta0 * a * g|`` on the network ``theta0 * a``, where
@@ -100,7 +103,9 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
     masks = Masks([n for n, _ in named], params, [torch.ones_like(p) for p in params])
     alive = [torch.ones_like(p) for p in params]
     scores: list[torch.Tensor] = [torch.ones_like(p) for p in params]
-    for t, kept in enumerate(keep_fractions(1.0 - target, steps, mode, cut), start=1):
+    # cut=reference: the kept fraction as the reference is given it (--pruning_factor 0.1 for sparsity 0.9)
+    keep = reference_keep(target) if cut == "reference" else 1.0 - target
+    for t, kept in enumerate(keep_fractions(keep, steps, mode, cut), start=1):
         with torch.no_grad():
             torch._foreach_copy_(params, torch._foreach_mul(theta0, masks.values if revive else alive))
         grads = average_gradients(net, params, source.take(batches), loss)
@@ -118,7 +123,16 @@ def progressive_scores(model: nn.Module, source: BatchSource, target: float, ste
             prune_to(scores, masks, target if t == steps else 1.0 - kept, budget)
         if not revive:
             torch._foreach_mul_(alive, masks.values)
-    return [torch.where(m.bool(), s, torch.full_like(s, -1.0)) for s, m in zip(scores, masks.values)]
+    return [torch.where(m.bool(), s, torch.full_like(s, outside_score(cut))) for s, m in zip(scores, masks.values)]
+
+
+def outside_score(cut: str) -> float:
+    """The score of the weights outside the iterations' final mask. ``exact``: -1, below every score, so the
+    run's event prunes them first. ``reference``: -inf, which ``prune_to`` counts as pruned already, so the
+    event keeps exactly the reference's final mask whenever it holds at least the target's zeros (the
+    reference's ``int(N k_T)`` kept may be one below the target's ``N - round(N s)``), and prunes on to the
+    target by score where the reference kept more (ties at its cut)."""
+    return float("-inf") if cut == "reference" else -1.0
 
 
 class FORCE(ScoredAtInit):

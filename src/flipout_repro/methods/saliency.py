@@ -9,6 +9,7 @@ running statistics are untouched by it.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import torch
@@ -86,6 +87,13 @@ def _mean_over_ranks(tensors: list[torch.Tensor]) -> None:
     flat /= dist.get_world_size()
     for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
         t.copy_(part.view_as(t))
+
+
+def reference_keep(sparsity: float) -> float:
+    """The kept fraction ``1 - sparsity`` as the decimal the reference codes are given (0.9 gives 0.1, not
+    1 - 0.9 = 0.09999999999999998): FORCE's ``--pruning_factor`` and SynFlow's ``10 ** -compression`` are
+    kept fractions, so ``exp(log 0.1)`` keeps ``N/10`` there, where ``1 - 0.9`` would keep one weight fewer."""
+    return float(1 - Decimal(repr(float(sparsity))))
 
 
 def check_loss(loss: str) -> str:

@@ -2,8 +2,13 @@
 
 N:M (NVIDIA's 2:4 of the Ampere sparse tensor cores; Mishra et al. 2021, "Accelerating Sparse Deep Neural
 Networks", section 2): in every group of ``m`` consecutive weights along the input dimension at most ``n``
-are non-zero. A Linear weight (out, in) is grouped along each row; a Conv2d weight (out, in, kh, kw) over
-its in x kh x kw entries flattened per output channel (torch's layout, the GEMM row of im2col).
+are non-zero. A Linear weight (out, in) is grouped along each row. A Conv2d weight (out, in, kh, kw) is
+grouped along its input channels, as NVIDIA's ASP (apex/contrib/sparsity/sparse_masklib.py, ``create_mask``)
+and SR-STE (aojunzz/NM-sparsity) do: viewed as (out, kh, kw, in), the channels-last layout whose GEMM rows
+the sparse tensor cores read, each group holds ``m`` consecutive input channels at one kernel position
+(:func:`gemm_rows`). A layer whose grouped dimension ``m`` does not divide is refused before the run starts
+(:func:`check_layers`), with the fix (keep it dense with ``budget.dense_first``/``dense_last``, or another
+``m``); ASP instead skips, silently, every layer its kernels cannot take (docs/fidelity.md, N:M).
 
 A prune event at sparsity ``s`` zeroes the ``round(s * m)`` lowest-scored weights of every group
 (:func:`group_zeros`: nearest integer, halves up, at most ``m - n``), so a schedule moves from dense to
@@ -89,9 +94,25 @@ def group_zeros(sparsity: float, n: int, m: int) -> int:
     return min(m - n, int(math.floor(sparsity * m + 0.5)))
 
 
+def gemm_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as the 2-D matrix whose rows are grouped: (out, in) for a Linear weight, (out, kh * kw * in) for a
+    Conv2d weight (permuted to (out, kh, kw, in): input channels consecutive)."""
+    if t.dim() == 4:
+        return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+    return t.reshape(t.shape[0], -1)
+
+
+def from_gemm_rows(rows: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The inverse of :func:`gemm_rows`: ``rows`` back to a weight of ``shape``."""
+    if len(shape) == 4:
+        out, cin, kh, kw = shape
+        return rows.reshape(out, kh, kw, cin).permute(0, 3, 1, 2)
+    return rows.reshape(tuple(shape))
+
+
 def groups(t: torch.Tensor, m: int) -> torch.Tensor:
-    """``t`` (out, ...) as (out, groups, m): consecutive entries of each output row, in torch's order."""
-    return t.reshape(t.shape[0], -1, m)
+    """``t`` as (out, groups, m): ``m`` consecutive entries of each of its :func:`gemm_rows`."""
+    return gemm_rows(t).reshape(t.shape[0], -1, m)
 
 
 def input_dim(shape: Sequence[int]) -> int:
@@ -99,15 +120,21 @@ def input_dim(shape: Sequence[int]) -> int:
     return math.prod(shape[1:])
 
 
+def grouped_dim(shape: Sequence[int]) -> int:
+    """The dimension the groups run along, which ``m`` must divide: in (Linear and Conv2d alike)."""
+    return shape[1]
+
+
 def check_layers(names: Sequence[str], shapes: Sequence[Sequence[int]], m: int, dense: set[int]) -> None:
-    """ConfigError naming the first layer (not kept dense) whose input dimension ``m`` does not divide."""
+    """ConfigError naming the first layer (not kept dense) whose input channels ``m`` does not divide."""
     for i, (name, shape) in enumerate(zip(names, shapes)):
-        if i not in dense and input_dim(shape) % m:
+        if i not in dense and grouped_dim(shape) % m:
             fix = ("budget.dense_first=true keeps it dense" if i == 0 else
                    "budget.dense_last=true keeps it dense" if i == len(shapes) - 1 else
-                   f"pick a pattern.m that divides {input_dim(shape)}")
-            raise ConfigError("pattern.m", m, f"does not divide the input dimension {input_dim(shape)} of"
-                              f" {name} {tuple(shape)}", fix)
+                   f"pick a pattern.m that divides {grouped_dim(shape)}")
+            what = " (its input channels, along which a conv's groups run)" if len(shape) == 4 else ""
+            raise ConfigError("pattern.m", m, f"does not divide the input dimension {grouped_dim(shape)} of"
+                              f" {name} {tuple(shape)}{what}", fix)
 
 
 def zero_lowest_per_group(ranked: torch.Tensor, k: int, m: int) -> torch.Tensor:
@@ -117,19 +144,19 @@ def zero_lowest_per_group(ranked: torch.Tensor, k: int, m: int) -> torch.Tensor:
     if k > 0:
         idx = torch.topk(g, k, dim=-1, largest=False, sorted=False).indices
         g.scatter_(-1, idx, float("-inf"))
-    return (g != float("-inf")).reshape(ranked.shape)
+    return from_gemm_rows(g != float("-inf"), ranked.shape)
 
 
 def is_nm(mask: torch.Tensor, n: int, m: int) -> bool:
-    """True when every group of ``m`` consecutive entries along the input dimension holds at most ``n``
-    non-zeros (False when ``m`` does not divide the input dimension)."""
-    if mask.dim() < 2 or input_dim(mask.shape) % m:
+    """True when every group of ``m`` consecutive entries along the input dimension (input channels for a
+    Conv2d weight) holds at most ``n`` non-zeros (False when ``m`` does not divide it)."""
+    if mask.dim() < 2 or grouped_dim(mask.shape) % m:
         return False
     return bool((groups(mask != 0, m).sum(-1) <= n).all())
 
 
 def semi_structured_problem(weight: torch.Tensor, dtype: torch.dtype = torch.float16) -> str | None:
-    """Why ``weight`` (flattened to 2-D) cannot go to ``torch.sparse.to_sparse_semi_structured`` as ``dtype``,
+    """Why ``weight`` (as its 2-D :func:`gemm_rows`) cannot go to ``torch.sparse.to_sparse_semi_structured`` as ``dtype``,
     once zero-padded to the kernels' multiples (:func:`semi_structured_padding`); None when it can.
 
     The checks are those of torch's ``_validate_device_dim_dtype_shape`` less the device (a CPU can check a
@@ -137,7 +164,7 @@ def semi_structured_problem(weight: torch.Tensor, dtype: torch.dtype = torch.flo
     """
     if dtype not in SEMI_STRUCTURED_MULTIPLE:
         return f"dtype {dtype} has no 2:4 kernel here (float16 or bfloat16)"
-    w2 = weight.detach().reshape(weight.shape[0], -1)
+    w2 = gemm_rows(weight.detach())
     if w2.shape[1] % 4:
         return f"its {w2.shape[1]} input columns are not a multiple of 4 (2:4 groups)"
     if not is_nm(w2, 2, 4):

@@ -199,6 +199,8 @@ def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked
     masks = Masks.for_model(model)
     method = checked.method if checked is not None else instantiate(cfg.method, "method")
     method.bind(model, masks)
+    if hasattr(data, "train_y") and method.prunes:
+        method.check_data(data.train_y, int(cfg.dataset.num_classes))
     schedule = checked.schedule if checked is not None else instantiate(cfg.schedule, "schedule")
     events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
     check_reaches(cfg, method, events, target)
