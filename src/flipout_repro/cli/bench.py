@@ -106,3 +106,7 @@ def _startup(overrides: list[str] | None, runs: int, against: str | None, out: P
     history.append(result)
     path.write_text(json.dumps(history, indent=2) + "\n")
     print(f"\nappended to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -115,3 +115,7 @@ def check(name: str, root: Path) -> str:
         line += (f" dataset.num_classes={classes} (conf/dataset/{name}.yaml says {d['num_classes']}, which"
                  " flipout-train would refuse for these labels)")
     return line
+
+
+if __name__ == "__main__":
+    main()

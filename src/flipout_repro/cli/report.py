@@ -84,3 +84,7 @@ def _unwritable(folder: Path) -> str:
     if not os.access(probe, os.W_OK | os.X_OK):
         return "is not writable" if probe == folder else f"is not writable ({probe} is read-only)"
     return ""
+
+
+if __name__ == "__main__":
+    main()
