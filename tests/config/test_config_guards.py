@@ -1,6 +1,7 @@
 """Values that become paths, ``_target_`` outside the package, NaN and
 infinity, booleans spelled otherwise than true/false, and the keys no check reached; every one refused
 before anything is written, with the key, the value and a fix that works."""
+import json
 import pytest
 
 from helpers import make_cfg
@@ -57,8 +58,11 @@ def test_a_run_folders_config_cannot_run_code_either(tmp_path):
     OmegaConf.set_struct(cfg, False)
     cfg.model = {"_target_": "subprocess.run", "args": ["touch", str(marker)], "name": "lenet300_100"}
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    for name in ("summary.json", "model.pt", "checkpoint.pt", "masks.pt"):
+    for name in ("model.pt", "checkpoint.pt", "masks.pt"):
         (run / name).write_text("{}")
+    (run / "summary.json").write_text(json.dumps({  # a summary as its typed definition wants it
+        "model": "lenet300_100", "dataset": "mnist5k", "method": "flipout", "seed": 0, "target_sparsity": 0.5,
+        "config": {}, "status": "completed", "final_test_acc": 90.0}))
     with pytest.raises(RunFolderError, match="model._target_='subprocess.run' is not allowed"):
         load_run(run, with_data=False)
     assert not marker.exists()

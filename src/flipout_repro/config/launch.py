@@ -20,6 +20,8 @@ from typing import IO
 
 from omegaconf import OmegaConf
 
+from flipout_repro.rundir import open_append
+
 #: This process's GPU claim: (index, open lock file); kept for the life of the process.
 _claim: tuple[int, IO] | None = None
 
@@ -46,8 +48,6 @@ def claim_gpu(n: int, folder: Path | None = None) -> int | None:
     if _claim is not None:
         return _claim[0]
     import fcntl
-
-    from flipout_repro.rundir import open_append
 
     folder = folder or lock_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from flipout_repro.sparsity import patterns
 from flipout_repro import data as data_mod
 from flipout_repro.training import phases
 from flipout_repro.config import optimizers
+from flipout_repro.config.defaults import method_schedule
 from flipout_repro.config.validate import Checked, instantiate
 from flipout_repro.errors import ConfigError
 from flipout_repro.sparsity.masking import Masks
@@ -175,8 +176,6 @@ def check_reaches(cfg: DictConfig, method: Method, events: list, target: float) 
     by_itself = method.sparsity_is_outcome or type(method).prune_due is not Method.prune_due
     if target <= 0 or events or not method.prunes or by_itself:
         return
-    from flipout_repro.config.defaults import method_schedule
-
     raise ConfigError("schedule", cfg.schedule.name, f"has no prune event in epochs={cfg.epochs}, and method="
                       f"{cfg.method.name} prunes only at its schedule's events: it would never reach sparsity="
                       f"{target:g}", f"use schedule={method_schedule(cfg.method.name)} (the method's own), or a"
