@@ -90,7 +90,7 @@ class Identity:
                 str(p["precision"])]
         rest = {k: v for k, v in flatten(p).items()
                 if k not in ("model.name", "dataset.name", *ALWAYS) and not (k == "optim.name" and v == "sgd")}
-        return ", ".join(head + [f"{k}={_text(v)}" for k, v in rest.items()])
+        return ", ".join(head + [f"{key_words(k)}={_text(v)}" for k, v in rest.items()])
 
     def axes_label(self, with_sparsity: bool = False) -> str:
         """``flipout, budget=erk, method.p=3``: the method and what sets it apart, in words."""
@@ -211,6 +211,13 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def key_words(key: str) -> str:
+    """A flattened key as a user writes it on the command line: a group's name is the group
+    (``optim.name`` -> ``optim``, as in ``optim=adamw``); any other key unchanged (``optim.lr``)."""
+    group, dot, rest = key.partition(".")
+    return group if dot and rest == "name" else key
 
 
 def _text(value: Any) -> str:
