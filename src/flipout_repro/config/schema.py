@@ -151,6 +151,40 @@ class RunConfig:
     on_collapse: str = field(default="warn", metadata={"choices": ON_COLLAPSE})
 
 
+#: what other tools call a key, by the name a user may type (lower case, ``-`` as ``_``) -> our key path:
+#: an unknown key answers "did you mean <ours>?" (config.validate.suggest_keys), before close matches
+SYNONYMS = {
+    **dict.fromkeys(("lr", "learning_rate", "base_lr", "learningrate", "init_lr"), "optim.lr"),
+    **dict.fromkeys(("wd", "weight_decay", "weightdecay", "decay", "l2", "l2_reg"), "optim.weight_decay"),
+    **dict.fromkeys(("momentum", "mom", "beta"), "optim.momentum"),
+    **dict.fromkeys(("nesterov",), "optim.nesterov"),
+    **dict.fromkeys(("betas", "beta1", "beta2"), "optim.betas"),
+    **dict.fromkeys(("eps", "epsilon", "adam_eps"), "optim.eps"),
+    **dict.fromkeys(("gamma", "lr_decay", "lr_gamma", "decay_rate"), "optim.gamma"),
+    **dict.fromkeys(("milestones", "lr_steps", "lr_milestones", "decay_epochs", "steps"), "optim.milestones"),
+    **dict.fromkeys(("warmup", "warmup_epochs", "lr_warmup"), "optim.warmup_epochs"),
+    **dict.fromkeys(("lr_schedule", "lr_scheduler", "scheduler"), "optim.schedule"),
+    **dict.fromkeys(("optimizer", "optimiser", "opt"), "optim"),
+    **dict.fromkeys(("bs", "batch", "batchsize", "train_batch_size", "mini_batch_size"), "batch_size"),
+    **dict.fromkeys(("test_batch_size", "eval_bs", "val_batch_size", "test_bs"), "eval_batch_size"),
+    **dict.fromkeys(("epoch", "n_epochs", "num_epochs", "max_epochs", "nepochs", "train_epochs"), "epochs"),
+    **dict.fromkeys(("random_seed", "rng_seed", "manual_seed", "seeds"), "seed"),
+    **dict.fromkeys(("target_sparsity", "sparsity_level", "prune_ratio", "pruning_ratio", "amount", "density"),
+                    "sparsity"),
+    **dict.fromkeys(("arch", "architecture", "network", "net", "model_name"), "model"),
+    **dict.fromkeys(("data", "ds", "dataset_name"), "dataset"),
+    **dict.fromkeys(("data_dir", "data_root", "root", "data_path"), "dataset.root"),
+    **dict.fromkeys(("workers", "num_workers", "n_workers"), "dataset.workers"),
+    **dict.fromkeys(("gpu", "cuda", "gpus"), "device"),
+    **dict.fromkeys(("amp", "fp16", "bf16", "mixed_precision", "dtype"), "precision"),
+    **dict.fromkeys(("label_smoothing", "smoothing"), "loss.label_smoothing"),
+    **dict.fromkeys(("output_dir", "out_dir", "save_dir", "log_dir", "outdir", "results"), "results_dir"),
+    **dict.fromkeys(("layer_budget", "distribution", "sparsity_distribution"), "budget"),
+    **dict.fromkeys(("pruner", "pruning_method", "prune_method", "algorithm"), "method"),
+    **dict.fromkeys(("pruning_schedule", "prune_schedule"), "schedule"),
+}
+
+
 def key_paths() -> list[str]:
     """Every key of the fixed part, dotted (``dataset.name``), the keys of every optimiser (``optim.lr``),
     plus the free-form groups (``method``)."""
