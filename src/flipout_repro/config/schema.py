@@ -140,6 +140,8 @@ class RunConfig:
     results_dir: str = "results"
     #: continue an interrupted run from its checkpoint; false starts it over
     resume: bool = True
+    #: a progress bar while training, drawn only on a terminal: with output to a file or a pipe there is
+    #: one line per epoch whatever this says
     progress: bool = True
     #: post-training static int8 quantization at the end of the run (CPU)
     quantize: bool = False
