@@ -100,7 +100,87 @@ def test_final_names_planted_as_symlinks_are_replaced_or_refused_never_written_t
         (run.path / name).symlink_to(victim)
     write_run_curve([{"epoch": 1, "sparsity": 0.5, "test_acc": 90.0}], run.curve_csv, run.curve_png)
     write_json(run.summary, {})
-    with pytest.raises(OSError):
+    with pytest.raises(DamagedRun, match="metrics.jsonl is a symbolic link"):
         MetricsLog(run)
     assert victim.read_text() == "precious"
     assert not run.curve_csv.is_symlink() and not run.summary.is_symlink()
+
+
+def test_real_folder_makes_the_path_and_refuses_a_link_or_a_file_on_the_way(tmp_path):
+    from flipout_repro.rundir import real_folder
+
+    root = tmp_path / "results"
+    assert real_folder(root / "a" / "b", root).is_dir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "a" / "link").symlink_to(outside)
+    with pytest.raises(DamagedRun, match="link is a symbolic link"):
+        real_folder(root / "a" / "link" / "c", root)
+    (root / "file").write_text("")
+    with pytest.raises(DamagedRun, match="is a file where a folder is expected"):
+        real_folder(root / "file" / "c", root)
+    with pytest.raises(DamagedRun, match="leaves"):
+        real_folder(root / ".." / "x", root)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_write_into_a_linked_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "export").symlink_to(outside)
+    with pytest.raises(DamagedRun, match="export is a symbolic link"):
+        write_json(tmp_path / "export" / "x.json", {})
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["..", "../x", "a/b", "", ".hidden", None, 3])
+def test_a_name_read_back_that_could_name_another_folder_is_refused(value):
+    from flipout_repro.rundir import path_name
+
+    with pytest.raises(DamagedRun, match="model.name="):
+        path_name(value, "model.name")
+
+
+def test_torch_saves_full_disk_error_is_one_plain_line_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import errno as errno_mod
+    import os
+
+    from flipout_repro import rundir
+
+    def full(obj, fh):  # what torch's zip writer raises when the disk fills mid-file
+        fh.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(rundir.torch, "save", full)
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: type("S", (), {"f_bavail": 0, "f_frsize": real(p).f_frsize})())
+    with pytest.raises(OSError) as err:
+        rundir.atomic_torch_save({}, tmp_path / "model.pt")
+    assert err.value.errno == errno_mod.ENOSPC and "no space left on device while writing" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_tools_adding_to_one_summary_at_once_both_keep_their_result(tmp_path):
+    import threading
+
+    from flipout_repro.rundir import RunLock, update_summary
+
+    run = RunDir(tmp_path)
+    write_json(run.summary, {"model": "m"})
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_writer():  # holds the lock as flipout-quantize does around its merge
+        with RunLock(run, wait=10):
+            summary = read_summary(run)
+            entered.set()
+            release.wait(10)
+            write_json(run.summary, summary | {"quantization": {"test_acc": 90.0}})
+
+    t = threading.Thread(target=slow_writer)
+    t.start()
+    entered.wait(10)
+    threading.Timer(0.3, release.set).start()
+    update_summary(run, {"inference": {"speedup_b1": 1.5}}, wait=30)  # waits for the lock, then merges
+    t.join()
+    summary = read_summary(run)
+    assert summary["quantization"] == {"test_acc": 90.0} and summary["inference"] == {"speedup_b1": 1.5}

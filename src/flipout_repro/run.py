@@ -24,12 +24,12 @@ from flipout_repro.analysis.quantize import quantize_run_folder, result_for, set
 from flipout_repro.sparsity.budgets import Budget
 from flipout_repro.config.targets import prepare
 from flipout_repro.config.validate import Checked, validate
-from flipout_repro.sparsity.masking import Masks
+from flipout_repro.sparsity.masking import Masks, reached
 from flipout_repro.config.precision import pin_precision
 from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.migrate import migrate
 from flipout_repro.rundir import (RunDir, RunLock, Summary, atomic_torch_save, atomic_write_text, format_sparsity,
-                                  git_sha, read_summary, write_json)
+                                  git_sha, read_summary, real_folder, remove_temporaries, write_json)
 from flipout_repro.training import checkpoint, distributed
 from flipout_repro.training.build import Built, build, resolve_device, speed_settings
 from flipout_repro.training.init_from import pin_init_from
@@ -40,6 +40,10 @@ from flipout_repro.training.signals import stop_on_signals
 from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState, position
 
 log = logging.getLogger("flipout_repro")
+
+
+class SparsityNotReached(RuntimeError):
+    """A run that ended short of its target sparsity; recorded in summary.json as failed."""
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -67,6 +71,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         distributed.send_start(None)  # the other ranks (if any) have nothing to train
         return _already_finished(cfg, run_dir)
     b = build(cfg, target, device, checked)
+    real_folder(run_dir.path, cfg.results_dir)  # no symbolic link below results_dir is followed
     with RunLock(run_dir):
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
@@ -76,6 +81,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
             "started" if not run_dir.metrics.exists() else "started over (resume=false)" if not cfg.resume else \
             "started over (no checkpoint to resume from)"
+        for stale in remove_temporaries(run_dir.path):  # a write cut short by SIGKILL
+            log.info("removed %s, the partial file of a killed attempt", stale.name)
         write_command(run_dir.path, attempt, overrides)
         with run_log(run_dir.path, attempt):  # run.log: this attempt's lines, after one that names it
             return _train(cfg, target, run_dir, b, device)
@@ -117,8 +124,11 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
                 method=b.method, generator=b.generator)
     state, kept = TrainState(), None
+    ident = identity(cfg)
+    tag = checkpoint.run_tag(ident.hash, cfg.seed, f"{ident.protocol_label()}; {ident.axes_label()}")
     if cfg.resume and run_dir.checkpoint.exists():
-        state = checkpoint.load(run_dir.checkpoint, **objs)  # CheckpointError: bad input, exit code 2
+        # CheckpointError (bad input, exit code 2): damaged, or written by another run
+        state = checkpoint.load(run_dir.checkpoint, run=tag, **objs)
         kept = truncate_metrics(run_dir.metrics, state.step, state.epoch)
         log.info("resuming %s after %s", run_dir.path, position(state))  # the stop message's words
     else:
@@ -152,7 +162,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
 
     trainer = _trainer(cfg, target, b, cfg.progress, on_epoch=on_epoch, on_prune=on_prune,
-                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, **objs),
+                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, run=tag, **objs),
                        on_mask_update=lambda rec, st: metrics.write(rec))
     try:
         with stop_on_signals(trainer) as preempted:
@@ -175,6 +185,13 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
 
     summary = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
                        time.perf_counter() - t_start, device)
+    if not summary["sparsity_is_outcome"] and not reached(target, summary["achieved_sparsity"]):
+        short = SparsityNotReached(f"ended at sparsity {summary['achieved_sparsity']:.6g}, short of its target"
+                                   f" {format_sparsity(target)}: the schedule's prune events did not reach it"
+                                   " (recorded as failed; the report leaves it out)")
+        write_json(run_dir.summary, summary | {"status": "failed", "error": str(short),
+                                               "stop_reason": "sparsity_not_reached"})
+        raise short
     state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
                         "test_acc": summary["final_test_acc"]})
     summary["curve"] = state.curve

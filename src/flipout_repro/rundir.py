@@ -11,10 +11,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import pickle
+import re
 import secrets
 import subprocess
+import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -145,8 +148,75 @@ class Summary:
         if lacking:
             raise ValueError(f"lacks {', '.join(lacking)} (a run's summary.json always has them): delete it and"
                              " run the same command again")
+        wrong = _wrong_fields(d)
+        if wrong:
+            raise ValueError(f"has {'; '.join(wrong)}: not a summary a run writes (edited or damaged); delete"
+                             " it and run the same command again")
         return cls(**{k: v for k, v in d.items() if k in names} | {"format": version},
                    extra={k: v for k, v in d.items() if k not in names})
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite_in(v: Any, low: float, high: float) -> bool:
+    return _number(v) and math.isfinite(v) and low <= v <= high
+
+
+#: summary.json's accuracies, in percent; a failed run may hold NaN in them (it diverged), a completed one not
+_ACCURACIES = ("final_test_acc", "best_test_acc", "final_train_acc", "final_val_acc", "best_val_acc")
+_COUNTS = ("prunable", "nonzero", "params_total", "params_nonzero", "epochs")
+
+
+def _wrong_fields(d: dict[str, Any]) -> list[str]:
+    """The fields of a summary's object that break :class:`Summary`'s typed definition, as ``key=value
+    (what it must be)``; [] when every field is right."""
+    wrong: list[str] = []
+
+    def bad(key: str, rule: str) -> None:
+        wrong.append(f"{key}={d.get(key)!r} ({rule})")
+
+    for key in ("model", "dataset", "method"):
+        if not isinstance(d.get(key), str) or not NAME.fullmatch(d[key]):
+            bad(key, "a name: letters, digits and _.+-")
+    if not isinstance(d.get("config"), dict):
+        bad("config", "the run's config, an object")
+    else:
+        for key in ("model", "dataset", "method"):
+            part = d["config"].get(key)
+            name = part.get("name") if isinstance(part, dict) else None
+            if name is not None and (not isinstance(name, str) or not NAME.fullmatch(name)):
+                wrong.append(f"config.{key}.name={name!r} (a name: letters, digits and _.+-)")
+    if not isinstance(d.get("seed"), int) or isinstance(d.get("seed"), bool):
+        bad("seed", "an integer")
+    if not _finite_in(d.get("target_sparsity"), 0.0, 1.0):
+        bad("target_sparsity", "a number from 0 to 1")
+    if d.get("achieved_sparsity") is not None and not _finite_in(d["achieved_sparsity"], 0.0, 1.0):
+        bad("achieved_sparsity", "a number from 0 to 1")
+    status = d.get("status", "completed")
+    if status not in ("completed", "failed"):
+        bad("status", "completed or failed")
+    for key in _ACCURACIES:
+        v = d.get(key)
+        if v is None and not (key == "final_test_acc" and status == "completed" and "status" in d):
+            continue
+        if status == "failed" and _number(v) and math.isnan(v):
+            continue
+        if not _finite_in(v, 0.0, 100.0):
+            bad(key, "a percentage from 0 to 100" if v is not None else "a completed run's accuracy, a number")
+    for key in _COUNTS:
+        v = d.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            bad(key, "a count, an integer >= 0")
+    if d.get("wall_time_s") is not None and not _finite_in(d["wall_time_s"], 0.0, math.inf):
+        bad("wall_time_s", "seconds, a number >= 0")
+    if not isinstance(d.get("sparsity_is_outcome", False), bool):
+        bad("sparsity_is_outcome", "true or false")
+    for key in ("quantization", "inference"):
+        if d.get(key) is not None and not isinstance(d[key], dict):
+            bad(key, "an object")
+    return wrong
 
 
 def load_summary(run: RunDir) -> Summary:
@@ -162,8 +232,11 @@ def load_summary(run: RunDir) -> Summary:
 def atomic_open(path: Path, mode: str) -> Iterator[IO]:
     """A fresh temporary file beside ``path`` (a random name, created with O_EXCL and O_NOFOLLOW, so a
     file or symlink planted in the folder is never written through), renamed over ``path`` once written
-    and synced. On any failure the temporary file is removed; a full disk is said plainly."""
+    and synced; a folder that is a symbolic link is refused. On any failure the temporary file is removed;
+    a full disk is said plainly (torch.save's own full-disk error is not an OSError: it is named too)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    if path.parent.is_symlink():  # the file itself is renamed over (a link there is replaced, not followed)
+        raise _link_error(path.parent)
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:
@@ -178,12 +251,40 @@ def atomic_open(path: Path, mode: str) -> Iterator[IO]:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        full = _disk_full(exc, path.parent)  # asked before the partial file is removed (and space freed)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if full:
             raise OSError(errno.ENOSPC, f"no space left on device while writing {path} (the partial file was"
                           " removed): free some space and run the same command again") from exc
         raise
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """A full disk: ENOSPC, or torch.save's zip writer failing (a RuntimeError, ``enforce fail at
+    inline_container.cc``) where the folder's file system has less than a megabyte left."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    if not isinstance(exc, RuntimeError) or "inline_container" not in str(exc):
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 2**20
+
+
+#: the temporary files :func:`atomic_open` writes (``.<name>.<12 hex>.tmp``)
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files a killed process left in ``folder`` (SIGKILL during a write: nothing
+    removes them then); call it holding the folder's lock. Returns what was removed."""
+    gone = [p for p in Path(folder).iterdir() if _TEMPORARY.fullmatch(p.name) and not p.is_dir()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -213,6 +314,74 @@ def load_tensors(path: Path) -> Any:
         text = " ".join(str(exc).split())
         text = text if "weights_only" not in text else "not a file torch.load can read"
         raise ValueError(f"cannot be read ({type(exc).__name__}: {text[:300]})") from exc
+
+
+#: a name a tool may use as one component of a path it writes (a model, data set or method name read
+#: from a config or a summary): letters, digits and ``_.+-``, not starting with a dot
+NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,99}")
+
+
+def path_name(value: Any, what: str) -> str:
+    """``value`` as one file-name component; DamagedRun naming ``what`` when it could name another folder
+    (``..``, a slash, an empty or hidden name): values read back from run folders are untrusted."""
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise DamagedRun(f"{what}={value!r} is not a name a file can be written under (letters, digits and"
+                         " _.+- only): correct it or remove the run folder that holds it")
+    return value
+
+
+def _link_error(path: Path) -> DamagedRun:
+    return DamagedRun(f"{path} is a symbolic link: nothing is written through one (remove it, then run the same"
+                      " command again)")
+
+
+def real_folder(path: Path, root: Path) -> Path:
+    """Create the folder ``path`` and its parents below ``root`` (``root`` itself may be a link the user
+    chose), refusing any of them that is a symbolic link or not a folder: nothing a tool writes under
+    ``root`` lands outside it through a link planted there."""
+    path, root = Path(path), Path(root)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise DamagedRun(f"{path} is not inside {root}: nothing is written outside it") from None
+    if ".." in parts:
+        raise DamagedRun(f"{path} leaves {root} (a '..' in it): nothing is written outside it")
+    root.mkdir(parents=True, exist_ok=True)
+    here = root
+    for part in parts:
+        here = here / part
+        try:
+            os.mkdir(here)
+        except FileExistsError:
+            pass
+        if here.is_symlink():
+            raise _link_error(here)
+        if not here.is_dir():
+            raise DamagedRun(f"{here} is a file where a folder is expected: move it away, then run the same"
+                             " command again")
+    return path
+
+
+def open_append(path: Path, encoding: str | None = "utf-8") -> IO:
+    """``open(path, "a")`` that refuses a symbolic link at ``path`` instead of appending through it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(Path(path)) from None
+        raise
+    return os.fdopen(fd, "a", encoding=encoding)
+
+
+def update_summary(run: RunDir, entries: dict[str, Any], wait: float = 60.0) -> dict[str, Any]:
+    """Merge ``entries`` into the run's summary.json under the run's lock (waiting up to ``wait`` seconds
+    for another writer): the summary is read again inside the lock, so two tools that add their results
+    at the same time (flipout-quantize, flipout-bench --inference) both keep them. Returns the summary."""
+    with RunLock(run, wait=wait):
+        summary = read_summary(run)
+        summary.update(entries)
+        write_json(run.summary, summary)
+    return summary
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -250,8 +419,9 @@ class RunLock:
     leaves a stale lock behind.
     """
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, wait: float = 0.0) -> None:
         self.path = run.path / ".lock"
+        self.wait = wait  # seconds to wait for another holder (a short write) before RunLocked
         self._fh = None
 
     def __enter__(self) -> "RunLock":
@@ -265,9 +435,15 @@ class RunLock:
                 raise
             raise OSError(errno.ELOOP, f"{self.path} is a symbolic link, not the run's lock file: remove it"
                           " and run the same command again") from exc
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()

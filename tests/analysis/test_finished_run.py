@@ -1,5 +1,6 @@
 """A finished run keeps its final weights in model.pt (a plain state dict), so
 checkpoint.pt (for resuming) may go; every fix a message suggests for a damaged run folder works."""
+import json
 import pytest
 import torch
 
@@ -58,3 +59,30 @@ def test_the_fix_a_damaged_run_folder_is_told_works(finished, damage):
     run(cfg)
     loaded = load_run(folder.path, with_data=False)
     assert loaded.summary["status"] == "completed" and folder.model.exists() and folder.masks.exists()
+
+
+@pytest.mark.parametrize("reason, fix", [(None, "lower optim.lr"), ("layer_collapse", "on_collapse=warn"),
+                                         ("sparsity_not_reached", "a schedule whose prune events reach the target")])
+def test_a_failed_run_is_refused_with_what_to_change_not_with_run_it_again(finished, reason, fix):
+    from flipout_repro.analysis.finished_run import RunFolderError, load_run
+
+    _, run_dir = finished
+    summary = json.loads(run_dir.summary.read_text())
+    run_dir.summary.write_text(json.dumps(summary | {"status": "failed", "error": "boom"}
+                                          | ({"stop_reason": reason} if reason else {})))
+    with pytest.raises(RunFolderError) as err:
+        load_run(run_dir.path, with_data=False)
+    assert "is a failed run (boom)" in str(err.value) and fix in str(err.value)
+    assert "delete" not in str(err.value)
+
+
+def test_a_summary_field_of_the_wrong_type_is_one_line_for_every_tool(finished, capsys):
+    from flipout_repro.cli.finished_run import quantize_main
+
+    _, run_dir = finished
+    summary = json.loads(run_dir.summary.read_text())
+    run_dir.summary.write_text(json.dumps(summary | {"quantization": "fast"}))
+    with pytest.raises(SystemExit) as exc:
+        quantize_main([str(run_dir.path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "quantization='fast' (an object)" in err, err

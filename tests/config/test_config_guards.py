@@ -120,7 +120,7 @@ def test_method_and_schedule_knobs_are_typed_by_their_constructor(overrides, mes
 
 
 BOOL_KEYS = ["resume", "progress", "compile", "deterministic", "quantize", "optim.nesterov", "dataset.download",
-             "dataset.flip"]
+             "dataset.flip", "dataset.verify"]
 
 
 def test_every_bool_key_of_the_schema_is_in_this_list():

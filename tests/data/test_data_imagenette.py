@@ -54,3 +54,40 @@ def test_paper_preset_loads_imagenette_on_the_device(tmp_path):
     assert data.image_size == 224 and data.in_channels == 3 and data.crop_padding == 28 and data.flip
     xb, yb = next(data.train_batches(4, torch.Generator().manual_seed(0)))
     assert xb.shape == (4, 3, 224, 224) and xb.dtype == torch.float32 and yb.shape == (4,)
+
+
+def test_class_folders_that_differ_between_the_splits_are_named(tmp_path):
+    """Labels are numbered from train/'s class folders: a val/ without one of them (or with one more) would score
+    the test set against shifted labels, so it is refused with the folders named."""
+    write_imagenette(tmp_path)
+    val = tmp_path / "imagenette2" / "val"
+    (val / WNIDS[1] / f"{WNIDS[1]}_0.JPEG").unlink()
+    (val / WNIDS[1]).rmdir()
+    with pytest.raises(DataError, match=rf"^Imagenette: {val} lacks 1 class\(es\) of .*train: {WNIDS[1]}: labels are"
+                                        " numbered from the training split's classes"):
+        LOADERS["imagenette"](tmp_path, False)
+    (val / WNIDS[1]).mkdir()
+    Image.new("RGB", (40, 30)).save(val / WNIDS[1] / "a.JPEG")
+    (val / "n03028079").mkdir()  # one of Imagenette's classes, but not in train/
+    Image.new("RGB", (40, 30)).save(val / "n03028079" / "b.JPEG")
+    with pytest.raises(DataError, match=rf"{val} has 1 class\(es\) that .*train lacks: n03028079"):
+        LOADERS["imagenette"](tmp_path, False)
+
+
+def test_an_unknown_class_folder_an_empty_one_and_a_truncated_jpeg_are_named(tmp_path):
+    write_imagenette(tmp_path)
+    train = tmp_path / "imagenette2" / "train"
+    (train / "n99999999").mkdir()
+    with pytest.raises(DataError, match=rf"^Imagenette: {train} holds class folder\(s\) that are not Imagenette's:"
+                                        r" n99999999: remove them \(its classes are n01440764, "):
+        LOADERS["imagenette"](tmp_path, False)
+    (train / "n99999999").rmdir()
+    for f in (train / WNIDS[2]).iterdir():
+        f.unlink()
+    with pytest.raises(DataError, match=rf"class folder\(s\) {WNIDS[2]} of {train} hold no .JPEG files"):
+        LOADERS["imagenette"](tmp_path, False)
+    write_imagenette(tmp_path / "again")
+    bad = tmp_path / "again" / "imagenette2" / "val" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG"
+    bad.write_bytes(bad.read_bytes()[:400])  # cut off inside the scan data
+    with pytest.raises(DataError, match=rf"^{bad} cannot be read as an image \(OSError: .*\): replace or remove it$"):
+        LOADERS["imagenette"](tmp_path / "again", False)

@@ -112,7 +112,13 @@ def test_mismatched_class_folders_and_class_count_are_errors(tmp_path):
         load("imagenet", root, False, torch.device("cpu"), MEAN, STD, 0, True, image_size=32, eval_resize=36,
              num_classes=1000)
     (root / "val" / CLASSES[2]).rename(root / "val" / "n99999999")
-    with pytest.raises(DataError, match=r"the class folders of .*val and .*train differ"):
+    with pytest.raises(DataError, match=rf"^imagenet: {root / 'val'} lacks 1 class\(es\) of {root / 'train'}: "
+                                        rf"{CLASSES[2]}; {root / 'val'} has 1 class\(es\) that {root / 'train'} "
+                                        "lacks: n99999999: labels are numbered from the training split's classes"):
+        folder(root)
+    (root / "val" / "n99999999").rename(root / "val" / CLASSES[2])
+    (root / "train" / CLASSES[2]).rename(root / "train" / "n00000000")  # sorts first: every label would shift
+    with pytest.raises(DataError, match=r"lacks 1 class\(es\) of .*: n00000000; .* has 1 class\(es\) that"):
         folder(root)
 
 

@@ -1,6 +1,7 @@
 """A run on dataset=imagenet (a tiny ImageFolder of real JPEGs): SNIP draws its batch through the stream,
 a stop in the middle of epoch 2 resumes to exactly the weights of an uninterrupted run, with another
-worker count; a missing folder stops the CLI with one line and exit code 2."""
+worker count (and FlipOut, whose noise comes from the global generator, bitwise);
+a missing folder stops the CLI with one line and exit code 2."""
 import json
 from pathlib import Path
 
@@ -64,3 +65,28 @@ def test_a_missing_image_folder_is_one_line_and_exit_code_2(tmp_path):
     [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("flipout-train: error:")]
     assert f"{(missing / 'train').resolve()} is not a folder: set dataset.root" in line
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_flipout_resumes_bitwise_on_streamed_files(tmp_path, monkeypatch):
+    """FlipOut draws its gradient noise from torch's global generator at every step: the resumed half-epoch's
+    extra DataLoader iterator must not move that stream."""
+    root = write_image_folder(tmp_path / "imagenet")
+
+    def cfg(results):
+        return make_cfg("dataset=imagenet", f"dataset.root={root}", "dataset.num_classes=3", "dataset.image_size=12",
+                        "dataset.eval_resize=14", "dataset.workers=0", "model=lenet300_100", "method=flipout",
+                        "sparsity=0.5", "epochs=2", "batch_size=4", "device=cpu", "progress=false",
+                        f"results_dir={results}")
+
+    reference = run(cfg(tmp_path / "a"))
+    original_step = stop_after(monkeypatch, 5)  # 13 images, batch 4: step 5 is epoch 2's first
+    with pytest.raises(TrainingInterrupted, match=r"stopped after step 5 \(epoch 2, batch 1\)"):
+        run(cfg(tmp_path / "b"))
+    monkeypatch.setattr(Trainer, "step", original_step)
+    resumed = run(cfg(tmp_path / "b"))
+    weights, ref_weights = final(resumed)[0], final(reference)[0]
+    assert all(torch.equal(weights[k], v) for k, v in ref_weights.items())
+    assert resumed["final_test_acc"] == reference["final_test_acc"]
+    losses = [[r["train_loss"] for r in map(json.loads, (Path(s["run_dir"]) / "metrics.jsonl").read_text().splitlines())
+               if r["type"] == "epoch"] for s in (reference, resumed)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2

@@ -70,11 +70,40 @@ def test_missing_or_odd_files_name_the_path_and_the_fix(tmp_path):
     base, _ = write_tiny(tmp_path)
     with open(base / "val" / "val_annotations.txt", "a") as fh:
         fh.write("val_9.JPEG\tn99999999\t0\t0\t1\t1\n")
-    with pytest.raises(DataError, match=r"val_9.JPEG \(and 0 more\) belong to no class folder"):
+    with pytest.raises(DataError, match=r"val_annotations.txt has 1 class\(es\) that .*train lacks: n99999999"):
         LOADERS["tiny_imagenet"](tmp_path, False)
-    (base / "val" / "val_annotations.txt").write_text(f"val_0.JPEG\t{WNIDS[0]}\t0\t0\t1\t1\n")
+    (base / "val" / "val_annotations.txt").write_text("".join(f"val_{i}.JPEG\t{w}\t0\t0\t1\t1\n" for i, w in enumerate(WNIDS)))
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(base / "train" / WNIDS[0] / "images" / "small.JPEG")
     with pytest.raises(DataError, match=r"small.JPEG is 48x32, not 64x64"):
+        LOADERS["tiny_imagenet"](tmp_path, False)
+
+
+def test_a_malformed_annotation_line_is_named_by_file_and_line(tmp_path):
+    base, _ = write_tiny(tmp_path)
+    annotations = base / "val" / "val_annotations.txt"
+    annotations.write_text(annotations.read_text() + "\nval_4.JPEG n01443537 0 0 63 63\n")  # spaces, not tabs
+    with pytest.raises(DataError, match=rf"^Tiny-ImageNet: {annotations} line 6 is 'val_4.JPEG n01443537 0 0 63 63',"
+                                        r" not '<file>\\t<wnid>\\t...': fix or remove that line"):
+        LOADERS["tiny_imagenet"](tmp_path, False)
+
+
+@pytest.mark.parametrize("layout", ["annotations", "class folders"])
+def test_validation_classes_that_differ_from_the_training_folders_are_named(tmp_path, layout):
+    """One class index, from train/: a validation split without one of its classes is refused, in either layout."""
+    base, _ = write_tiny(tmp_path)
+    rows = [r for r in (base / "val" / "val_annotations.txt").read_text().splitlines() if WNIDS[0] not in r]
+    (base / "val" / "val_annotations.txt").write_text("\n".join(rows) + "\n")
+    if layout == "class folders":
+        for name, label in VAL:
+            if label:
+                (base / "val" / WNIDS[label]).mkdir(exist_ok=True)
+                (base / "val" / "images" / name).rename(base / "val" / WNIDS[label] / name)
+        (base / "val" / "val_annotations.txt").unlink()
+        (base / "val" / "images" / "val_1.JPEG").unlink()
+        (base / "val" / "images").rmdir()
+    where = base / "val" / ("val_annotations.txt" if layout == "annotations" else "")
+    with pytest.raises(DataError, match=rf"^Tiny-ImageNet: {str(where).rstrip('/')} lacks 1 class\(es\) of "
+                                        rf"{base / 'train'}: {WNIDS[0]}: labels are numbered"):
         LOADERS["tiny_imagenet"](tmp_path, False)
 
 

@@ -137,3 +137,20 @@ def test_update_every_must_be_an_integer():
 def test_regrow_dropped_must_be_true_or_false(method):
     with pytest.raises(ConfigError, match="method.regrow_dropped=1 must be true or false"):
         validate(make_cfg(f"method={method}", "method.regrow_dropped=1"))
+
+
+def test_no_weight_drops_or_grows_in_a_layer_the_budget_keeps_dense():
+    from flipout_repro.sparsity.budgets import Budget
+
+    method = RigL(drop_fraction=0.5)
+    method.use_budget(Budget("uniform", dense_first=True))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 3, bias=False))
+    masks = Masks.for_model(net)
+    masks.values[1].copy_(torch.tensor([[1.0, 1, 0, 0]] * 3))  # the second layer at half, the first dense
+    masks.active = True
+    method.bind(net, masks)
+    method.on_train_start(iter([]), 0.5, 10, 100)
+    method.after_prune()
+    update = method.mask_update(0)
+    assert update.counts == [0, 3]  # floor(0.5 x 6) in the sparse layer, none in the dense one

@@ -14,21 +14,35 @@ from helpers import write_summary
 RUN = ("experiment=quickstart", "method=flipout", "sparsity=0.75")
 
 
-def test_a_seed_with_nan_accuracy_or_an_infinite_best_is_left_out_of_the_cell(tmp_path, caplog):
+@pytest.mark.parametrize("key, value, named", [
+    ("final_test_acc", None, "final_test_acc=None"), ("final_test_acc", True, "final_test_acc=True"),
+    ("final_test_acc", 150, "final_test_acc=150"), ("final_test_acc", math.nan, "final_test_acc=nan"),
+    ("best_test_acc", math.inf, "best_test_acc=inf"), ("target_sparsity", math.nan, "target_sparsity=nan"),
+    ("seed", "2", "seed='2'"), ("model", "../../escape", "model='../../escape'"),
+    ("quantization", "fast", "quantization='fast'"), ("status", "great", "status='great'")])
+def test_a_summary_that_breaks_its_typed_definition_is_skipped_and_named(tmp_path, caplog, key, value, named):
     for seed, acc in zip((0, 1), (90.0, 92.0)):
         write_summary(tmp_path, *RUN, seed=seed, acc=acc)
-    write_summary(tmp_path, *RUN, seed=2, acc=math.nan)
-    path = next(tmp_path.glob("runs/**/seed_0/summary.json"))
-    s = json.loads(path.read_text())
-    inf = write_summary(tmp_path, *RUN, seed=3, acc=91.0) / "summary.json"
-    inf.write_text(json.dumps({**json.loads(inf.read_text()), "best_test_acc": math.inf}))
+    bad = write_summary(tmp_path, *RUN, seed=2, acc=50.0) / "summary.json"
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), key: value}))
     with caplog.at_level("WARNING", logger="flipout_repro"):
         runs = tables.load_runs(tmp_path / "runs")
-    assert sorted(runs["status"]) == ["completed", "completed", "invalid", "invalid"]
-    assert "final_test_acc is nan" in caplog.text and "best_test_acc is inf" in caplog.text
+    assert sorted(runs["seed"]) == [0, 1]
+    assert f"skipped {bad}" in caplog.text and named in caplog.text
     [c] = tables.aggregate(runs).itertuples()
-    assert (c.n_seeds, c.seeds, c.final_mean, c.best_mean) == (2, "0,1", 91.0, 92.0)
-    assert s["seed"] == 0
+    assert (c.n_seeds, c.seeds, c.final_mean) == (2, "0,1", 91.0)
+
+
+def test_a_run_short_of_its_target_sparsity_is_listed_but_never_placed_at_it(tmp_path, caplog):
+    write_summary(tmp_path, *RUN, seed=0, acc=90.0)
+    short = write_summary(tmp_path, *RUN, seed=1, acc=99.0) / "summary.json"
+    short.write_text(json.dumps({**json.loads(short.read_text()), "achieved_sparsity": 0.0}))
+    with caplog.at_level("WARNING", logger="flipout_repro"):
+        runs = tables.load_runs(tmp_path / "runs")
+    assert sorted(runs["status"]) == ["completed", "invalid"]
+    assert "achieved sparsity 0 is short of its target 0.75" in caplog.text
+    [c] = tables.aggregate(runs).itertuples()
+    assert (c.n_seeds, c.final_mean) == (1, 90.0)
 
 
 @pytest.mark.parametrize("text, state", [("[1, 2]", "damaged"), ("{not json", "damaged"), ('"x"', "damaged"),

@@ -45,6 +45,13 @@ def summary(root):
     return json.loads(path.read_text()), path.parent
 
 
+def epoch_sums(root):
+    """(train_loss, train_acc) of each epoch record of the run under ``root``."""
+    _, folder = summary(root)
+    records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [(r["train_loss"], r["train_acc"]) for r in records if r["type"] == "epoch"]
+
+
 def assert_same(a, b):
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
@@ -99,6 +106,8 @@ def test_a_stop_on_one_rank_stops_both_and_resumes_on_two_or_one_ranks(two_ranks
     assert_same(resumed[0], resumed[1])
     assert_same(resumed[0], ranks(two_ranks / "dump")[0])
     assert summary(root)[0]["final_test_acc"] == summary(two_ranks)[0]["final_test_acc"]
+    # each rank went on from its own float32 sums of the half epoch: the resumed epoch's train_loss too
+    assert epoch_sums(root) == epoch_sums(two_ranks)
 
     one = run_cli(*ARGS, f"results_dir={copy}")  # the 2-rank checkpoint in one process
     assert one.returncode == 0, one.stderr[-2000:]

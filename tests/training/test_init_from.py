@@ -121,3 +121,10 @@ def test_every_model_takes_init_from(tmp_path, no_md5):  # noqa: F811
     summary = run(cfg)
     assert summary["status"] == "completed"
     assert summary["init_from"]["sha256"] == file_sha256(tmp_path / "dense" / "model.pt")
+
+
+def test_weights_of_an_integer_type_are_refused_not_truncated(dense, tmp_path):
+    state = torch.load(Path(dense["run_dir"]) / "model.pt", weights_only=True)
+    torch.save({k: v.long() for k, v in state.items()}, tmp_path / "ints.pt")  # every weight truncated to 0
+    msg = refused(tmp_path / "res", tmp_path / "ints.pt")
+    assert "not floating point (file vs model): fc1.weight int64 vs float32" in msg, msg

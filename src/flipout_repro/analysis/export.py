@@ -36,7 +36,7 @@ from torch.nn.utils import prune
 from flipout_repro.analysis.sparse_export import SPARSE_FILE, save_sparse
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.sparsity.patterns import is_nm, semi_structured_padding, semi_structured_problem
-from flipout_repro.rundir import atomic_torch_save
+from flipout_repro.rundir import atomic_torch_save, real_folder
 
 STATE_DICT_FILE = "pruned_state_dict.pt"
 PRUNE_LAYOUT_FILE = "pruned_prune_layout.pt"
@@ -63,12 +63,22 @@ def prune_layout_state_dict(model: nn.Module, masks: Masks) -> dict[str, torch.T
 def export(model: nn.Module, masks: Masks, out_dir: Path) -> dict[str, str]:
     """Write the three files into ``out_dir`` (atomically); return their paths by kind."""
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        real_folder(out_dir, out_dir.parent)  # refused: nothing is written through a link
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"state_dict": out_dir / STATE_DICT_FILE, "prune_layout": out_dir / PRUNE_LAYOUT_FILE,
              "sparse": out_dir / SPARSE_FILE}
-    atomic_torch_save(plain_state_dict(model, masks), paths["state_dict"])
-    atomic_torch_save(prune_layout_state_dict(model, masks), paths["prune_layout"])
-    save_sparse(model, masks, paths["sparse"])
+    written: list[Path] = []
+    try:
+        atomic_torch_save(plain_state_dict(model, masks), paths["state_dict"])
+        written.append(paths["state_dict"])
+        atomic_torch_save(prune_layout_state_dict(model, masks), paths["prune_layout"])
+        written.append(paths["prune_layout"])
+        save_sparse(model, masks, paths["sparse"])
+    except BaseException:  # a full disk half way: this export's files go, none is left half of one
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -20,7 +20,7 @@ from flipout_repro.errors import ConfigError
 from flipout_repro.data import DataError
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import DamagedRun, RunDir, load_tensors
-from flipout_repro.rundir import read_summary as rundir_read_summary
+from flipout_repro.rundir import load_summary, read_summary as rundir_read_summary
 from flipout_repro.config.defaults import completed
 from flipout_repro.config.schema import RunConfig
 from flipout_repro.training.build import build_model, load_data
@@ -54,6 +54,18 @@ def redo(run: RunDir) -> str:
             f" are in {run.config}): it resumes from checkpoint.pt if that is there, else trains the run anew")
 
 
+def failed_fix(summary: dict[str, Any]) -> str:
+    """What to change for a failed run (the same command fails the same way again)."""
+    reason = summary.get("stop_reason")
+    if reason == "layer_collapse":
+        return ("Train it on with on_collapse=warn, or choose a lower sparsity or budget=erk/uniform so that no"
+                " layer loses every weight")
+    if reason == "sparsity_not_reached":
+        return "Give it a schedule whose prune events reach the target (the method's own), then resume=false"
+    return ("It diverged: the same settings diverge again; lower optim.lr (or use precision=fp32), then"
+            " train it with resume=false")
+
+
 def check_run_folder(path: str | Path, need_summary: bool = True) -> RunDir:
     """The RunDir of ``path`` once it holds config.yaml, masks.pt, model.pt or checkpoint.pt (and
     summary.json)."""
@@ -80,7 +92,9 @@ def read_summary(run: RunDir) -> dict[str, Any]:
     if not run.summary.exists():
         return {}
     try:
-        return rundir_read_summary(run)
+        summary = rundir_read_summary(run)
+        load_summary(run)  # its fields as Summary defines them (values read back are untrusted)
+        return summary
     except (OSError, DamagedRun) as exc:
         raise RunFolderError(str(exc)) from exc
 
@@ -112,6 +126,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", with_data: bo
     """
     run = check_run_folder(path, need_summary)
     summary = read_summary(run)
+    if summary.get("status") == "failed":
+        raise RunFolderError(f"{run.path} is a failed run ({summary.get('error')}): it has no final network to"
+                             f" use. {failed_fix(summary)}")
     cfg = run_config(run)
     if data_root is not None:
         cfg.dataset.root = data_root

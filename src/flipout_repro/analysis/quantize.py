@@ -249,7 +249,7 @@ def quantize_run_folder(path: str | Path, settings: QuantSettings | None = None,
     result = quantize_and_evaluate(loaded.model, loaded.masks, loaded.data, settings, eval_batch_size,
                                    save_dir=loaded.run.path)
     log_quantization(result)
-    with RunLock(loaded.run):
+    with RunLock(loaded.run, wait=60.0):  # another tool writing the summary: wait, then merge into its result
         summary = read_summary(loaded.run)
         summary["quantization"] = merge_quantization(summary.get("quantization"), result)
         write_json(loaded.run.summary, summary)

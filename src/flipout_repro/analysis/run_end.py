@@ -17,6 +17,7 @@ from flipout_repro.analysis.plots import FIGURE_FILE, plot_layer_sparsity, run_t
 from flipout_repro.analysis.quantize import log_quantization, merge_quantization, quantize_and_evaluate, \
     settings_from_config
 from flipout_repro.analysis.size import model_size
+from flipout_repro.rundir import real_folder
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import RunDir
 
@@ -37,7 +38,7 @@ def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
     """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
     from torch.utils.tensorboard import SummaryWriter  # at the run's end only
 
-    with SummaryWriter(log_dir=str(run.tb)) as tb:
+    with SummaryWriter(log_dir=str(real_folder(run.tb, run.path))) as tb:  # tb/: never a link
         tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)
         tb.add_scalar("layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1), step)
         text = ", ".join(entries["collapsed_layers"]) or "none"

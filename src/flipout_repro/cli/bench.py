@@ -135,7 +135,7 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int, ro
     Returns "" or, for a noisy measurement, the line that says what was not written and why."""
     from flipout_repro.analysis.finished_run import load_run
     from flipout_repro.bench.inference import bench_inference, format_inference
-    from flipout_repro.rundir import write_json
+    from flipout_repro.rundir import update_summary, write_json
 
     loaded = load_run(run, "cpu", with_data=False)
     result = {"run": str(loaded.run.path), "model": loaded.cfg.model.name, "method": loaded.cfg.method.name,
@@ -147,9 +147,8 @@ def _inference(run: str, batches: tuple[int, ...], warmup: int, repeats: int, ro
         return (f"{len(result['warnings'])} case(s) of {loaded.run.path / 'inference.json'} spread more than"
                 f" {spread_limit:g}x (marked trusted: false there); no speed-up written into {loaded.run.summary}:"
                 " rerun on an idle machine, with more --rounds/--repeats")
-    summary = loaded.summary | {"inference": {"cpu_threads": result["threads"], **{
-        f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}}
-    write_json(loaded.run.summary, summary)
+    update_summary(loaded.run, {"inference": {"cpu_threads": result["threads"], **{
+        f"speedup_b{b}": v["speedup"] for b, v in result["batches"].items()}}})  # under the run's lock
     print(f"\nwritten: {loaded.run.path / 'inference.json'}; speed-ups in {loaded.run.summary}")
     return ""
 

@@ -5,12 +5,16 @@
     1    an unexpected error (a bug, or a model a tool cannot handle: with a traceback), or a failure of
          the system (no space left on device, a permission): the message names the exception
     2    bad input: a config value, a data set, a run folder or a command-line argument; nothing was written
-    3    training diverged: the failure is recorded in the run's summary.json
+    3    training failed: it diverged, or ended short of its target sparsity (a schedule whose prune events
+         did not reach it); the failure is recorded in the run's summary.json
     4    the run folder is in use by another process
     5    a sweep (``-m``) in which some jobs did not finish (each failed on its own code above; the
          others ran): the closing list names each with why
     6    stopped at a prune event that left a layer no weight (``on_collapse=stop``): recorded in the
          run's summary.json (status failed, stop_reason layer_collapse)
+    7    a file of a streamed data set that cannot be read, met during training or evaluation: the run folder
+         exists (its checkpoint is the last epoch's end); replace or remove the file and the same command
+         resumes (``dataset.verify=true`` names every such file before a run starts, with code 2)
     130  interrupted by Ctrl-C (SIGINT); during training after writing a checkpoint: the same command
          resumes the run (a sweep stops there too). Printed as ``<prog>: interrupted: ...``, not an error
     143  stopped by SIGTERM (what a cluster sends before pre-emption) after writing a checkpoint: the same
@@ -27,7 +31,7 @@ from typing import Callable, NoReturn, TypeVar
 T = TypeVar("T")
 
 BAD_INPUT, DIVERGED, LOCKED, SWEEP_FAILED, INTERRUPTED, UNEXPECTED = 2, 3, 4, 5, 143, 1
-COLLAPSED, INTERRUPTED_BY_USER = 6, 130
+COLLAPSED, BAD_DATA_FILE, INTERRUPTED_BY_USER = 6, 7, 130
 #: the codes of a run stopped on purpose, printed as ``interrupted``, not as an error
 STOPPED = (INTERRUPTED, INTERRUPTED_BY_USER)
 
@@ -40,11 +44,14 @@ def exit_code(exc: BaseException) -> int:
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     from flipout_repro.errors import ConfigError
-    from flipout_repro.data import DataError
+    from flipout_repro.data import DataError, DataFileError
     from flipout_repro.rundir import RunLocked
     from flipout_repro.training.collapse import LayerCollapsed
     from flipout_repro.training.trainer import TrainingDiverged, TrainingInterrupted
+    from flipout_repro.run import SparsityNotReached
 
+    if isinstance(exc, DataFileError):
+        return BAD_DATA_FILE
     if isinstance(exc, (ConfigError, DataError, RunFolderError, ValueError, ConfigCompositionException,
                         OverrideParseException)):
         return BAD_INPUT  # Hydra's: a config group or option that does not exist (flipout-bench --model)
@@ -52,7 +59,7 @@ def exit_code(exc: BaseException) -> int:
         return COLLAPSED
     if isinstance(exc, TrainingInterrupted) and getattr(exc, "signal", None) == signal.SIGINT:
         return INTERRUPTED_BY_USER
-    if isinstance(exc, TrainingDiverged):
+    if isinstance(exc, (TrainingDiverged, SparsityNotReached)):
         return DIVERGED
     if isinstance(exc, RunLocked):
         return LOCKED

@@ -45,11 +45,11 @@ def record(status: str, code: int = 0, error: str = "") -> None:
     hc = HydraConfig.get()
     outcome = {"job": int(hc.job.num), "overrides": task_overrides(), "status": status, "code": code,
                "error": error}
+    from flipout_repro.rundir import atomic_write_text
+
     folder = Path(hc.runtime.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{OUTCOME_FILE}.tmp"
-    tmp.write_text(json.dumps(outcome) + "\n")
-    tmp.replace(folder / OUTCOME_FILE)
+    atomic_write_text(folder / OUTCOME_FILE, json.dumps(outcome) + "\n")
 
 
 class TrainHooks(Callback):
@@ -60,6 +60,7 @@ class TrainHooks(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_results_dir(config)
+        _prepare_output(config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_results_dir(config)
@@ -94,14 +95,73 @@ class TrainHooks(Callback):
 
 
 def _check_results_dir(config: DictConfig) -> None:
-    """One line and exit code 2 when ``results_dir`` is a file or cannot be written (Hydra's own log
-    folder goes there first, and would fail with a traceback)."""
+    """One line and exit code 2 when ``results_dir`` is empty, a file, or cannot be written, or when a
+    folder of Hydra's output folder below it is a symbolic link (Hydra's own log folder goes there first,
+    and would fail with a traceback or write through the link). Remembers the part of the path that
+    exists already: a refused run removes what it created (:func:`discard_output`)."""
     from flipout_repro.config.checks import writable_folder_problem  # here: --help stays fast (no torch)
 
     value = OmegaConf.select(config, "results_dir", throw_on_resolution_failure=False)
     if value is None:
         return  # not resolvable here: validate names it
+    fix = "pass results_dir=DIR, a folder you can write in"
+    if not str(value).strip():
+        fail("flipout-train", f"results_dir={str(value)!r} is empty: {fix}", BAD_INPUT)
     problem = writable_folder_problem(str(value))
     if problem:
-        fail("flipout-train", f"results_dir={str(value)!r} {problem}: pass results_dir=DIR, a folder you can"
-             " write in", BAD_INPUT)
+        fail("flipout-train", f"results_dir={str(value)!r} {problem}: {fix}", BAD_INPUT)
+    here = Path(str(value)) / "hydra"
+    while not here.exists() and not here.is_symlink() and here != here.parent:
+        here = here.parent
+    state["existed"] = here
+    for part in (Path(str(value)) / "hydra", *(Path(str(value)) / "hydra").parents):
+        if part.is_symlink() and Path(str(value)) in part.parents:
+            fail("flipout-train", f"{part} is a symbolic link: nothing is written through one (remove it)", BAD_INPUT)
+
+
+def _prepare_output(config: DictConfig) -> None:
+    """Create this single run's Hydra output folder before Hydra does, so that a folder that cannot be made
+    (``results_dir=/proc/x``) is one line and exit code 2, not Hydra's traceback."""
+    value = OmegaConf.select(config, "hydra.run.dir", throw_on_resolution_failure=False)
+    if value is None or "existed" not in state:
+        return
+    folder = Path(str(value))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_created(folder.parent)
+        fail("flipout-train", f"results_dir: {folder} cannot be created ({exc.strerror or exc}): pass"
+             " results_dir=DIR, a folder you can write in", BAD_INPUT)
+
+
+def _remove_created(folder: Path) -> None:
+    """Remove ``folder`` and the empty folders above it that this command created."""
+    stop = state["existed"]
+    while folder != stop and stop in folder.parents:
+        if folder.is_dir() and not folder.is_symlink():
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else lives there
+                break
+        folder = folder.parent
+
+
+def discard_output() -> None:
+    """A refused single run leaves nothing behind: Hydra's output folder of this job (its ``.hydra/`` and
+    job log, nothing else) and the folders above it that this command created are removed."""
+    import logging
+    import shutil
+
+    if not HydraConfig.initialized() or "existed" not in state:
+        return
+    hc = HydraConfig.get()
+    folder = Path(str(hc.runtime.output_dir))
+    for handler in list(logging.getLogger().handlers):  # the job log, open in that folder
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    if folder.is_dir() and not folder.is_symlink():
+        ours = {".hydra", f"{hc.job.name}.log"}
+        if set(os.listdir(folder)) <= ours:
+            shutil.rmtree(folder, ignore_errors=True)
+    _remove_created(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from pathlib import Path
 from importlib import metadata
 
 from flipout_repro import __version__
@@ -96,6 +97,7 @@ def unknown_option(prog: str, args: list[str]) -> ConfigError | None:
     option has no conf/<group>/<option>.yaml, as a ConfigError with the closest options; None if there is
     none. ``glob(...)`` and ranges are left to Hydra."""
     groups = config_groups()
+    extra = [d for d in (_option(args, ("--config-dir", "-cd")),) if d]  # the user's own presets
     for o in _parse(args):
         folder = groups.get(o.key_or_group)
         if folder is None or o.is_delete() or o.package is not None:
@@ -106,7 +108,8 @@ def unknown_option(prog: str, args: list[str]) -> ConfigError | None:
         else:
             values = ["null" if o.value() is None else str(o.value())]  # Hydra takes no null for a group
         for value in values:
-            if not os.path.isfile(os.path.join(folder, f"{value}.yaml")):
+            if not any(os.path.isfile(os.path.join(f, f"{value}.yaml"))
+                       for f in (folder, *[os.path.join(d, o.key_or_group) for d in extra])):
                 return _option_error(prog, o.input_line.split("=", 1)[0], o.key_or_group, value, folder)
     return None
 
@@ -122,6 +125,38 @@ def _option_error(prog: str, key: str, group: str, value: str, folder: str) -> C
         fix = f"use one of {', '.join(options)}" if len(options) <= 5 else \
             f"pick one of conf/{group}/*.yaml ({prog} --help lists them)"
     return ConfigError(key, value, f"is not {'an' if noun[0] in 'aeiou' else 'a'} {noun}", fix)
+
+
+def relabel_or_copy(args: list[str]) -> ConfigError | None:
+    """A ConfigError for an override that would make a run lie about itself: ``<group>.name=`` (relabels
+    the run in its folder and every table: ``method.name=flipout`` on a magnitude run), or a key that a
+    group's options set to a copy of another key (``method.optim_weight_decay: ${optim.weight_decay}``):
+    the two would disagree. None if there is none."""
+    import re
+
+    groups = config_groups()
+    copy = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+    for o in _parse(args):
+        if o.is_delete() or "." not in o.key_or_group:
+            continue
+        group, key = o.key_or_group.split(".", 1)
+        if group not in groups:
+            continue
+        value = o.input_line.split("=", 1)[1] if "=" in o.input_line else None
+        noun = _NOUNS.get(group, group)
+        if key == "name":
+            return ConfigError(o.key_or_group, value, "would relabel the run in its folder and every table",
+                               f"pick the {noun} itself: {group}=NAME (flipout-train --help lists them)")
+        for option in sorted(os.listdir(groups[group])):
+            if not option.endswith(".yaml"):
+                continue
+            text = Path(groups[group], option).read_text()
+            found = re.search(rf"^{re.escape(key)}:\s*(\S+)\s*$", text, re.M)
+            source = copy.fullmatch(found.group(1)) if found else None
+            if source:
+                return ConfigError(o.key_or_group, value, f"is a copy of {source.group(1)} (conf/{group}/{option})",
+                                   f"set {source.group(1)} instead")
+    return None
 
 
 def foreign_optim_key(args: list[str]) -> ConfigError | None:
@@ -140,6 +175,125 @@ def foreign_optim_key(args: list[str]) -> ConfigError | None:
     return None
 
 
+#: What Hydra may instantiate for flipout-train: our own callback, Hydra's own launcher and sweeper, and
+#: the launcher plugins of the ``cluster`` extra (conf/hydra/launcher/). Anything else a config names
+#: under ``hydra`` would run code before the config is checked.
+HYDRA_TARGETS = ("flipout_repro.cli.hooks.TrainHooks", "hydra._internal.core_plugins.",
+                 "hydra_plugins.hydra_joblib_launcher.", "hydra_plugins.hydra_submitit_launcher.")
+#: Options that bring in config files from outside conf/ (a preset of the user's may hold a ``hydra:`` node)
+_CONFIG_OPTIONS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def _option(args: list[str], names: tuple[str, ...]) -> str | None:
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def hydra_code_problem(args: list[str]) -> ConfigError | None:
+    """A ConfigError when the config the command line composes would make Hydra run code or write outside
+    ``results_dir`` before the config is checked: a ``_target_`` under ``hydra`` other than
+    :data:`HYDRA_TARGETS` (``+hydra.callbacks.x={_target_: shutil.copyfile, ...}``), a logging factory
+    (``()``) or handler class outside ``logging``, a log file, ``hydra.run.dir`` or ``hydra.sweep.dir``
+    outside ``results_dir``. Composed (Hydra's compose API, which instantiates nothing) only when the
+    command line touches ``hydra`` or names config files of its own; None otherwise."""
+    keys = [o.key_or_group for o in _parse(args)]
+    touches = any(k == "hydra" or k.startswith(("hydra.", "hydra/")) for k in keys)
+    if not touches and _option(args, _CONFIG_OPTIONS) is None:
+        return None
+    for cfg in _composed_variants(args):
+        problem = _hydra_node_problem(cfg)
+        if problem:
+            return problem
+    return None
+
+
+def _composed_variants(args: list[str]) -> list:
+    """The configs a sweep's command line composes, enough to see every option of every swept group (one
+    config per swept value, the others at their first); one config for a single run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    primary = _option(args, ("--config-path", "-cp")) or paths.config_dir()
+    name = _option(args, ("--config-name", "-cn")) or "config"
+    extra = _option(args, ("--config-dir", "-cd"))
+    plain = [a for a in args if not a.startswith("-") and "=" in a]
+    skip = {v for v in (_option(args, _CONFIG_OPTIONS),) if v}
+    plain = [a for a in plain if a not in skip]
+    parsed = OverridesParser.create().parse_overrides(plain)
+    base, swept = [], []
+    for o, text in zip(parsed, plain):
+        if not o.is_sweep_override():
+            base.append(text)
+            continue
+        listed = o.value_type.name in ("CHOICE_SWEEP", "SIMPLE_CHOICE_SWEEP")
+        values = [str(v) for v in o.sweep_string_iterator()] if listed else []
+        key = text.split("=", 1)[0]
+        if values:
+            swept.append([f"{key}={v}" for v in values])
+    variants = [[*base, *(vals[0] for vals in swept)]]
+    for i, vals in enumerate(swept):
+        for v in vals[1:]:
+            variants.append([*base, *(w[0] if j != i else v for j, w in enumerate(swept))])
+    if extra:
+        variants = [[*v, f"hydra.searchpath=[file://{os.path.abspath(extra)}]"] for v in variants]
+    configs = []
+    with initialize_config_dir(config_dir=os.path.abspath(primary), version_base="1.3"):
+        for v in variants:
+            configs.append(compose(config_name=name, overrides=v, return_hydra_config=True))
+    return configs
+
+
+def _hydra_node_problem(cfg) -> ConfigError | None:
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg.hydra, resolve=False)
+    results = str(OmegaConf.select(cfg, "results_dir", throw_on_resolution_failure=False) or "")
+    fix = "remove it: flipout-train runs only its own Hydra callback, Hydra's launchers and the cluster extra's"
+
+    def walk(value, where: str):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(v, f"{where}.{k}")
+                yield where, str(k), v
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from walk(v, f"{where}[{i}]")
+
+    for where, key, value in walk(node, "hydra"):
+        logging_node = where.startswith(("hydra.job_logging", "hydra.hydra_logging"))
+        if key == "_target_" and not str(value).startswith(HYDRA_TARGETS):
+            return ConfigError(f"{where}._target_", value, "would run code before the config is checked", fix)
+        if logging_node and key == "()":
+            return ConfigError(f"{where}.()", value, "would run code (a logging factory)", fix)
+        if logging_node and key == "class" and not str(value).startswith("logging."):
+            return ConfigError(f"{where}.class", value, "is not a handler of Python's logging", fix)
+        if logging_node and key == "filename" and not _inside(str(value), results, "${hydra.runtime.output_dir}/"):
+            return ConfigError(f"{where}.filename", value, "lies outside results_dir",
+                               "leave Hydra's job log where it is (under results_dir/hydra)")
+    for key in ("run.dir", "sweep.dir"):
+        value = OmegaConf.select(cfg.hydra, key, throw_on_resolution_failure=False)
+        if value is not None and not _inside(str(value), results):
+            return ConfigError(f"hydra.{key}", value, "lies outside results_dir",
+                               "leave it to results_dir/hydra (nothing is written outside results_dir)")
+    return None
+
+
+def _inside(path: str, root: str, prefix: str | None = None) -> bool:
+    """Whether ``path`` lies inside ``root`` (lexically: no ``..`` climbs out), or starts with ``prefix``
+    and goes nowhere up from there."""
+    if prefix and path.startswith(prefix):
+        return ".." not in Path(path[len(prefix):]).parts
+    if not root or ".." in Path(path).parts:
+        return False
+    base = os.path.abspath(root)
+    return os.path.commonpath([os.path.abspath(path), base]) == base
+
+
 def check_command_line(prog: str, args: list[str]) -> None:
     """``--version`` prints :func:`version_line` and exits 0; an unknown key or group option is one line
     and exit code 2."""
@@ -148,7 +302,13 @@ def check_command_line(prog: str, args: list[str]) -> None:
         sys.exit(0)
     if {"--help", "-h", "--hydra-help"} & set(args):
         return
-    bad = unreadable(args) or unknown_option(prog, args) or foreign_optim_key(args)
+    bad = unreadable(args) or unknown_option(prog, args) or foreign_optim_key(args) or relabel_or_copy(args)
+    if bad:
+        fail(prog, str(bad), BAD_INPUT)
+    try:
+        bad = hydra_code_problem(args)
+    except Exception:  # noqa: BLE001 - a config that does not compose: Hydra says why itself, next
+        bad = None
     if bad:
         fail(prog, str(bad), BAD_INPUT)
     found = unknown_key(args)

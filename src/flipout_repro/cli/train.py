@@ -20,7 +20,7 @@ from flipout_repro.config import launch, paths, schema
 from flipout_repro.training import phases
 from flipout_repro.cli import hooks
 from flipout_repro.cli.overrides import check_command_line, print_resolved_notes
-from flipout_repro.cli.failures import (COLLAPSED, DIVERGED, INTERRUPTED_BY_USER, STOPPED, SWEEP_FAILED, UNEXPECTED, exit_code, fail,
+from flipout_repro.cli.failures import (BAD_INPUT, COLLAPSED, DIVERGED, INTERRUPTED_BY_USER, STOPPED, SWEEP_FAILED, UNEXPECTED, exit_code, fail,
                                         message)
 
 schema.register()  # run_schema, the first entry of conf/config.yaml's defaults list
@@ -47,7 +47,10 @@ def _main(cfg: DictConfig) -> float | None:
             return None
         if code == UNEXPECTED and not isinstance(exc, OSError):
             raise  # a bug: Hydra prints the traceback (a full disk or a permission is one line)
-        _log_to_files(message(exc))  # on screen: fail() prints it, once
+        if code == BAD_INPUT:
+            hooks.discard_output()  # a refused command leaves nothing behind
+        else:
+            _log_to_files(message(exc))  # on screen: fail() prints it, once
         if code in STOPPED:
             fail("flipout-train", message(exc), code,
                  kind=f"interrupted by {getattr(getattr(exc, 'signal', None), 'name', 'a signal')}")

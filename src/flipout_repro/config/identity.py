@@ -30,7 +30,7 @@ from omegaconf import MISSING, DictConfig
 
 from flipout_repro.config.defaults import (GROUPS, completed, container, group_defaults, method_schedule, resolved,
                                           root_defaults)
-from flipout_repro.rundir import RunDir, format_sparsity
+from flipout_repro.rundir import RunDir, format_sparsity, path_name
 
 #: The identity rule's version: run folders written under another one are moved (config/migrate.py).
 FORMAT = 2
@@ -41,6 +41,7 @@ NOT_IDENTITY = frozenset({
     "deterministic", "quantize", "quantization",
     "on_collapse",  # stop or warn: a run that completes computes the same either way
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
+    "dataset.verify",  # a check of the files before the run
     "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
 })
 #: The axes a study compares (besides the seed); everything else is the protocol.
@@ -76,8 +77,10 @@ class Identity:
     def folder(self, results_dir: str | Path) -> Path:
         """``<results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>``."""
         p, a = self.protocol, self.axes
-        return (Path(results_dir) / "runs" / f"{p['model']['name']}-{p['dataset']['name']}" / a["method"]["name"]
-                / f"sparsity_{format_sparsity(a['sparsity'])}" / self.hash / f"seed_{self.seed}")
+        names = [path_name(v, k) for k, v in (("model.name", p["model"]["name"]), ("dataset.name", p["dataset"]["name"]),
+                                              ("method.name", a["method"]["name"]))]
+        return (Path(results_dir) / "runs" / f"{names[0]}-{names[1]}" / names[2]
+                / f"sparsity_{format_sparsity(a['sparsity'])}" / self.hash / f"seed_{int(self.seed)}")
 
     def flat(self) -> dict[str, Any]:
         """``{"protocol.optim.lr": 0.05, "axes.method.name": "flipout", ...}``: every value by its key."""

@@ -47,12 +47,14 @@ def claim_gpu(n: int, folder: Path | None = None) -> int | None:
         return _claim[0]
     import fcntl
 
+    from flipout_repro.rundir import open_append
+
     folder = folder or lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     names = [v.strip() for v in visible.split(",")] if visible else [str(k) for k in range(n)]
     for k in range(n):
-        fh = open(folder / f"gpu{names[k] if k < len(names) else k}.lock", "a+")
+        fh = open_append(folder / f"gpu{names[k] if k < len(names) else k}.lock")  # a link: refused
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

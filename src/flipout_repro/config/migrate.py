@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from flipout_repro.config.defaults import completed, group_defaults
 from flipout_repro.config.identity import FORMAT, stored_identity
-from flipout_repro.rundir import RunDir, atomic_write_text, runs_root, write_json
+from flipout_repro.rundir import RunDir, atomic_write_text, open_append, real_folder, runs_root, write_json
 
 log = logging.getLogger("flipout_repro")
 
@@ -73,6 +73,7 @@ def migrate(results_dir: str | Path, force: bool = False) -> Migration:
     if newer is not None and newer > FORMAT:
         raise ValueError(f"{root} holds run folders of identity format {newer}, newer than this flipout-repro's"
                          f" {FORMAT}: upgrade flipout-repro to use it")
+    real_folder(root, Path(results_dir))  # runs/ itself a link: refused, nothing written through it
     with _locked(root / ".migrate.lock"):
         if not force and recorded_format(results_dir) == FORMAT:  # another process did it meanwhile
             return result
@@ -120,7 +121,7 @@ def _move(folder: Path, results_dir: Path, result: Migration) -> str | None:
         return f"its folder under the identity format {FORMAT}, {target}, exists already"
     if _in_use(folder):
         return "in use by another process (its .lock is held)"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    real_folder(target.parent, runs_root(results_dir))  # no link below runs/ is followed
     os.rename(folder, target)
     result.moved.append((folder, target))
     _refresh(RunDir(target), config, summary)
@@ -149,8 +150,7 @@ def _refresh(run: RunDir, config: dict[str, Any], summary: Any) -> None:
 
 def _record(path: Path, moved: list[tuple[Path, Path]]) -> None:
     """Append ``old -> new`` lines to ``path`` (a planted symlink is not followed)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    with os.fdopen(fd, "a") as fh:
+    with open_append(path) as fh:
         fh.writelines(f"{old} -> {new}\n" for old, new in moved)
 
 
@@ -165,7 +165,7 @@ def _in_use(folder: Path) -> bool:
     lock = folder / ".lock"
     if not lock.is_file() or lock.is_symlink():
         return False
-    with open(lock, "a") as fh:
+    with open_append(lock) as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

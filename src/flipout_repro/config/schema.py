@@ -73,6 +73,10 @@ class DatasetConfig:
     #: same crop boxes, the training process decodes them on its device (torchvision.io.decode_jpeg; nvjpeg
     #: on CUDA) and crops there. Pixels differ slightly (other decoder and resize): hashed unless ``workers``
     decode: str = field(default="workers", metadata={"choices": ("workers", "device")})
+    #: streamed sets: read every file once before the run starts (before its folder is made) and stop, naming
+    #: every file that cannot be read; otherwise such a file stops the run when it is met (exit code 7). The
+    #: in-memory sets read every file at load anyway
+    verify: bool = False
 
 
 @dataclass

@@ -190,6 +190,9 @@ def check_axes(cfg: DictConfig, cls: Any) -> None:
     sparsity (the model's layers are checked once it is built: training.build)."""
     b, p = cfg.budget, cfg.pattern
     takes = getattr(cls, "any_budget", True)
+    if p.name != "unstructured" and not getattr(cls, "prunes", True):
+        raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, which prunes nothing",
+                          "drop pattern= (pattern=unstructured), or pick a method that prunes")
     if p.name != "unstructured" and not getattr(cls, "any_pattern", True):
         raise ConfigError("pattern", p.name, f"does not apply to method={cfg.method.name}, whose regrowth keeps"
                           " no N:M groups", "drop pattern= (pattern=unstructured)")

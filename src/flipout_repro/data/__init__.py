@@ -15,7 +15,8 @@ from typing import Union
 
 import torch
 
-from flipout_repro.data.errors import DataError
+from flipout_repro.data.errors import DataError, DataFileError
+from flipout_repro.data.files import allocating
 from flipout_repro.data.folder import STREAMING, FolderData, load_folder
 from flipout_repro.data.loaders import LOADERS
 from flipout_repro.data.rules import check_source
@@ -24,26 +25,32 @@ from flipout_repro.data.tensor import TensorData, resize_images
 
 #: what :func:`load` returns
 DataSet = Union[TensorData, FolderData]
-__all__ = ["DataError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TensorData",
+__all__ = ["DataError", "DataFileError", "DataSet", "FolderData", "LOADERS", "STREAMING", "TensorData",
            "holdout_split", "load", "resize_images"]
 
 
 def load(name: str, root: str | Path, download: bool, device: torch.device, mean: list[float],
          std: list[float], crop_padding: int = 0, flip: bool = False, resize: int | None = None, *,
          train_fraction: float = 1.0, image_size: int | None = None, eval_resize: int | None = None,
-         workers: int | None = None, num_classes: int | None = None, decode: str = "workers") -> DataSet:
+         workers: int | None = None, num_classes: int | None = None, decode: str = "workers",
+         verify: bool = False) -> DataSet:
     """Load data set ``name`` for training on ``device`` (``root``/``download`` apply to file-based sets),
     resized once to ``resize`` x ``resize`` when given, with ``1 - train_fraction`` of the training set
     held out. Streamed sets (:data:`STREAMING`) crop to ``image_size`` and, for evaluation, resize to
     ``eval_resize`` first; ``workers`` read them (None: :func:`default_workers`) and decode them, or, with
-    ``decode="device"``, the training process decodes them on ``device`` (data/jpeg_device.py)."""
+    ``decode="device"``, the training process decodes them on ``device`` (data/jpeg_device.py). ``verify``
+reads every file of a streamed set once first and names every one that cannot be read (an in-memory set
+reads all its files at load anyway)."""
     check_source(name, download, eval_resize, image_size, decode)  # data/rules.py: the one rule
     if name in STREAMING:
         return load_folder(name, root, device, mean, std, image_size, eval_resize, flip, workers, train_fraction,
-                           num_classes, decode)
+                           num_classes, decode, verify)
     train_x, train_y, test_x, test_y = LOADERS[name](Path(root), download)
     if resize:
-        train_x, test_x = resize_images(train_x, resize), resize_images(test_x, resize)
+        n = len(train_x) + len(test_x)
+        with allocating("dataset.resize", resize, f"{n} images of {resize}x{resize}",
+                        n * train_x.shape[1] * resize * resize):
+            train_x, test_x = resize_images(train_x, resize), resize_images(test_x, resize)
     channels = train_x.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"dataset.mean/std have {len(mean)}/{len(std)} values for {channels}-channel images")

@@ -14,7 +14,10 @@ one more number drawn after it, the epoch key, stored as the last entry (so a mi
 stores ``order``, stores the key too). Image ``i``'s crop and flip in that epoch are torchvision's own
 draws under torch's RNG seeded with a hash of (key, i), made in the worker. An image's augmentation thus
 depends on the run's seed, the epoch and the image only: not on the number of workers, the batch size,
-which worker decodes it, or a stop and resume.
+which worker decodes it, or a stop and resume. Each DataLoader has its own generator, seeded with the epoch
+key (0 for evaluation), for the base seed of its workers: no iterator draws from torch's global generator,
+whose stream (FlipOut's noise, a method's random scores) thus does not depend on how many iterators were made
+(a resumed half-epoch makes one more than an uninterrupted one).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from flipout_repro.data.crop_draw import draw_crop
-from flipout_repro.data.errors import DataError
+from flipout_repro.data.errors import DataError, DataFileError
+from flipout_repro.data.files import check_files, class_index, open_rgb, probe_image
 from flipout_repro.data.jpeg_device import ImageBytes
 from flipout_repro.data.split import holdout_split
 
@@ -70,14 +74,8 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         # torchvision and PIL where a streamed set uses them: importing them costs every other run a second
         import torchvision.transforms.functional as TF
-        from PIL import Image
 
-        try:
-            with Image.open(self.files[i]) as im:
-                img = im.convert("RGB")  # torchvision's default loader (grey and CMYK JPEGs exist in ImageNet)
-        except OSError as exc:  # a truncated or foreign file: name it (the worker hands the error on)
-            raise DataError(f"{self.files[i]} cannot be read as an image ({type(exc).__name__}: {exc}): "
-                            "replace or remove it") from exc
+        img = open_rgb(self.files[i])  # torchvision's default loader; a bad file: DataError naming it
         if self.key is None:
             return TF.pil_to_tensor(TF.center_crop(TF.resize(img, self.eval_resize), self.size))
         top, left, h, w, flip = draw_crop(img, self.key, i, self.flip)  # data/crop_draw.py
@@ -191,15 +189,18 @@ class FolderData:
                 start: int = 0) -> Iterator[tuple[tuple[int, int], torch.Tensor]]:
         """((begin, end) positions in ``indices``, normalised images on the device), batch by batch."""
         dev = self.train_y.device
+        # not torch's global generator (see the module's docstring); no image depends on this seed
+        seeded = torch.Generator().manual_seed(images.key or 0)
         loader = DataLoader(images, batch_sampler=_Slices(indices, batch_size, start), num_workers=self.workers,
                             collate_fn=images.collate, pin_memory=dev.type == "cuda",
-                            prefetch_factor=PREFETCH if self.workers else None)
+                            prefetch_factor=PREFETCH if self.workers else None, generator=seeded)
         try:
             for i, x in enumerate(loader, start=start):
                 b = i * batch_size
                 yield (b, min(b + batch_size, len(indices))), self.normalize(images.pixels(x, dev))
         except DataError as exc:  # from a worker, the message carries its traceback: keep the last line
-            raise DataError(str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
+            line = str(exc).strip().splitlines()[-1].split("DataError: ", 1)[-1]
+            raise DataFileError(f"{line} (dataset.verify=true names every such file before a run starts)") from None
 
 
 def _scan(folder: Path, name: str) -> tuple[list[str], list[int], list[str]]:
@@ -219,16 +220,19 @@ def _scan(folder: Path, name: str) -> tuple[list[str], list[int], list[str]]:
 
 def load_folder(name: str, root: str | Path, device: torch.device, mean: list[float], std: list[float],
                 size: int, eval_resize: int, flip: bool, workers: int | None = None, train_fraction: float = 1.0,
-                num_classes: int | None = None, decode: str = "workers") -> FolderData:
+                num_classes: int | None = None, decode: str = "workers", verify: bool = False) -> FolderData:
     """The data set in ``root`` (train/ and val/ by class), labels on ``device``; ``train_fraction`` < 1
-    holds part of train/ out (data/split.py), ``workers`` None is :func:`default_workers`."""
+    holds part of train/ out (data/split.py), ``workers`` None is :func:`default_workers`. ``verify`` reads
+    every file once first, as ``decode`` will, and names every one that cannot be read."""
+    probe_image("dataset.image_size", size)  # the crops, before any worker or run folder
+    probe_image("dataset.eval_resize", eval_resize)
     root = Path(root)
     train_files, train_y, classes = _scan(root / "train", name)
     test_files, test_y, test_classes = _scan(root / "val", name)
-    if test_classes != classes:
-        odd = sorted(set(test_classes) ^ set(classes))[:3]
-        raise DataError(f"{name}: the class folders of {root / 'val'} and {root / 'train'} differ (e.g. {odd}): "
-                        "labels would not match; give both splits the same class folders")
+    class_index(name, root / "train", classes, root / "val", test_classes)  # the same classes, so the same labels
+    if verify:
+        n = default_workers() if workers is None else workers
+        check_files(name, train_files + test_files, _reader(decode), n)
     if num_classes is not None and len(classes) != num_classes:
         raise DataError(f"{name}: {root / 'train'} holds {len(classes)} class folders, the config says "
                         f"dataset.num_classes={num_classes}: set dataset.num_classes={len(classes)}")
@@ -246,3 +250,19 @@ def load_folder(name: str, root: str | Path, device: torch.device, mean: list[fl
     return FolderData(train_files, labels.to(device), test_files, test_labels, as_t(mean), as_t(std), size,
                       eval_resize, flip, default_workers() if workers is None else workers, decode, val_files,
                       val_y, classes)
+
+
+def _reader(decode: str):
+    """How ``dataset.verify`` reads a file: as the workers decode it (PIL), or as the device will
+    (torchvision's libjpeg-turbo decoder on the CPU, JPEG only)."""
+    if decode != "device":
+        return open_rgb
+
+    def decode_on_cpu(path: str) -> None:
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+        try:
+            decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError) as exc:
+            raise DataError(f"{path}: {exc}") from exc
+    return decode_on_cpu

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from flipout_repro.data.errors import DataError
+from flipout_repro.data.files import class_index, listing, open_rgb
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -84,30 +85,62 @@ def _mnist5k(root: Path, download: bool) -> Arrays:
     return t["x_train"].unsqueeze(1), t["y_train"], t["x_test"].unsqueeze(1), t["y_test"]
 
 
+#: Imagenette's ten classes (ImageNet wnids), whose sorted order numbers the labels
+IMAGENETTE_WNIDS = ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916", "n03417042",
+                    "n03425413", "n03445777", "n03888257")
+
+
 def _imagenette(side: int) -> callable:
-    """Imagenette (full-size JPEGs) through torchvision, every image resized once to side x side.
+    """Imagenette (full-size JPEGs) from ``<root>/imagenette2/{train,val}/<wnid>/*.JPEG`` (torchvision downloads
+    it when ``download`` and the folder is absent), every image resized once to side x side.
 
     As the paper's code: RGB (grey images repeated), PIL bilinear ``Resize((side, side))`` without keeping
-    the aspect ratio; the random crop with zero padding and the flip are then batched like CIFAR's.
+    the aspect ratio; the random crop with zero padding and the flip are then batched like CIFAR's. Labels
+    are the training split's wnids, sorted (torchvision's numbering); a class folder that is not one of
+    Imagenette's, or that only one split has, is refused by name.
     """
     def loader(root: Path, download: bool) -> Arrays:
         from PIL import Image
+        from torchvision.datasets.folder import make_dataset
+
+        base = root / "imagenette2"
+        if download or not base.is_dir():  # fetches it, or names the folder and the way out
+            _torchvision_split("Imagenette", root, download, split="train", size="full")
+        dirs = {name: base / name for name in ("train", "val")}
+        classes = {name: _imagenette_classes(d) for name, d in dirs.items()}
+        index = class_index("Imagenette", dirs["train"], classes["train"], dirs["val"], classes["val"])
 
         def read(path: str) -> np.ndarray:  # PIL decodes and resizes outside the GIL: threads help
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB").resize((side, side), Image.BILINEAR))
+            return np.asarray(open_rgb(path).resize((side, side), Image.BILINEAR))
 
         def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
-            ds = _torchvision_split("Imagenette", root, download, split=name, size="full", loader=read)
-            if len(ds) == 0:
-                raise DataError(f"Imagenette's {name} split in {root.resolve()} holds no .JPEG files")
+            items = make_dataset(str(dirs[name]), index, extensions=".jpeg", allow_empty=True)
+            empty = sorted(set(index) - {Path(p).relative_to(dirs[name]).parts[0] for p, _ in items})
+            if empty:
+                raise DataError(f"Imagenette: class folder(s) {listing(empty)} of {dirs[name]} hold no .JPEG files:"
+                                " is the folder complete?")
             with ThreadPoolExecutor() as pool:
-                images, labels = zip(*pool.map(ds.__getitem__, range(len(ds))))
+                images = list(pool.map(read, [p for p, _ in items]))
             x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-            return x, torch.as_tensor(labels, dtype=torch.int64)
+            return x, torch.as_tensor([y for _, y in items], dtype=torch.int64)
 
         return (*split("train"), *split("val"))
     return loader
+
+
+def _imagenette_classes(folder: Path) -> list[str]:
+    """The class folders of one Imagenette split, each one of :data:`IMAGENETTE_WNIDS`."""
+    if not folder.is_dir():
+        raise DataError(f"Imagenette: {folder.resolve()} is not a folder: set dataset.root to the folder that holds"
+                        " imagenette2/train/ and imagenette2/val/, or dataset.download=true")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"Imagenette: {folder.resolve()} holds no class folders: is the folder complete?")
+    unknown = [c for c in classes if c not in IMAGENETTE_WNIDS]
+    if unknown:
+        raise DataError(f"Imagenette: {folder} holds class folder(s) that are not Imagenette's: {listing(unknown)}:"
+                        f" remove them (its classes are {', '.join(IMAGENETTE_WNIDS)})")
+    return classes
 
 
 def _torchvision_split(cls_name: str, root: Path, download: bool, **kwargs: object) -> object:
@@ -142,22 +175,41 @@ def _tiny_imagenet(root: Path, download: bool) -> Arrays:
     if not train_dir.is_dir() or not val_dir.is_dir():
         raise DataError(f"Tiny-ImageNet not found: {base.resolve()} has no train/ and val/ folders: {fix}")
     wnids = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
-    label = {w: i for i, w in enumerate(wnids)}
-    train = [(p, label[w]) for w in wnids for p in sorted((train_dir / w).rglob("*")) if _is_jpeg(p)]
     annotations = val_dir / "val_annotations.txt"
     if annotations.exists():
-        rows = [line.split("\t") for line in annotations.read_text().splitlines() if line.strip()]
-        val = [(val_dir / "images" / r[0], label.get(r[1], -1)) for r in rows]
+        val_where, rows = annotations, _annotations(annotations)
+        val_files = [(val_dir / "images" / f, w) for f, w in rows]
     else:
-        val = [(p, label.get(d.name, -1)) for d in sorted(val_dir.iterdir()) if d.is_dir()
-               for p in sorted(d.rglob("*")) if _is_jpeg(p)]
-    unknown = [str(p) for p, y in val if y < 0]
-    if unknown:
-        raise DataError(f"Tiny-ImageNet: {unknown[0]} (and {len(unknown) - 1} more) belong to no class folder of "
-                        f"{train_dir}: the train/ and val/ folders do not match")
+        val_where = val_dir
+        val_files = [(p, d.name) for d in sorted(val_dir.iterdir()) if d.is_dir() for p in sorted(d.rglob("*"))
+                     if _is_jpeg(p)]
+        val_classes = [d.name for d in val_dir.iterdir() if d.is_dir()]
+    label = class_index("Tiny-ImageNet", train_dir, wnids, val_where,
+                        {w for _, w in val_files} if annotations.exists() else val_classes)
+    train = [(p, label[w]) for w in wnids for p in sorted((train_dir / w).rglob("*")) if _is_jpeg(p)]
+    val = [(p, label[w]) for p, w in val_files]
     if not train or not val:
         raise DataError(f"Tiny-ImageNet: no .JPEG files in {train_dir if not train else val_dir}: {fix}")
     return (*_read_rgb(train, 64), *_read_rgb(val, 64))
+
+
+def _annotations(path: Path) -> list[tuple[str, str]]:
+    """(file name, wnid) of each line of Tiny-ImageNet's ``val_annotations.txt`` (``<file>\t<wnid>\t<box>``),
+    or a DataError naming the file and the first line that is not of that form."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"Tiny-ImageNet: {path} cannot be read ({type(exc).__name__}: {exc})") from exc
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0].strip() or not fields[1].strip() or "/" in fields[0]:
+            raise DataError(f"Tiny-ImageNet: {path} line {number} is {line[:80]!r}, not '<file>\\t<wnid>\\t...':"
+                            " fix or remove that line (or unzip the archive again)")
+        rows.append((fields[0].strip(), fields[1].strip()))
+    return rows
 
 
 def _is_jpeg(path: Path) -> bool:
@@ -166,15 +218,8 @@ def _is_jpeg(path: Path) -> bool:
 
 def _read_rgb(items: list[tuple[Path, int]], side: int) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 3, side, side) images and int64 labels; a file of another size is an error."""
-    from PIL import Image
-
     def read(path: Path) -> np.ndarray:  # PIL decodes outside the GIL: threads help
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert("RGB"))
-        except OSError as exc:  # missing or not an image
-            raise DataError(f"{path} cannot be read as an image ({type(exc).__name__}): is the folder"
-                            " complete?") from exc
+        a = np.asarray(open_rgb(path))  # a missing or broken file: DataError naming it
         if a.shape != (side, side, 3):
             raise DataError(f"{path} is {a.shape[1]}x{a.shape[0]}, not {side}x{side}: is this Tiny-ImageNet?")
         return a

@@ -105,11 +105,13 @@ class DynamicSparse(Method):
 
     @torch.no_grad()
     def mask_update(self, step: int) -> MaskUpdate | None:
-        """Drop floor(alpha_s * active) per layer by |w|, grow as many by :meth:`grow_scores`."""
+        """Drop floor(alpha_s * active) per layer by |w|, grow as many by :meth:`grow_scores`; none in the
+        layers the budget keeps dense (``budget.dense_first``/``dense_last``), which are not sparse."""
         if not self.due(step):
             return None
         alpha = self.drop_fraction_at(step)
-        counts = [int(math.floor(alpha * n)) for n in self.masks.nonzero_counts()]
+        dense = self.budget.dense(len(self.masks.names))
+        counts = [0 if i in dense else int(math.floor(alpha * n)) for i, n in enumerate(self.masks.nonzero_counts())]
         drop = [p.detach().abs() for p in self.masks.params]
         return MaskUpdate(drop, self.grow_scores(), counts, self.regrow_dropped, {"drop_fraction": alpha})
 

@@ -14,7 +14,7 @@ from flipout_repro.config.migrate import migrate
 from flipout_repro.config.paths import reference_dir
 from flipout_repro.reporting import (compare, figures, forest, markdown, published, reference, select, sections,
                                      sweep_status, tables)
-from flipout_repro.rundir import curves_dir, tables_dir
+from flipout_repro.rundir import atomic_write_text, curves_dir, real_folder, tables_dir
 
 
 def make_report(results_dir: str | Path = "results", out_dir: str | Path | None = None,
@@ -50,10 +50,12 @@ def make_report(results_dir: str | Path = "results", out_dir: str | Path | None 
     cells = tables.short_labels(compare.attach_comparisons(cells, baseline, among))
     jobs, problems = sweep_status.coverage(results_dir, [sweep] if sweeps is None and sweep else sweeps)
     missing_text, missing = sweep_status.missing_markdown(jobs, results_dir, problems, sweeps)
+    for folder in (tables_dir(out_dir), curves_dir(out_dir)):
+        real_folder(folder, Path(out_dir))  # a link planted at tables/ or curves/ is refused, not followed
     written = markdown.write_tables(cells, runs, tables_dir(out_dir), missing, baseline)
-    (tables_dir(out_dir) / "missing.md").write_text(missing_text)
+    atomic_write_text(tables_dir(out_dir) / "missing.md", missing_text)
     paper = published.overview(cells, ref)  # every paper table, with runs here or not
-    (tables_dir(out_dir) / "published.md").write_text(published.markdown(paper))
+    atomic_write_text(tables_dir(out_dir) / "published.md", published.markdown(paper))
     written += [tables_dir(out_dir) / "missing.md", tables_dir(out_dir) / "published.md"]
     written += _figures(cells, curves_dir(out_dir), baseline)
     return {"files": written, "runs": len(runs), "cells": int((cells["n_seeds"].fillna(0) > 0).sum()),

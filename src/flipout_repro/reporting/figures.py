@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from flipout_repro.figure_style import (COLLAPSE_GAP, MIN_ACC_SPAN, collapsed, fit_title,  # noqa: E402
                                        keep_labels_clear, mark_off_axis, natural_key, save_png_and_pdf,
                                        series_styles, thin_ticks)
-from flipout_repro.rundir import atomic_open  # noqa: E402
+from flipout_repro.rundir import atomic_open, atomic_write_text  # noqa: E402
 from flipout_repro.config.schema import SPARSITY_HINTS  # noqa: E402
 from flipout_repro.reporting.tables import METHOD_ORDER, label_parts  # noqa: E402
 
@@ -55,7 +55,7 @@ def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Pat
     ``.pdf`` (vector); the points to ``csv``. Returns the figure files."""
     fig, points = draw_pair(cells, title)
     written = save_png_and_pdf(fig, png, atomic_open)
-    pd.DataFrame(points, columns=POINTS_CSV).to_csv(csv, index=False, float_format="%.6g")
+    atomic_write_text(csv, pd.DataFrame(points, columns=POINTS_CSV).to_csv(index=False, float_format="%.6g"))
     return written
 
 

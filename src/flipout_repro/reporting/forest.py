@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from flipout_repro.figure_style import (COLLAPSE_GAP, collapsed, fit_title, mark_off_axis,  # noqa: E402
                                        natural_key, save_png_and_pdf, series_styles)
 from flipout_repro.reporting.figures import COLORS, color_of, wrap_title  # noqa: E402
-from flipout_repro.rundir import atomic_open  # noqa: E402
+from flipout_repro.rundir import atomic_open, atomic_write_text  # noqa: E402
 from flipout_repro.reporting.sections import fmt_sparsity  # noqa: E402
 
 FOREST_CSV = ["sparsity", "method", "label", "diff", "lo", "hi", "kind", "verdict", "n_seeds"]
@@ -97,5 +97,5 @@ def plot_forest(cells: pd.DataFrame, baseline: str, title: str, png: Path, csv: 
               framealpha=1.0, borderaxespad=0.1)  # opaque: the zero line may run under it
     fit_title(ax, title, wrap_title, 75)
     save_png_and_pdf(fig, png, atomic_open)
-    rows.to_csv(csv, index=False, float_format="%.6g")
+    atomic_write_text(csv, rows.to_csv(index=False, float_format="%.6g"))
     return True

@@ -13,6 +13,7 @@ from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.compare import COMPARISON_COLUMNS, published_summary
 from flipout_repro.reporting.sections import section
 from flipout_repro.reporting.tables import OBJECT_COLUMNS
+from flipout_repro.rundir import atomic_write_text, path_name
 
 CSV_COLUMNS = ["model", "dataset", "protocol", "protocol_label", "method", "setting_label", "target_sparsity",
                "precision", "epochs", "sparsity_is_outcome", "n_seeds", "seeds", "achieved_mean", "achieved_std",
@@ -63,9 +64,9 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
-        stem = out / f"{model}-{dataset}"
+        stem = out / f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
         part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
-        part[CSV_COLUMNS].to_csv(stem.with_suffix(".csv"), index=False, float_format="%.6g")
+        atomic_write_text(stem.with_suffix(".csv"), part[CSV_COLUMNS].to_csv(index=False, float_format="%.6g"))
         about = [ABOUT]
         if part["base_diff"].notna().any():
             about.append(ABOUT_BASE.format(b=baseline))
@@ -84,7 +85,8 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + (f"{cost}\n\n" if cost else "")
                 + "\n".join(section(g, baseline) for g in protocols(part)) + missing_md.get((model, dataset), ""))
-        stem.with_suffix(".md").write_text(text)
+        atomic_write_text(stem.with_suffix(".md"), text)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
-    runs.drop(columns=OBJECT_COLUMNS, errors="ignore").to_csv(out / "runs.csv", index=False, float_format="%.6g")
+    atomic_write_text(out / "runs.csv", runs.drop(columns=OBJECT_COLUMNS, errors="ignore").to_csv(
+        index=False, float_format="%.6g"))
     return written + [out / "runs.csv"]

@@ -4,9 +4,10 @@ Each run is read through rundir's summary contract (``Summary``) and placed by i
 (config/identity.py ``stored_identity``): its **protocol** (how it was trained: one table section per
 protocol, and the only runs it is ever compared with), its **setting** (the axes but sparsity: a row) and
 its sparsity (a column). A *cell* is the runs of one identity (every value but the seed): its seeds are
-aggregated into mean and sample standard deviation (ddof=1; "—" for a single seed). Runs whose summary
-says ``"status": "failed"``, and completed runs whose final or best accuracy is not a finite number
-(status ``invalid``), are listed in runs.csv but left out of the cells. Methods whose sparsity is an
+aggregated into mean and sample standard deviation (ddof=1; "—" for a single seed). A summary whose fields
+break their typed definition (rundir.Summary: a NaN or 150 % accuracy, ``true`` for a number) is skipped
+with a warning that names it. Runs whose summary says ``"status": "failed"``, and completed runs that did
+not reach their target sparsity (status ``invalid``), are listed in runs.csv but left out of the cells. Methods whose sparsity is an
 outcome (``sparsity_is_outcome``) are shown at their achieved sparsity.
 """
 from __future__ import annotations
@@ -22,7 +23,8 @@ import pandas as pd
 from flipout_repro.config.identity import Identity, stored_identity
 from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.select import run_keys
-from flipout_repro.rundir import RunDir, Summary, load_summary
+from flipout_repro.rundir import RunDir, Summary, load_summary, path_name
+from flipout_repro.sparsity.masking import reached
 
 log = logging.getLogger("flipout_repro")
 
@@ -51,14 +53,22 @@ def load_runs(runs_root: Path) -> pd.DataFrame:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # DamagedRun is a ValueError
             log.warning("skipped %s: %s", path, exc)
             continue
-        bad = [f"{k} is {row[k]}" for k in ("final_test_acc", "best_test_acc")
-               if isinstance(row[k], float) and not math.isfinite(row[k])]
-        if bad and row["status"] == "completed":
-            # a seed without a finite accuracy is neither averaged nor counted (it is in runs.csv)
-            log.warning("%s: %s; left out of the tables", path, ", ".join(bad))
+        short = not_reached(row)
+        if short and row["status"] == "completed":
+            # never placed at a sparsity it did not reach: listed in runs.csv, left out of the cells
+            log.warning("%s: %s; left out of the tables", path, short)
             row["status"] = "invalid"
         rows.append(row)
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def not_reached(row: dict[str, Any]) -> str | None:
+    """Why a run whose sparsity is its target (not an outcome) is not at it (sparsity.masking.reached);
+    None when it is."""
+    target, achieved = row["target_sparsity"], row["achieved_sparsity"]
+    if row["sparsity_is_outcome"] or achieved is None or reached(target, achieved):
+        return None
+    return f"achieved sparsity {achieved:.6g} is short of its target {target:.6g}"
 
 
 def _run_row(s: Summary, path: Path) -> dict[str, Any]:
@@ -156,4 +166,5 @@ def short_labels(cells: pd.DataFrame) -> pd.DataFrame:
 
 def figure_stem(model: str, dataset: str, protocol: str) -> str:
     """The file name (no suffix) of a protocol's figures: ``<model>-<dataset>-<protocol hash>``."""
-    return f"{model}-{dataset}-{protocol}" if protocol else f"{model}-{dataset}"
+    stem = f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
+    return f"{stem}-{path_name(protocol, 'protocol')}" if protocol else stem

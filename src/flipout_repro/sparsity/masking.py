@@ -257,3 +257,9 @@ def drop_and_grow(drop_scores: list[torch.Tensor], grow_scores: list[torch.Tenso
 def _first_k(values: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` smallest entries of the 1-d ``values``; ties by position (stable sort)."""
     return torch.sort(values, stable=True).indices[:k]
+
+
+def reached(target: float, achieved: float) -> bool:
+    """Whether a run at ``achieved`` sparsity is at its ``target``: the weights it keeps exceed the
+    target's share by at most 2 % of it (per-layer rounding and ERK's stay well inside)."""
+    return (1.0 - achieved) <= (1.0 - target) * 1.02 + 1e-6

@@ -54,7 +54,7 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
     data = data_mod.load(ds.name, ds.root, ds.download, device, list(ds.mean), list(ds.std),
                          ds.crop_padding, ds.flip, ds.resize, train_fraction=ds.train_fraction,
                          image_size=ds.image_size, eval_resize=ds.eval_resize, workers=ds.workers,
-                         num_classes=ds.num_classes, decode=ds.decode)
+                         num_classes=ds.num_classes, decode=ds.decode, verify=ds.verify)
     if data.in_channels != ds.in_channels or data.image_size != ds.image_size:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
@@ -168,6 +168,21 @@ def build_axes(cfg: DictConfig, masks: Masks, method: Method, target: float) -> 
     return {"budget": budget, "pattern": pattern if pattern.nm else None}
 
 
+def check_reaches(cfg: DictConfig, method: Method, events: list, target: float) -> None:
+    """ConfigError when the run could never reach its target sparsity: a method that prunes only at its
+    schedule's events, and a schedule with none in the run's epochs (``method=rigl schedule=none`` would
+    train dense and be recorded at 0.9)."""
+    by_itself = method.sparsity_is_outcome or type(method).prune_due is not Method.prune_due
+    if target <= 0 or events or not method.prunes or by_itself:
+        return
+    from flipout_repro.config.defaults import method_schedule
+
+    raise ConfigError("schedule", cfg.schedule.name, f"has no prune event in epochs={cfg.epochs}, and method="
+                      f"{cfg.method.name} prunes only at its schedule's events: it would never reach sparsity="
+                      f"{target:g}", f"use schedule={method_schedule(cfg.method.name)} (the method's own), or a"
+                      " schedule with an event within the run's epochs")
+
+
 def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked | None = None) -> Built:
     """Seed, load the data, build model, masks, method, schedule events and optimizer. ``checked``: what
     config.validate built (the method, bound here, and the schedule); without it they are built here."""
@@ -186,6 +201,7 @@ def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked
     method.bind(model, masks)
     schedule = checked.schedule if checked is not None else instantiate(cfg.schedule, "schedule")
     events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
+    check_reaches(cfg, method, events, target)
     optimizer, lr_scheduler = build_optimizer(cfg, model)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)

@@ -31,10 +31,31 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
-         state: TrainState) -> None:
-    """Write everything needed to continue the run from ``state``."""
+         state: TrainState, run: dict[str, Any]) -> None:
+    """Write everything needed to continue the run from ``state``; ``run`` is the run's identity (its hash,
+    seed and label: :func:`run_tag`), checked when the checkpoint is loaded."""
     atomic_torch_save(snapshot(model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
-                               method=method, generator=generator, state=state), path)
+                               method=method, generator=generator, state=state) | {"run": run}, path)
+
+
+def run_tag(hash: str, seed: int, label: str) -> dict[str, Any]:
+    """What a checkpoint carries of its run's identity (config/identity.py): hash, seed, and in words."""
+    return {"hash": str(hash), "seed": int(seed), "label": str(label)}
+
+
+def _check_run(ck: dict[str, Any], path: Path | str, run: dict[str, Any] | None) -> None:
+    """CheckpointError, naming both identities, when the checkpoint was written by another run."""
+    saved = ck.get("run")
+    if run is None:
+        return
+    if saved is None:
+        log.warning("checkpoint %s names no run (written by an earlier version): resumed as this run's", path)
+        return
+    if not isinstance(saved, dict) or (saved.get("hash"), saved.get("seed")) != (run["hash"], run["seed"]):
+        theirs = f"{saved.get('hash')}, seed {saved.get('seed')}: {saved.get('label')}" \
+            if isinstance(saved, dict) else repr(saved)
+        raise CheckpointError(_msg(path, f"was written by another run ({theirs}), not by this one ({run['hash']},"
+                                         f" seed {run['seed']}: {run['label']})"))
 
 
 def snapshot(*, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
@@ -50,12 +71,16 @@ def snapshot(*, model, optimizer, lr_scheduler, masks, method, generator: torch.
     }
 
 
-def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator) -> TrainState:
-    """Restore a checkpoint written by :func:`save` into freshly built objects; return the state."""
+def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
+         run: dict[str, Any] | None = None) -> TrainState:
+    """Restore a checkpoint written by :func:`save` into freshly built objects; return the state. With
+    ``run`` (:func:`run_tag`), a checkpoint written by another run is refused before anything is restored."""
     try:
         ck = load_tensors(path)
     except ValueError as exc:  # truncated file, not a zip/pickle, unsafe content
         raise CheckpointError(_msg(path, str(exc))) from exc
+    if isinstance(ck, dict) and ck.get("format") == FORMAT:
+        _check_run(ck, path, run)
     return restore(ck, path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
                    method=method, generator=generator)
 

@@ -120,6 +120,8 @@ class GradSync:
         self.world = world_size()
         self.stop = False  # the stop request agreed by all ranks (one step late, so no step waits on it)
         self._flag: torch.Tensor | None = None
+        #: each rank's [loss sum, correct, seen] at the last :meth:`settle`, when they partition the total
+        self.rank_sums: list[list] | None = None
 
     def all_reduce(self, n_local: int, stop_requested: bool) -> None:
         """Replace each gradient by the mean over all ranks' samples: sum_r n_r g_r / sum_r n_r, and
@@ -145,13 +147,27 @@ class GradSync:
         if previous is not None and not self.stop:
             self.stop = bool(previous.item() > 0)
 
+    def start_sums(self, partial: dict) -> tuple[list[float], list[float]]:
+        """(this rank's starting sums, the base :meth:`settle` subtracts) of an epoch's loss sum, correct count
+        and sample count, from a resumed half epoch's ``partial`` (empty: a fresh epoch, zeros). A checkpoint of
+        as many ranks holds each rank's own sums: each rank goes on from its own, so the epoch's float32 sums
+        and their total are bit for bit those of an uninterrupted run. Otherwise (another rank count) every
+        rank starts from the total and :meth:`settle` adds it back once."""
+        own = partial.get("ranks")
+        if own is not None and len(own) == self.world:
+            return list(own[rank()]), [0.0, 0.0, 0.0]
+        total = [partial.get("loss_sum", 0.0), partial.get("correct", 0), partial.get("seen", 0)]
+        return total, list(total)
+
     def settle(self, model: nn.Module, sums: list[float | torch.Tensor], base: list[float]) -> list[float]:
         """At an epoch's end or a stop: the epoch's sums over all ranks (each rank started from ``base``,
-        the sums of a resumed half epoch), and BatchNorm running statistics averaged over ranks, so that
-        every rank evaluates and checkpoints the same model."""
+        see :meth:`start_sums`), and BatchNorm running statistics averaged over ranks, so that every rank
+        evaluates and checkpoints the same model. :attr:`rank_sums` then holds each rank's own sums when they
+        partition the total (``base`` zero), else None."""
         dev = self.params[0].device
-        local = torch.tensor([float(s) - b for s, b in zip(sums, base)], device=dev, dtype=torch.float64)
-        dist.all_reduce(local)
+        mine = torch.tensor([float(s) for s in sums], device=dev, dtype=torch.float64)
+        gathered = [torch.empty_like(mine) for _ in range(self.world)]
+        dist.all_gather(gathered, mine)
         buffers = [b for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                    for b in (m.running_mean, m.running_var) if b is not None]
         if buffers:
@@ -162,5 +178,7 @@ class GradSync:
             for b in buffers:
                 b.copy_(flat[offset:offset + b.numel()].view_as(b))
                 offset += b.numel()
-        out = [b + v for v, b in zip(local.tolist(), base)]
+        per_rank = [g.tolist() for g in gathered]  # in rank order: the same total on every rank
+        out = [b + sum(r[i] - b for r in per_rank) for i, b in enumerate(base)]
+        self.rank_sums = [[r[0], int(r[1]), int(r[2])] for r in per_rank] if not any(base) else None
         return [out[0], *(int(round(v)) for v in out[1:])]  # loss sum; counts (exact in float64)

@@ -106,10 +106,14 @@ def load_init_weights(model: torch.nn.Module, path: str | Path) -> None:
     extra = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
               if k in state and state[k].shape != own[k].shape]
-    if missing or extra or shapes:
+    # a float weight from an integer or boolean tensor would be truncated copies (int64 zeros), not weights
+    kinds = [f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(own[k].dtype).removeprefix('torch.')}"
+             for k in own if k in state and own[k].is_floating_point() and not state[k].is_floating_point()]
+    if missing or extra or shapes or kinds:
         parts = [f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
                  for label, items in (("missing", missing), ("unexpected", extra),
-                                      ("shape (file vs model)", shapes)) if items]
+                                      ("shape (file vs model)", shapes),
+                                      ("not floating point (file vs model)", kinds)) if items]
         raise ConfigError(KEY, str(path), "does not fit the configured model (" + "; ".join(parts) + ")",
                           "use weights of the same model= and dataset= (channels, classes, image size)")
     model.load_state_dict(state)

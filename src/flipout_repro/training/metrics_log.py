@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from flipout_repro.rundir import RunDir, atomic_write_text, jsonable
+from flipout_repro.rundir import RunDir, atomic_write_text, jsonable, open_append, real_folder
 
 
 class MetricsLog:
@@ -19,15 +19,13 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.run = run
-        # O_NOFOLLOW: a symlink planted at metrics.jsonl is refused, not appended through
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        self._fh = os.fdopen(os.open(run.metrics, flags, 0o666), "a")
+        self._fh = open_append(run.metrics)  # a symlink planted at metrics.jsonl is refused
         if replay is not None:
             # A resumed run: TensorBoard is rebuilt from the records kept in metrics.jsonl, so it holds
             # each of them once (a purge by epoch cannot tell a mid-epoch prune record of a killed attempt
             # from one before the checkpoint, and events not yet flushed when it was killed are lost).
             shutil.rmtree(run.tb, ignore_errors=True)
-        self._tb = SummaryWriter(log_dir=str(run.tb))
+        self._tb = SummaryWriter(log_dir=str(real_folder(run.tb, run.path)))  # tb/: never a link
         for record in replay or []:
             self._scalars(record)
 

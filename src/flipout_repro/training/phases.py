@@ -30,5 +30,6 @@ def mark(name: str) -> None:
     if not path:
         return
     record = {"phase": name, "t": time.time(), "modules": [m for m in WATCHED if m in sys.modules]}
-    with open(path, "a", encoding="utf-8") as fh:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)  # no link
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")

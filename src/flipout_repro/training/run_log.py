@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from flipout_repro.rundir import open_append
 from flipout_repro.training.trainer import TrainingInterrupted
 
 LOG_FILE, COMMAND_FILE = "run.log", "command.txt"
@@ -34,7 +35,7 @@ def write_command(folder: Path, attempt: str, overrides: list[str] | None) -> No
     lines = [f"# {_now()}: {attempt}", f"command: {shlex.join(argv)}", f"cwd: {os.getcwd()}"]
     if overrides is not None:
         lines.append(f"overrides: {shlex.join(overrides) if overrides else '(none)'}")
-    with open(folder / COMMAND_FILE, "a") as fh:
+    with open_append(folder / COMMAND_FILE) as fh:
         fh.write("\n".join(lines) + "\n\n")
 
 
@@ -44,10 +45,11 @@ def run_log(folder: Path, attempt: str) -> Iterator[None]:
     appended to ``<folder>/run.log``, after a line naming the attempt; a failure that ends the run is
     its last line (on screen, flipout-train prints it once)."""
     path = folder / LOG_FILE
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    stream = open_append(path)  # a symbolic link planted at run.log is refused, not appended through
+    stream.write(f"==== {_now()}: {attempt} ====\n")
+    stream.flush()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter(LINE_FORMAT))
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"==== {_now()}: {attempt} ====\n")
     root = logging.getLogger()
     root.addHandler(handler)
     try:
@@ -62,3 +64,4 @@ def run_log(folder: Path, attempt: str) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
+        stream.close()

@@ -136,10 +136,12 @@ class Trainer:
         self.model.train()
         dev = self.data.train_y.device
         p = state.partial if state.batch else {}
-        loss_sum = torch.tensor(p.get("loss_sum", 0.0), device=dev)
-        correct = torch.tensor(p.get("correct", 0), device=dev, dtype=torch.long)
-        seen = p.get("seen", 0)
-        base = [p.get("loss_sum", 0.0), p.get("correct", 0), seen]  # a resumed half epoch's sums, on every rank
+        start = [p.get("loss_sum", 0.0), p.get("correct", 0), p.get("seen", 0)]  # a resumed half epoch's sums
+        if self.dist is not None:  # this rank's own sums, or the total on every rank (training/distributed.py)
+            start, base = self.dist.start_sums(p)
+        loss_sum = torch.tensor(start[0], device=dev)
+        correct = torch.tensor(start[1], device=dev, dtype=torch.long)
+        seen = start[2]
         lr = p.get("lr", self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
         t0 = time.perf_counter() - p.get("time_s", 0.0)
         order = state.order if state.batch else self.data.epoch_order(self.generator)
@@ -168,6 +170,8 @@ class Trainer:
                 state.batch, state.order = state.step - (epoch - 1) * spe, order
                 state.partial = {"loss_sum": float(loss_sum), "correct": int(correct), "seen": seen,
                                  "lr": lr, "time_s": time.perf_counter() - t0}
+                if self.dist is not None and self.dist.rank_sums is not None:
+                    state.partial["ranks"] = self.dist.rank_sums  # each rank goes on from its own sums
                 self._save(state)
                 raise TrainingInterrupted(f"stopped after {position(state)}: a checkpoint was written; run"
                                           " the same command again to resume there")
