@@ -46,9 +46,13 @@ class SparsityNotReached(RuntimeError):
     """A run that ended short of its target sparsity; recorded in summary.json as failed."""
 
 
+#: the key :func:`run` adds (True) to the summary it returns when the run had finished before: nothing trained
+SKIPPED = "skipped"
+
+
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train one configured run and return its summary (the existing one if it already finished).
-    ``overrides`` (the command line's, from Hydra) go to the run folder's command.txt.
+    """Train one configured run and return its summary (the existing one, with ``SKIPPED: True``, if it
+    had already finished; that key is never written to summary.json). ``overrides`` (the command line's, from Hydra) go to the run folder's command.txt.
 
     Raises ConfigError/DataError before anything is written, RunLocked when another process holds the
     run, TrainingInterrupted after a SIGTERM/SIGINT checkpoint, TrainingDiverged after recording the
@@ -76,7 +80,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
                 distributed.send_start(None)
-                return read_summary(run_dir)
+                return {**read_summary(run_dir), SKIPPED: True}
             run_dir.summary.unlink()
         attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
             "started" if not run_dir.metrics.exists() else "started over (resume=false)" if not cfg.resume else \
@@ -105,7 +109,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         again = "on_collapse=warn trains it on" if summary.get("stop_reason") == "layer_collapse" else \
             "resume=false starts it over"
         log.info("already finished, skipped: %s failed (%s); %s", run_dir.path, summary.get("error"), again)
-        return summary
+        return {**summary, SKIPPED: True}
     wanted = settings_from_config(cfg) if cfg.quantize else None
     if wanted and not result_for(summary.get("quantization"), wanted):  # none with these settings, or it failed
         log.info("already finished: %s; quantize=true and no int8 result with these settings (%s) yet, so it"
@@ -115,9 +119,9 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
-        return read_summary(run_dir)
+        return {**read_summary(run_dir), SKIPPED: True}
     log.info("already finished, skipped: %s", run_dir.path)
-    return summary
+    return {**summary, SKIPPED: True}
 
 
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
