@@ -102,4 +102,4 @@ def test_sweep_keeps_the_runs_of_its_jobs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("2 runs, 1 cells; 10 runs of the sweep presets you started not done")
     missing = (tmp_path / "tables" / "missing.md").read_text()
-    assert "## tiny: 2 of 12 runs done" in missing and "dst_quickstart" not in missing
+    assert "## tiny: 2 of its 12 jobs done" in missing and "dst_quickstart" not in missing
