@@ -39,6 +39,7 @@ FORMAT = 2
 NOT_IDENTITY = frozenset({
     "seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile", "channels_last",
     "deterministic", "quantize", "quantization",
+    "logger",  # where the metrics go besides TensorBoard
     "on_collapse",  # stop or warn: a run that completes computes the same either way
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
     "dataset.verify",  # a check of the files before the run

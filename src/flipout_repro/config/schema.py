@@ -31,6 +31,8 @@ BACKENDS = ("x86", "fbgemm", "qnnpack")
 MODEL_INITS = ("default", "kaiming_normal")
 #: ``on_collapse`` values (training/collapse.py implements them)
 ON_COLLAPSE = ("warn", "stop")
+#: ``logger`` values: TensorBoard alone, or beside it Weights & Biases or MLflow (training/trackers.py)
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -155,6 +157,9 @@ class RunConfig:
     #: a prune event that leaves a layer no weight: ``warn`` at the event and train on, or ``stop`` the run
     #: there (exit code 6, summary status failed); not part of the run hash
     on_collapse: str = field(default="warn", metadata={"choices": ON_COLLAPSE})
+    #: where the metrics go beside metrics.jsonl and TensorBoard's tb/: nowhere else (tensorboard), Weights
+    #: & Biases (wandb) or MLflow (mlflow), each an extra: pip install -e ".[wandb]"; not part of the run hash
+    logger: str = field(default="tensorboard", metadata={"choices": LOGGERS})
 
 
 #: what other tools call a key, by the name a user may type (lower case, ``-`` as ``_``) -> our key path:

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from flipout_repro.config import launch, optimizers, paths, schema
 from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_device, check_plain_name,
-                                         check_quantization, type_hints, writable_folder_problem)
+                                         check_quantization, check_tracker, type_hints, writable_folder_problem)
 from flipout_repro.config.targets import effective_sparsity, import_target
 from flipout_repro.data import rules as data_rules
 from flipout_repro.errors import ConfigError, check_finite, choice, number
@@ -182,6 +182,7 @@ def validate(cfg: DictConfig) -> Checked:
     method.use_budget(budgets.Budget(cfg.budget.name, cfg.budget.dense_first, cfg.budget.dense_last))
     schedule = check_schedule(cfg, method)
     check_quantization(cfg, schema.BACKENDS)
+    check_tracker(cfg)  # logger=wandb|mlflow: the extra installed, the service there
     return Checked(method, schedule)
 
 

@@ -41,12 +41,13 @@ def scalars(record: dict[str, Any]) -> list[tuple[str, float, int]]:
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
+    """Append-only metrics.jsonl plus TensorBoard scalars for the same records (and, given ``tracker``, the
+    same scalars to W&B or MLflow: training/trackers.py)."""
 
-    def __init__(self, run: RunDir, replay: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, run: RunDir, replay: list[dict[str, Any]] | None = None, tracker: Any = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run = run
+        self.run, self.tracker = run, tracker
         self._fh = open_append(run.metrics)  # a symlink planted at metrics.jsonl is refused
         if replay is not None:
             # A resumed run: TensorBoard is rebuilt from the records kept in metrics.jsonl, so it holds
@@ -64,8 +65,11 @@ class MetricsLog:
         self._scalars(record)
 
     def _scalars(self, record: dict[str, Any]) -> None:
-        for tag, value, x in scalars(record):
+        items = scalars(record)
+        for tag, value, x in items:
             self._tb.add_scalar(tag, value, x)
+        if self.tracker is not None:
+            self.tracker.scalars(items)
 
     def close(self) -> None:
         """Flush and close both sinks."""
