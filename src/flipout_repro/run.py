@@ -211,8 +211,11 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
         atomic_torch_save(b.masks.state_dict(), run_dir.masks)
         write_json(run_dir.summary, summary)
-        tracker.scalars(run_end.run_end_scalars(summary, int(cfg.epochs)))
-        tracker.finish(summary)
+        try:
+            tracker.scalars(run_end.run_end_scalars(summary, int(cfg.epochs)))
+            tracker.finish(summary)
+        except Exception as exc:  # noqa: BLE001 - the run is written; a tracker must never cost it
+            log.error("logger=%s: the run's end was not sent: %s: %s", cfg.logger, type(exc).__name__, exc)
         log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
                  summary["final_test_acc"], summary["best_test_acc"], summary["achieved_sparsity"],
                  format_sparsity(target), summary["wall_time_s"], run_dir.summary)

@@ -79,9 +79,11 @@ def test_missing_md_counts_the_runs_beyond_a_preset(tmp_path):
     text, _ = missing_markdown(sweep_jobs("tiny", tmp_path), tmp_path, {}, ["tiny"])
     assert len(ended) == 19
     assert (f"19 runs ended under {tmp_path / 'runs'} (a summary.json): 12 are jobs of a sweep preset, 6 more seeds"
-            " of a preset's settings, 1 belong to no preset.") in text
+            " of a preset's settings, 1 belong to none of the presets checked.") in text
     assert "## tiny: 12 of its 12 jobs done; 6 more runs of its settings on disk (seed 2: not in the preset)\n" in text
     assert "One job each" not in text
+    text, _ = missing_markdown([], tmp_path, {}, [])  # flipout-report --no-sweeps: nothing compared
+    assert f"19 runs ended under {tmp_path / 'runs'} (a summary.json); no sweep preset checked (--no-sweeps)." in text
 
 
 @pytest.mark.slow

@@ -182,7 +182,7 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path, problems: dict[st
     out = ["# Missing runs", "", "The sweep presets (conf/sweep/) you started (some run of them is on disk), or"
            " named with --sweeps, against the runs on disk. Under each: the command that runs the whole sweep,"
            " then one line per job that is not done, whose command runs that one job alone. Either way"
-           " finished runs are skipped and interrupted ones resume.", "", _on_disk_line(ended, jobs, results_dir)]
+           " finished runs are skipped and interrupted ones resume.", "", _on_disk_line(ended, jobs, results_dir, requested)]
     per_pair: dict[tuple[str, str], list[str]] = {}
     by_sweep: dict[str, list[Job]] = {}
     for job in shown(jobs, requested):
@@ -230,11 +230,14 @@ def _more_seeds(ended: set[Path], jobs: list[Job]) -> list[Path]:
     return sorted(p for p in ended - own if p.parent in settings)
 
 
-def _on_disk_line(ended: set[Path], jobs: list[Job], results_dir: str | Path) -> str:
-    """How the runs on disk relate to the presets: ``18 runs ended under results/runs (a summary.json): 12
-    are jobs of a sweep preset, 6 more seeds of a preset's settings, 0 belong to no preset.``"""
+def _on_disk_line(ended: set[Path], jobs: list[Job], results_dir: str | Path, requested: list[str] | None) -> str:
+    """How the runs on disk relate to the presets checked: ``18 runs ended under results/runs (a
+    summary.json): 12 are jobs of a sweep preset, 6 more seeds of a preset's settings, 0 belong to none of
+    the presets checked.``"""
+    head = f"{len(ended)} run{'s' if len(ended) != 1 else ''} ended under {Path(results_dir) / 'runs'} (a summary.json)"
+    if requested == []:
+        return f"{head}; no sweep preset checked (--no-sweeps)."
     in_presets = len(ended & {j.run_dir for j in jobs})
     more = len(_more_seeds(ended, jobs))
-    return (f"{len(ended)} run{'s' if len(ended) != 1 else ''} ended under {Path(results_dir) / 'runs'}"
-            f" (a summary.json): {in_presets} are jobs of a sweep preset, {more} more seeds of a preset's settings,"
-            f" {len(ended) - in_presets - more} belong to no preset.")
+    return (f"{head}: {in_presets} are jobs of a sweep preset, {more} more seeds of a preset's settings,"
+            f" {len(ended) - in_presets - more} belong to none of the presets checked.")
