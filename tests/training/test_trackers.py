@@ -148,3 +148,28 @@ def test_a_missing_service_is_one_line(quick_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the discard port: nothing listens
     with pytest.raises(ConfigError, match="logger='mlflow' cannot reach the MLflow server"):
         validate(quick_cfg(*ARGS, "logger=mlflow"))
+
+
+def test_a_resumed_run_is_a_new_mlflow_run_that_holds_every_record_once(quick_cfg, tmp_path, monkeypatch, no_home):
+    """Stopped in epoch 2, then resumed: the stopped attempt's MLflow run is marked FAILED, the
+    resumed one replays the records kept and holds exactly TensorBoard's scalars."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from helpers import stop_after
+    from flipout_repro.training.trainer import Trainer, TrainingInterrupted
+
+    results = tmp_path / "results"
+    cfg = quick_cfg(*ARGS, "logger=mlflow", f"results_dir={results}")
+    original = stop_after(monkeypatch, 45)  # in epoch 2 (32 steps an epoch)
+    with pytest.raises(TrainingInterrupted):
+        run(cfg)
+    monkeypatch.setattr(Trainer, "step", original)
+    summary = run(cfg)
+    client = MlflowClient(tracking_uri=(results / "mlruns").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("lenet300_100-mnist5k").experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    got = {tag: [(m.step, m.value) for m in client.get_metric_history(runs[1].info.run_id, tag)]
+           for tag in runs[1].data.metrics}
+    same(got, tensorboard(summary["run_dir"]))
