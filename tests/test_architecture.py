@@ -4,6 +4,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 import flipout_repro
 
 PACKAGE = Path(flipout_repro.__file__).parent
@@ -40,3 +42,16 @@ def test_at_most_six_modules_beside_the_packages():
     analysis, reporting, bench, cli) and a few modules only."""
     modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(modules) <= 6, modules
+
+
+def test_generated_outputs_are_ignored_and_the_published_numbers_are_not():
+    """What the commands write under results/ stays out of git; results/reference/ is the project's."""
+    repo = Path(__file__).parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["results/runs/a/seed_0/summary.json", "results/tables/runs.csv", "results/curves/a.png",
+               "results/hydra/multirun/x.log", "results/bench/cpu.json", "results/mlruns/0/meta.yaml"]
+    project = ["results/reference/flipout_paper.csv", "results/reference/a_new_paper.csv"]
+    r = subprocess.run(["git", "check-ignore", "--no-index", *written, *project], cwd=repo, capture_output=True,
+                       text=True)
+    assert r.stdout.split() == written

@@ -7,6 +7,10 @@ keep clear of each other and of the frame, tick labels that do not overlap, and 
 - Legends sort numbers by value: ``epochs=4, epochs=5, epochs=40``, not ``4, 40, 5`` (:func:`natural_key`).
 - A figure is written as PNG (for a quick look) and PDF (vector, for a paper) side by side
   (:func:`save_png_and_pdf`).
+- A title is never cut: it is wrapped narrower until it lies inside the figure (:func:`fit_title`).
+- The value axis follows the series that did not collapse: a point more than :data:`COLLAPSE_GAP`
+  points below the best at its position is drawn at the axis edge with its value
+  (:func:`collapsed`, :func:`mark_off_axis`), so one collapsed method cannot squeeze the others together.
 
 A leaf: it imports nothing of the package, and matplotlib only inside the functions that draw, so run-folder figures (analysis/plots.py) and the report's
 (reporting/figures.py, forest.py) share it.
@@ -28,6 +32,9 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "d")
 LINESTYLES = ("-", "--", "-.", (0, (1, 1)), (0, (5, 1, 1, 1, 1, 1)))
 #: the smallest y span (accuracy points) of an accuracy figure: one point, or a flat curve, is not zoomed into noise
 MIN_ACC_SPAN = 5.0
+#: accuracy points below the best at the same sparsity past which a point counts as collapsed: it is drawn
+#: at the axis edge with its value instead of setting the axis range
+COLLAPSE_GAP = 10.0
 _NUMBER = re.compile(r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 
@@ -99,6 +106,44 @@ def keep_labels_clear(ax: plt.Axes, texts: Sequence[matplotlib.text.Annotation],
             if not any(bb.overlaps(o) for o in placed):
                 break
         placed.append(bb)
+
+
+def collapsed(values: Sequence[float], best: Sequence[float], gap: float = COLLAPSE_GAP) -> list[bool]:
+    """For each value, whether it lies more than ``gap`` below ``best`` (the best value at its position)."""
+    return [v < b - gap for v, b in zip(values, best)]
+
+
+def mark_off_axis(ax: plt.Axes, positions: Sequence[float], values: Sequence[float], color: str, axis: str = "y",
+                  fmt: str = "{:.1f}", hollow: bool = False, text: bool = True) -> None:
+    """Draw points that lie below the axis range at its low edge: a triangle pointing off the axis, in
+    ``color``, with the value written beside it (``axis="y"``: the bottom edge, ``positions`` on x;
+    ``axis="x"``: the left edge, ``positions`` on y)."""
+    if not len(positions):
+        return
+    if axis == "y":
+        transform, xy, marker, off, ha, va = ax.get_xaxis_transform(), lambda p: (p, 0.025), "v", (0, 5), "center", "bottom"
+    else:
+        transform, xy, marker, off, ha, va = ax.get_yaxis_transform(), lambda p: (0.012, p), "<", (5, 0), "left", "center"
+    pts = [xy(p) for p in positions]
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="none", marker=marker, ms=7, color=color,
+            mfc="white" if hollow else color, mec=color, transform=transform, clip_on=False, zorder=4)
+    if text:
+        for p, v in zip(pts, values):
+            ax.annotate(fmt.format(v), p, xycoords=transform, xytext=off, textcoords="offset points", fontsize=6,
+                        color=color, ha=ha, va=va, alpha=0.6 if hollow else 1.0)
+
+
+def fit_title(ax: plt.Axes, title: str, wrap: Callable[[str, int], str], width: int = 95) -> None:
+    """Set ``ax``'s title to ``wrap(title, width)``, re-wrapped narrower (``wrap(title, w)`` for smaller
+    ``w``) and laid out again until the title lies inside the figure: a title is never cut."""
+    fig = ax.figure
+    for w in range(width, 19, -8):
+        ax.set_title(wrap(title, w), fontsize=9)
+        fig.tight_layout()
+        fig.canvas.draw()
+        bb, frame = ax.title.get_window_extent(), fig.bbox
+        if bb.x0 >= frame.x0 - 0.5 and bb.x1 <= frame.x1 + 0.5 and bb.y1 <= frame.y1 + 0.5:
+            return
 
 
 def save_png_and_pdf(fig: plt.Figure, png: Path, opener: Callable[[Path, str], ContextManager[IO]]

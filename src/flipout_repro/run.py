@@ -37,6 +37,7 @@ from flipout_repro.training.collapse import LayerCollapsed, collapse_watch
 from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
 from flipout_repro.training.run_log import run_log, write_command
 from flipout_repro.training.signals import stop_on_signals
+from flipout_repro.training.trackers import open_tracker
 from flipout_repro.training.trainer import Trainer, TrainingDiverged, TrainState, position
 
 log = logging.getLogger("flipout_repro")
@@ -46,9 +47,13 @@ class SparsityNotReached(RuntimeError):
     """A run that ended short of its target sparsity; recorded in summary.json as failed."""
 
 
+#: the key :func:`run` adds (True) to the summary it returns when the run had finished before: nothing trained
+SKIPPED = "skipped"
+
+
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train one configured run and return its summary (the existing one if it already finished).
-    ``overrides`` (the command line's, from Hydra) go to the run folder's command.txt.
+    """Train one configured run and return its summary (the existing one, with ``SKIPPED: True``, if it
+    had already finished; that key is never written to summary.json). ``overrides`` (the command line's, from Hydra) go to the run folder's command.txt.
 
     Raises ConfigError/DataError before anything is written, RunLocked when another process holds the
     run, TrainingInterrupted after a SIGTERM/SIGINT checkpoint, TrainingDiverged after recording the
@@ -76,7 +81,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
         if run_dir.finished():
             if not _starts_over(cfg, run_dir):  # another process finished it while we were loading
                 distributed.send_start(None)
-                return read_summary(run_dir)
+                return {**read_summary(run_dir), SKIPPED: True}
             run_dir.summary.unlink()
         attempt = "resumed from its checkpoint" if cfg.resume and run_dir.checkpoint.exists() else \
             "started" if not run_dir.metrics.exists() else "started over (resume=false)" if not cfg.resume else \
@@ -105,7 +110,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         again = "on_collapse=warn trains it on" if summary.get("stop_reason") == "layer_collapse" else \
             "resume=false starts it over"
         log.info("already finished, skipped: %s failed (%s); %s", run_dir.path, summary.get("error"), again)
-        return summary
+        return {**summary, SKIPPED: True}
     wanted = settings_from_config(cfg) if cfg.quantize else None
     if wanted and not result_for(summary.get("quantization"), wanted):  # none with these settings, or it failed
         log.info("already finished: %s; quantize=true and no int8 result with these settings (%s) yet, so it"
@@ -115,9 +120,9 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                                 eval_batch_size=cfg.eval_batch_size)
         except Exception as exc:  # the finished run stays as it is
             log.error("int8 quantization of the finished run failed: %s: %s", type(exc).__name__, exc)
-        return read_summary(run_dir)
+        return {**read_summary(run_dir), SKIPPED: True}
     log.info("already finished, skipped: %s", run_dir.path)
-    return summary
+    return {**summary, SKIPPED: True}
 
 
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
@@ -148,70 +153,80 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
              "bf16" if b.speed["autocast_dtype"] else "fp32", b.speed["channels_last"], cfg.compile,
              cfg.deterministic)
 
-    metrics = MetricsLog(run_dir, replay=kept)
-    t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
-
-    def on_epoch(rec: dict, st: TrainState) -> None:
-        rec["wall_time_s"] = time.perf_counter() - t_start
-        metrics.write(rec)
-
-    watch = collapse_watch(cfg.on_collapse)  # a collapse is warned at its prune event
-
-    def on_prune(rec: dict, st: TrainState) -> None:
-        metrics.write(rec)
-        watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
-
-    trainer = _trainer(cfg, target, b, cfg.progress, on_epoch=on_epoch, on_prune=on_prune,
-                       checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, run=tag, **objs),
-                       on_mask_update=lambda rec, st: metrics.write(rec))
+    tracker = open_tracker(cfg, run_dir, ident)  # logger=wandb|mlflow; TensorBoard always
     try:
-        with stop_on_signals(trainer) as preempted:
-            state = trainer.run(state)
-    except TrainingDiverged as exc:
-        # ``state`` is the trainer's live state, still at the last good epoch
-        failed = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
-                          time.perf_counter() - t_start, device)
-        write_json(run_dir.summary, failed | {"status": "failed", "error": str(exc)})
-        raise
-    except LayerCollapsed as exc:  # on_collapse=stop: the summary says where and why
-        stopped = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
-                           time.perf_counter() - t_start, device)
-        write_json(run_dir.summary, stopped | {"status": "failed", "error": str(exc),
-                                               "stop_reason": "layer_collapse", "collapsed_layers": exc.layers,
-                                               "stopped_at": {"epoch": exc.epoch, "step": exc.step}})
-        raise
-    finally:
-        metrics.close()
+        metrics = MetricsLog(run_dir, replay=kept, tracker=tracker)
+        t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
 
-    summary = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
-                       time.perf_counter() - t_start, device)
-    if not summary["sparsity_is_outcome"] and not reached(target, summary["achieved_sparsity"]):
-        short = SparsityNotReached(f"ended at sparsity {summary['achieved_sparsity']:.6g}, short of its target"
-                                   f" {format_sparsity(target)}: the schedule's prune events did not reach it"
-                                   " (recorded as failed; the report leaves it out)")
-        write_json(run_dir.summary, summary | {"status": "failed", "error": str(short),
-                                               "stop_reason": "sparsity_not_reached"})
-        raise short
-    state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
-                        "test_acc": summary["final_test_acc"]})
-    summary["curve"] = state.curve
-    if distributed.world_size() > 1:
-        summary["world_size"] = distributed.world_size()
-    write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png, title=run_title(cfg))
-    if preempted and cfg.quantize:
-        log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
-    summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
-    atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
-    atomic_torch_save(b.masks.state_dict(), run_dir.masks)
-    write_json(run_dir.summary, summary)
-    log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
-             summary["final_test_acc"], summary["best_test_acc"], summary["achieved_sparsity"],
-             format_sparsity(target), summary["wall_time_s"], run_dir.summary)
-    if preempted:  # the signal came after the last step: the run is complete, the launcher may requeue
-        log.info("run written: handing the pre-emption signal on to the launcher")
-        preempted.pop()()
-    phases.mark("done")
-    return summary
+        def on_epoch(rec: dict, st: TrainState) -> None:
+            rec["wall_time_s"] = time.perf_counter() - t_start
+            metrics.write(rec)
+
+        watch = collapse_watch(cfg.on_collapse)  # a collapse is warned at its prune event
+
+        def on_prune(rec: dict, st: TrainState) -> None:
+            metrics.write(rec)
+            watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
+
+        trainer = _trainer(cfg, target, b, cfg.progress, on_epoch=on_epoch, on_prune=on_prune,
+                           checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, run=tag, **objs),
+                           on_mask_update=lambda rec, st: metrics.write(rec))
+        try:
+            with stop_on_signals(trainer) as preempted:
+                state = trainer.run(state)
+        except TrainingDiverged as exc:
+            # ``state`` is the trainer's live state, still at the last good epoch
+            failed = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                              time.perf_counter() - t_start, device)
+            write_json(run_dir.summary, failed | {"status": "failed", "error": str(exc)})
+            raise
+        except LayerCollapsed as exc:  # on_collapse=stop: the summary says where and why
+            stopped = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                               time.perf_counter() - t_start, device)
+            write_json(run_dir.summary, stopped | {"status": "failed", "error": str(exc),
+                                                   "stop_reason": "layer_collapse", "collapsed_layers": exc.layers,
+                                                   "stopped_at": {"epoch": exc.epoch, "step": exc.step}})
+            raise
+        finally:
+            metrics.close()
+
+        summary = _summary(cfg, target, run_dir, b.model, b.masks, b.method, state,
+                           time.perf_counter() - t_start, device)
+        if not summary["sparsity_is_outcome"] and not reached(target, summary["achieved_sparsity"]):
+            short = SparsityNotReached(f"ended at sparsity {summary['achieved_sparsity']:.6g}, short of its target"
+                                       f" {format_sparsity(target)}: the schedule's prune events did not reach it"
+                                       " (recorded as failed; the report leaves it out)")
+            write_json(run_dir.summary, summary | {"status": "failed", "error": str(short),
+                                                   "stop_reason": "sparsity_not_reached"})
+            raise short
+        state.curve.append({"epoch": state.epoch, "sparsity": summary["achieved_sparsity"],
+                            "test_acc": summary["final_test_acc"]})
+        summary["curve"] = state.curve
+        if distributed.world_size() > 1:
+            summary["world_size"] = distributed.world_size()
+        write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png, title=run_title(cfg))
+        if preempted and cfg.quantize:
+            log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
+        summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
+        atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
+        atomic_torch_save(b.masks.state_dict(), run_dir.masks)
+        write_json(run_dir.summary, summary)
+        try:
+            tracker.scalars(run_end.run_end_scalars(summary, int(cfg.epochs)))
+            tracker.finish(summary)
+        except Exception as exc:  # noqa: BLE001 - the run is written; a tracker must never cost it
+            log.error("logger=%s: the run's end was not sent: %s: %s", cfg.logger, type(exc).__name__, exc)
+        log.info("done: test %.2f%% (best %.2f%%) at sparsity %.6f (target %s) in %.0fs -> %s",
+                 summary["final_test_acc"], summary["best_test_acc"], summary["achieved_sparsity"],
+                 format_sparsity(target), summary["wall_time_s"], run_dir.summary)
+        if preempted:  # the signal came after the last step: the run is complete, the launcher may requeue
+            log.info("run written: handing the pre-emption signal on to the launcher")
+            preempted.pop()()
+        phases.mark("done")
+        return summary
+    except BaseException:
+        tracker.finish(None)  # the attempt failed or was stopped: its tracker run says so
+        raise
 
 
 def _trainer(cfg: DictConfig, target: float, b: Built, progress: bool, **hooks: Any) -> Trainer:

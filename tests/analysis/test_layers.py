@@ -120,5 +120,5 @@ def test_collapsed_layer_in_log_summary_figure_and_tensorboard(tmp_path, caplog)
     assert (tmp_path / "layer_sparsity.png").read_bytes()[:4] == b"\x89PNG"
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
-    assert [(e.step, e.value) for e in acc.Scalars("layers/collapsed")] == [(3, 1.0)]
-    assert acc.Scalars("layers_final_sparsity/conv2.weight")[0].value == 1.0
+    assert [(e.step, e.value) for e in acc.Scalars("run_end/layers/collapsed")] == [(3, 1.0)]
+    assert acc.Scalars("run_end/layers/final_sparsity/conv2.weight")[0].value == 1.0

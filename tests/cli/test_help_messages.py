@@ -37,7 +37,8 @@ def test_version_is_the_tools_own():
 
 
 @pytest.mark.parametrize("arg, meant", [("lr=0.1", "optim.lr"), ("+lr=0.1", "optim.lr"),
-                                        ("sparsty=0.5", "sparsity"), ("optim.lrr=0.1", "optim.lr")])
+                                        ("sparsty=0.5", "sparsity"), ("optim.lrr=0.1", "optim.lr"),
+                                        ("learning_rate=0.01", "optim.lr"), ("wd=0.01", "optim.weight_decay")])
 def test_an_unknown_key_names_the_key_meant_once(tmp_path, arg, meant):
     r = run_cli(*QUICK, f"results_dir={tmp_path}", arg)
     key, value = arg.lstrip("+").split("=")

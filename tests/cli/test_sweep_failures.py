@@ -41,8 +41,12 @@ def test_a_corrupt_checkpoint_or_a_lock_fails_that_job_only(tmp_path):
     assert "seed=0" in jobs[0] and "exit code 2: checkpoint /" in jobs[0] and "cannot be read" in jobs[0]
     assert "seed=2" in jobs[1] and "exit code 4:" in jobs[1] and "is in use by pid" in jobs[1]
     assert (corrupt.path.parent / "seed_1" / "summary.json").exists()
-    r = run_cli("-m", *args, "seed=1")  # every job done (skipped as finished): exit code 0, no list
+    assert r.stdout.strip().splitlines()[-1] == ("flipout-train: sweep of 3 jobs: 1 done, 0 skipped (finished"
+                                                 f" before), 2 failed; next: flipout-report --results-dir {tmp_path}")
+    r = run_cli("-m", *args, "seed=1,3")  # seed 1 is skipped (finished), seed 3 trains: exit code 0, no list
     assert r.returncode == 0 and "did not finish" not in r.stderr
+    assert r.stdout.strip().splitlines()[-1] == ("flipout-train: sweep of 2 jobs: 1 done, 1 skipped (finished"
+                                                 f" before), 0 failed; next: flipout-report --results-dir {tmp_path}")
 
 
 @pytest.mark.slow

@@ -46,8 +46,8 @@ def test_one_run_writes_everything_and_a_rerun_is_skipped(tmp_path):
     acc = EventAccumulator(str(run / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"test_acc", "train_acc", "lr", "sparsity", "sparsity_layer/fc1.weight"} <= tags
-    assert len(acc.Scalars("test_acc")) == 10
+    assert {f"per_epoch/{t}" for t in ("test_acc", "train_acc", "lr", "sparsity", "sparsity_layer/fc1.weight")} <= tags
+    assert len(acc.Scalars("per_epoch/test_acc")) == 10
 
     mtime = path.stat().st_mtime_ns
     r2 = run_cli(*BASE, f"results_dir={tmp_path}", "method=flipout", "sparsity=0.996", "epochs=10", *EXACT)

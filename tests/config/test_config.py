@@ -32,7 +32,7 @@ CASES = [
 
 MORE_CASES = [
     (["+lr=0.1"], "lr=0.1 is not a config key: did you mean optim.lr?"),
-    (["+optim.lr_decay=0.5"], "optim.lr_decay=0.5 is not a config key: did you mean optim.weight_decay or optim.lr?"),
+    (["+optim.lr_decay=0.5"], "optim.lr_decay=0.5 is not a config key: did you mean optim.gamma?"),
     (["+quantization.bits=4"], "quantization.bits=4 is not a config key"),
     (["+method.temperature=2"], "method='flipout' got an argument it does not take"),
     (["optim.gamma=0"], "optim.gamma=0.0 must be in (0, 1]"),

@@ -224,6 +224,7 @@ def test_the_schema_lists_only_keys_checked_here():
         "optim.warmup_epochs", "dataset.name", "dataset.root", "dataset.in_channels", "dataset.image_size",
         "dataset.num_classes", "dataset.crop_padding", "dataset.resize", "dataset.workers", "dataset.eval_resize",
         "optim", "on_collapse",
+        "logger",  # tests/training/test_trackers.py
         "dataset.decode",  # tests/data/test_jpeg_device.py
         # budget= and pattern= (tests/training/test_axes_runs.py)
         "budget.name", "budget.dense_first", "budget.dense_last", "pattern.name", "pattern.n", "pattern.m"}

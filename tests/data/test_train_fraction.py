@@ -95,7 +95,7 @@ def test_a_run_records_val_metrics_only_when_it_holds_out(quick_cfg):
     assert with_val["best_val_acc"] == max(r["val_acc"] for r in epochs)
     tb = EventAccumulator(str(Path(with_val["run_dir"]) / "tb"))
     tb.Reload()
-    assert [e.value for e in tb.Scalars("val_acc")] == pytest.approx([r["val_acc"] for r in epochs])
+    assert [e.value for e in tb.Scalars("per_epoch/val_acc")] == pytest.approx([r["val_acc"] for r in epochs])
 
     plain_records = (Path(plain["run_dir"]) / "metrics.jsonl").read_text()
     assert "val_acc" not in plain_records and "val_acc" not in plain and "best_val_acc" not in plain

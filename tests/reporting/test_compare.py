@@ -141,8 +141,8 @@ def test_the_baseline_cell_with_the_same_budget_is_taken(tmp_path):
     diffs = sorted(fo["base_diff"].dropna().round(6))
     assert diffs == [-1.0, 2.0]  # erk: 95 - 96; global: 92 - 90 (the first baseline cell for both: -4 or -1)
     uniform = fo[fo["base_diff"].isna()].iloc[0]
-    assert uniform["base_note"] == ("no global_magnitude runs with budget.name=uniform in this protocol (it has"
-                                    " budget.name=erk; budget.name=global)")
+    assert uniform["base_note"] == ("no global_magnitude runs with budget=uniform in this protocol (it has"
+                                    " budget=erk; budget=global)")
 
 
 def test_a_report_without_paper_runs_still_says_where_every_published_table_stands(runs, capsys):

@@ -42,8 +42,8 @@ def test_each_protocol_is_its_own_section_and_no_difference_crosses_protocols(mi
     assert list(compared["setting_label"]) == ["flipout, schedule=periodic, schedule.rounding=reference"]
     assert list(compared["epochs"]) == [10] and compared["base_diff"].iloc[0] == pytest.approx(2.0)
     notes = dict(zip(zip(csv["method"], csv["epochs"], csv["setting_label"].str.contains("erk")), csv["base_note"]))
-    assert notes[("flipout", 10, True)] == ("no global_magnitude runs with budget.name=erk in this protocol (it has"
-                                            " budget.name=global)")
+    assert notes[("flipout", 10, True)] == ("no global_magnitude runs with budget=erk in this protocol (it has"
+                                            " budget=global)")
     for key in (("flipout", 20, False), ("rigl", 20, False), ("rigl", 20, True)):
         assert notes[key] == "no global_magnitude runs with this protocol", key
     assert pd.isna(notes[("global_magnitude", 10, False)])  # the baseline itself
@@ -52,8 +52,8 @@ def test_each_protocol_is_its_own_section_and_no_difference_crosses_protocols(mi
     assert ("- flipout (schedule=periodic) at 90.00 %; rigl (budget=erk, schedule=one_shot) at 90.00 %; rigl"
             " (schedule=one_shot) at 90.00 %: no global_magnitude runs with this protocol") in twenty
     assert sorted(r["no_baseline"]) == sorted([
-        "flipout (budget=erk) at 90.00 %: no global_magnitude runs with budget.name=erk in this"
-        " protocol (it has budget.name=global) (lenet300_100 on mnist5k, 10 epochs, batch 128, fp32)",
+        "flipout (budget=erk) at 90.00 %: no global_magnitude runs with budget=erk in this"
+        " protocol (it has budget=global) (lenet300_100 on mnist5k, 10 epochs, batch 128, fp32)",
         *(f"{lab} at 90.00 %: no global_magnitude runs with this protocol (lenet300_100 on mnist5k, 20 epochs,"
           " batch 128, fp32)" for lab in ("flipout (schedule=periodic)", "rigl (schedule=one_shot)",
                                           "rigl (budget=erk, schedule=one_shot)"))])
@@ -102,4 +102,4 @@ def test_sweep_keeps_the_runs_of_its_jobs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("2 runs, 1 cells; 10 runs of the sweep presets you started not done")
     missing = (tmp_path / "tables" / "missing.md").read_text()
-    assert "## tiny: 2 of 12 runs done" in missing and "dst_quickstart" not in missing
+    assert "## tiny: 2 of its 12 jobs done" in missing and "dst_quickstart" not in missing

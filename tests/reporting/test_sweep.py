@@ -15,7 +15,7 @@ from flipout_repro.config import launch
 from flipout_repro.config.paths import config_dir
 from flipout_repro.config.schema import SPARSITY_HINTS
 from flipout_repro.config.validate import validate
-from flipout_repro.reporting.sweep_status import sweep_jobs, sweep_overrides
+from flipout_repro.reporting.sweep_status import missing_markdown, sweep_jobs, sweep_overrides
 from flipout_repro.reporting.aggregate import make_report
 
 # one thread per job: the two jobs of a parallel launcher must not fight over the cores
@@ -44,7 +44,8 @@ def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp
     assert len(jobs) == 12 and {j.state for k, j in jobs.items() if k[0] == "random" and k[1] == 0.75} == {"done"}
     make_report(tmp_path, sweeps=["tiny"])
     text = (tmp_path / "tables" / "missing.md").read_text()
-    assert "## tiny: 2 of 12 runs done" in text
+    assert "## tiny: 2 of its 12 jobs done\n" in text
+    assert f"2 runs ended under {tmp_path / 'runs'} (a summary.json): 2 are jobs of a sweep preset, 0 more" in text
     assert f"The whole sweep (12 jobs): `flipout-train -m +sweep=tiny results_dir={tmp_path}`" in text
     assert "One job each (10 not done):" in text  # each line below it runs one job alone
     todo = jobs[("global_magnitude", 0.9375, 1)]
@@ -64,6 +65,25 @@ def test_two_job_sweep_skips_finished_resumes_interrupted_and_lists_the_rest(tmp
     assert "already finished, skipped" in log and "resuming" in log and "(end of epoch 8)" in log
     assert done.stat().st_mtime_ns == mtime and interrupted.exists()
     assert len(summaries(tmp_path)) == 2
+
+
+def test_missing_md_counts_the_runs_beyond_a_preset(tmp_path):
+    """+sweep=tiny seed=0,1,2 ends 18 runs: the preset's 12 jobs are done, and missing.md says so and
+    names the 6 runs of seed 2 (its settings, a seed it does not list) and a run of no preset."""
+    jobs = sweep_jobs("tiny", tmp_path)
+    ended = [j.run_dir for j in jobs] + sorted({j.run_dir.parent / "seed_2" for j in jobs})
+    ended.append(tmp_path / "runs" / "lenet300_100-mnist5k" / "flipout" / "sparsity_0.5" / "0123abcd" / "seed_0")
+    for folder in ended:
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"status": "completed"}))
+    text, _ = missing_markdown(sweep_jobs("tiny", tmp_path), tmp_path, {}, ["tiny"])
+    assert len(ended) == 19
+    assert (f"19 runs ended under {tmp_path / 'runs'} (a summary.json): 12 are jobs of a sweep preset, 6 more seeds"
+            " of a preset's settings, 1 belong to none of the presets checked.") in text
+    assert "## tiny: 12 of its 12 jobs done; 6 more runs of its settings on disk (seed 2: not in the preset)\n" in text
+    assert "One job each" not in text
+    text, _ = missing_markdown([], tmp_path, {}, [])  # flipout-report --no-sweeps: nothing compared
+    assert f"19 runs ended under {tmp_path / 'runs'} (a summary.json); no sweep preset checked (--no-sweeps)." in text
 
 
 @pytest.mark.slow

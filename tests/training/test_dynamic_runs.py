@@ -42,8 +42,16 @@ def test_dynamic_run_keeps_the_target_sparsity_and_layer_counts(quick_cfg, metho
     assert summary["mask_updates"] == len(updates)
     acc = EventAccumulator(str(Path(summary["run_dir"]) / "tb"))
     acc.Reload()  # TensorBoard: one point per update, at its optimizer step; the ever-active share per epoch
-    assert [(e.step, e.value) for e in acc.Scalars("mask_update/dropped")] == [(u["step"], u["dropped"]) for u in updates]
-    assert [e.value for e in acc.Scalars("ever_active")] == pytest.approx(ever)
+    at = lambda tag: [(e.step, e.value) for e in acc.Scalars(tag)]  # noqa: E731
+    assert at("per_step/mask_update/dropped") == [(u["step"], u["dropped"]) for u in updates]
+    assert at("per_step/mask_update/dropped_layer/fc1.weight") == [(u["step"], u["dropped_layer"]["fc1.weight"])
+                                                                   for u in updates]
+    assert at("per_step/prune/sparsity") == [(0, pytest.approx(prune[0]["sparsity"]))]
+    assert [e.value for e in acc.Scalars("per_epoch/ever_active")] == pytest.approx(ever)
+    assert [x for x, _ in at("per_epoch/test_acc")] == [1, 2, 3, 4]
+    tags = acc.Tags()["scalars"]  # every tag names its x axis: epochs, optimizer steps, or the run's end
+    assert {t.split("/")[0] for t in tags} == {"per_epoch", "per_step", "run_end"}
+    assert [t for t in tags if "dropped_layer" in t and not t.startswith("per_step/mask_update/")] == []
 
 
 STOP_AT = 80  # optimizer steps: in epoch 3, between the updates at step indices 75 and 90

@@ -20,6 +20,7 @@ from flipout_repro.analysis.size import model_size
 from flipout_repro.rundir import real_folder
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.rundir import RunDir
+from flipout_repro.training.metrics_log import RUN_END
 
 log = logging.getLogger("flipout_repro")
 
@@ -35,24 +36,31 @@ def analyse(model: torch.nn.Module, masks: Masks, input_shape: tuple[int, ...]) 
             "collapsed_layers": report["collapsed_layers"], "model_size": model_size(model, masks)}
 
 
+def run_end_scalars(entries: dict[str, Any], step: int) -> list[tuple[str, float, int]]:
+    """The run end's numbers as ``(tag, value, x)`` at ``step`` (the last epoch), under ``run_end/``:
+    collapsed layers, effective sparsity, the share of multiply-adds left, each layer's final sparsity, the
+    int8 results."""
+    out = [(f"{RUN_END}/layers/collapsed", len(entries["collapsed_layers"]))]
+    if "effective_sparsity" in entries:
+        out.append((f"{RUN_END}/layers/effective_sparsity", entries["effective_sparsity"]))
+    out.append((f"{RUN_END}/layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1)))
+    out += [(f"{RUN_END}/layers/final_sparsity/{name}", layer["sparsity"]) for name, layer in entries["layers"].items()]
+    q = entries.get("quantization")
+    if q and "test_acc" in q:
+        out += [(f"{RUN_END}/quantization/test_acc", q["test_acc"]),
+                (f"{RUN_END}/quantization/fp32_test_acc", q["fp32_test_acc"]),
+                (f"{RUN_END}/quantization/zeros_preserved", float(q["zeros_preserved"]))]
+    return [(tag, value, step) for tag, value in out]
+
+
 def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
-    """Collapse, multiply-adds and int8 results as TensorBoard scalars (and text) at ``step``."""
+    """:func:`run_end_scalars` as TensorBoard scalars, and the collapsed layers' names as text, at ``step``."""
     from torch.utils.tensorboard import SummaryWriter  # at the run's end only
 
     with SummaryWriter(log_dir=str(real_folder(run.tb, run.path))) as tb:  # tb/: never a link
-        tb.add_scalar("layers/collapsed", len(entries["collapsed_layers"]), step)
-        if "effective_sparsity" in entries:
-            tb.add_scalar("layers/effective_sparsity", entries["effective_sparsity"], step)
-        tb.add_scalar("layers/macs_sparse_fraction", entries["macs_sparse"] / max(entries["macs_dense"], 1), step)
-        text = ", ".join(entries["collapsed_layers"]) or "none"
-        tb.add_text("layers/collapsed_layers", text, step)
-        for name, layer in entries["layers"].items():
-            tb.add_scalar(f"layers_final_sparsity/{name}", layer["sparsity"], step)
-        q = entries.get("quantization")
-        if q and "test_acc" in q:
-            tb.add_scalar("quantization/test_acc", q["test_acc"], step)
-            tb.add_scalar("quantization/fp32_test_acc", q["fp32_test_acc"], step)
-            tb.add_scalar("quantization/zeros_preserved", float(q["zeros_preserved"]), step)
+        for tag, value, x in run_end_scalars(entries, step):
+            tb.add_scalar(tag, value, x)
+        tb.add_text(f"{RUN_END}/layers/collapsed_layers", ", ".join(entries["collapsed_layers"]) or "none", step)
 
 
 def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir,

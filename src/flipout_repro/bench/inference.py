@@ -3,10 +3,17 @@
 The *dense* network is the run's model as trained (pruned weights are zeros, still multiplied). The
 *sparse* one is the same model with every pruned Linear layer stored as what it is: its weight as a
 torch.sparse CSR matrix (x @ W^T computed as (W_csr @ x^T)^T); Conv2d layers stay dense (PyTorch has no
-sparse convolution on the CPU). Latency is the median over ``repeats`` timed forward passes after
-``warmup`` untimed ones, under torch.inference_mode, with the thread count torch uses (recorded). The
-speed-up is dense / sparse, reported as measured, below 1x included: CSR pays an index lookup per kept
-weight, so it wins only at high sparsity.
+sparse convolution on the CPU). Each case (dense and sparse, the whole network and each replaced layer, at
+each batch size) is timed in ``rounds`` interleaved rounds (dense, sparse, dense, sparse, ...: drift on a
+busy machine hits both alike) of ``repeats`` forward passes after ``warmup`` untimed ones, under
+torch.inference_mode, with the thread count torch uses (recorded). A round's time is the median of its
+passes; a case's latency is the median of its rounds. The speed-up is dense / sparse, reported as
+measured, below 1x included: CSR pays an index lookup per kept weight, so it wins only at high sparsity.
+
+A measurement says when it is noise, as the training bench does (bench/training.py): a case whose slowest
+round is more than ``spread_limit`` (default 1.5) times its fastest was disturbed by something else on
+the machine, and every speed-up it enters is flagged (``warnings``, ``trusted: false``); flipout-bench
+then writes the measurement, marked, to inference.json but no speed-up into the run's summary.json.
 
 Where a Linear layer's mask is 2:4 (``pattern=nm``) and a CUDA GPU is present, each such layer is
 also timed on the GPU in float16 three ways (:func:`semi_structured_bench`): dense, its weight as
@@ -26,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flipout_repro.bench.training import SPREAD_LIMIT
 from flipout_repro.sparsity.masking import Masks
 from flipout_repro.sparsity.patterns import is_nm, semi_structured_padding, semi_structured_problem
 
@@ -63,22 +71,40 @@ def sparse_model(model: nn.Module, masks: Masks) -> tuple[nn.Module, list[str]]:
     return copied, replaced
 
 
-def latency_ms(model: nn.Module, x: torch.Tensor, warmup: int, repeats: int) -> float:
-    """Median wall time of one forward pass of ``x`` in milliseconds."""
+def _round_ms(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """One timed round: the median wall time (ms) of ``repeats`` forward passes of ``x``."""
     times = []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
+        for _ in range(repeats):
             t0 = time.perf_counter()
             model(x)
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
     return 1000.0 * statistics.median(times)
 
 
+def timed_pair(dense: nn.Module, sparse: nn.Module, x: torch.Tensor, warmup: int, repeats: int,
+               rounds: int) -> dict[str, Any]:
+    """Dense and sparse latency of ``x`` in interleaved rounds: each one's median over its rounds (ms), the
+    rounds, the spread (slowest / fastest round, the larger of the two) and the speed-up dense / sparse."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            dense(x)
+            sparse(x)
+    d, s = [], []
+    for _ in range(rounds):
+        d.append(_round_ms(dense, x, repeats))
+        s.append(_round_ms(sparse, x, repeats))
+    dm, sm = statistics.median(d), statistics.median(s)
+    return {"dense_ms": dm, "sparse_ms": sm, "speedup": dm / sm, "dense_ms_rounds": d, "sparse_ms_rounds": s,
+            "spread": max(max(d) / min(d), max(s) / min(s))}
+
+
 def bench_inference(model: nn.Module, masks: Masks, input_shape: tuple[int, ...], batches: tuple[int, ...] = (1, 64),
-                    warmup: int = 5, repeats: int = 30, seed: int = 0) -> dict[str, Any]:
+                    warmup: int = 5, repeats: int = 10, seed: int = 0, rounds: int = 3,
+                    spread_limit: float = SPREAD_LIMIT) -> dict[str, Any]:
     """Dense and sparse (CSR Linear) latency of ``model`` at each batch size, the whole network and each
-    replaced Linear layer alone; returns a JSON-ready dict."""
+    replaced Linear layer alone, with the spread of their rounds and the warnings of
+    :func:`inference_warnings`; returns a JSON-ready dict."""
     dense = copy.deepcopy(model).cpu().eval()
     sparse, replaced = sparse_model(model, masks)
     gen = torch.Generator().manual_seed(seed)
@@ -87,23 +113,35 @@ def bench_inference(model: nn.Module, masks: Masks, input_shape: tuple[int, ...]
                   "sparsity": 1.0 - kept[f"{n}.weight"] / dense.get_submodule(n).weight.numel()} for n in replaced}
     out: dict[str, Any] = {"device": "cpu", "cpu": platform.processor() or platform.machine(),
                            "threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "warmup": warmup, "repeats": repeats, "sparsity": masks.sparsity(),
-                           "csr_layers": layers, "batches": {}}
+                           "warmup": warmup, "repeats": repeats, "rounds": rounds, "spread_limit": spread_limit,
+                           "sparsity": masks.sparsity(), "csr_layers": layers, "batches": {}}
     for b in batches:
         x = torch.randn(b, *input_shape, generator=gen)
         with torch.inference_mode():
             gap = (dense(x) - sparse(x)).abs().max().item()
-        d, s = latency_ms(dense, x, warmup, repeats), latency_ms(sparse, x, warmup, repeats)
+        whole = timed_pair(dense, sparse, x, warmup, repeats, rounds)
         per_layer = {}
         for n in replaced:
-            lin = dense.get_submodule(n)
-            xi = torch.randn(b, lin.in_features, generator=gen)
-            ld = latency_ms(lin, xi, warmup, repeats)
-            ls = latency_ms(sparse.get_submodule(n), xi, warmup, repeats)
-            per_layer[n] = {"dense_ms": ld, "sparse_ms": ls, "speedup": ld / ls}
-        out["batches"][str(b)] = {"dense_ms": d, "sparse_ms": s, "speedup": d / s, "max_abs_output_diff": gap,
-                                  "linear_layers": per_layer}
+            xi = torch.randn(b, dense.get_submodule(n).in_features, generator=gen)
+            per_layer[n] = timed_pair(dense.get_submodule(n), sparse.get_submodule(n), xi, warmup, repeats, rounds)
+        out["batches"][str(b)] = {**whole, "max_abs_output_diff": gap, "linear_layers": per_layer}
+    out["warnings"] = inference_warnings(out)
+    out["trusted"] = not out["warnings"]
     out["semi_structured"] = semi_structured_bench(model, masks, batches, warmup, repeats)
+    return out
+
+
+def inference_warnings(result: dict[str, Any]) -> list[str]:
+    """One line per case (a batch size, the whole network or one layer) whose rounds spread more than the
+    result's ``spread_limit`` (slowest / fastest round): its speed-up is not to be trusted."""
+    limit, out = result["spread_limit"], []
+    for b, v in result["batches"].items():
+        for what, case in [("network", v), *((f"layer {n}", c) for n, c in v["linear_layers"].items())]:
+            if case["spread"] > limit:
+                rounds = "; ".join(f"{k} {', '.join(f'{t:.3g}' for t in case[f'{k}_ms_rounds'])} ms"
+                                   for k in ("dense", "sparse"))
+                out.append(f"batch {b}, {what}: rounds {rounds}: spread {case['spread']:.2f}x > {limit:g}x"
+                           f" (slowest/fastest): its {case['speedup']:.2f}x speed-up is not to be trusted")
     return out
 
 
@@ -172,9 +210,16 @@ def _cuda_ms(fn: Any, warmup: int, repeats: int) -> float:
 
 def format_inference(r: dict[str, Any]) -> str:
     """A short text table of a bench_inference result."""
+    limit = r.get("spread_limit", SPREAD_LIMIT)
     lines = [f"CPU inference, {r['threads']} thread(s), torch {r['torch']}, sparsity {100 * r['sparsity']:.2f} %;"
              f" Linear layers as sparse CSR: {', '.join(r['csr_layers']) or 'none'}",
-             f"{'batch':>6} {'dense ms':>10} {'sparse ms':>10} {'speed-up':>9}"]
+             f"{r.get('rounds', 1)} rounds of {r['repeats']} forward passes per case",
+             f"{'batch':>6} {'dense ms':>10} {'sparse ms':>10} {'speed-up':>9} {'rounds max/min':>15}"]
     for b, v in r["batches"].items():
-        lines.append(f"{b:>6} {v['dense_ms']:>10.3f} {v['sparse_ms']:>10.3f} {v['speedup']:>8.2f}x")
+        spread = v.get("spread", 1.0)
+        lines.append(f"{b:>6} {v['dense_ms']:>10.3f} {v['sparse_ms']:>10.3f} {v['speedup']:>8.2f}x"
+                     f" {spread:>11.2f}{' (!)' if spread > limit else '    '}")
+    lines += ["", f"spread limit {limit:g}x (slowest/fastest round): " + (
+        "every case within it" if not r.get("warnings") else "exceeded, see the warnings")]
+    lines += [f"WARNING: {w}" for w in r.get("warnings", [])]
     return "\n".join(lines)

@@ -52,6 +52,15 @@ PHASES = [
 TRAINING = "training after it"
 
 
+def run_failure(overrides: list[str], code: int, stderr: str) -> Exception:
+    """Why a timed ``flipout-train`` process failed, in one line: its own error line (Hydra's hint to set
+    HYDRA_FULL_ERROR left out); a ValueError (bad input, exit code 2) for a bad override."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    cause = next((ln for ln in lines if ln.startswith("flipout-train:")), lines[-1] if lines else "no message")
+    text = f"--overrides {' '.join(overrides)}: flipout-train exited with code {code}: {cause}"
+    return ValueError(text) if code == 2 else RuntimeError(text)
+
+
 def time_run(overrides: list[str], python: str = sys.executable) -> dict[str, Any]:
     """One ``flipout-train`` process with ``overrides``: its whole time, its phases (seconds) and the
     watched modules (phases.WATCHED) already imported at its first step. RuntimeError if it fails."""
@@ -63,8 +72,7 @@ def time_run(overrides: list[str], python: str = sys.executable) -> dict[str, An
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         end = time.time()
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed (exit code {proc.returncode}): "
-                               f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+            raise run_failure(overrides, proc.returncode, proc.stderr)
         marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
     at: dict[str | None, float] = {None: start}
     for m in marks:  # the first job's marks, should the overrides make a sweep
@@ -104,8 +112,7 @@ def time_sweep(overrides: list[str], jobs: int, python: str = sys.executable) ->
                               stderr=subprocess.PIPE, text=True)
         end = time.time()
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed (exit code {proc.returncode}): "
-                               f"{(proc.stderr.strip().splitlines() or [''])[-1]}")
+            raise run_failure(overrides, proc.returncode, proc.stderr)
         found = _job_marks([json.loads(line) for line in marks_file.read_text().splitlines()])
     need = ("first_step", "train_end", "done")
     if len(found) != jobs or any(k not in j for j in found for k in need):

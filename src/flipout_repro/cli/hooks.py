@@ -2,9 +2,10 @@
 
 - Before Hydra creates its own output folder under ``results_dir`` (which would fail with a traceback),
   ``results_dir`` is checked: a file or a read-only folder is one line and exit code 2.
-- A sweep's (``-m``) bookkeeping: each job records its outcome in its Hydra output folder, and once
-  every job has run the closing list of the jobs that did not finish is printed, with why, and the sweep
-  is marked failed so that the command exits with SWEEP_FAILED (cli/failures.py).
+- A sweep's (``-m``) bookkeeping: each job records its outcome (done, skipped, failed) in its Hydra output
+  folder, and once every job has run the list of the jobs that did not finish is printed, with why (the
+  sweep is then marked failed so that the command exits with SWEEP_FAILED, cli/failures.py), and the
+  closing line: how many jobs were done, skipped and failed, and the report command to run next.
 
 Outcomes travel as files because under the joblib and SLURM launchers the jobs run in other processes
 (or on other machines) than the one that waits for the sweep; the callback's ``on_multirun_end`` runs
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,8 +40,8 @@ def task_overrides() -> list[str]:
 
 
 def record(status: str, code: int = 0, error: str = "") -> None:
-    """This job's outcome (``done`` or ``failed`` with its exit code and message), in its output folder;
-    in a data-parallel job (hydra/launcher=slurm_multi) rank 0's only."""
+    """This job's outcome (``done``; ``skipped``: finished before; ``failed`` with its exit code and
+    message), in its output folder; in a data-parallel job (hydra/launcher=slurm_multi) rank 0's only."""
     if ranks_env.rank_of(os.environ) != 0:
         return
     hc = HydraConfig.get()
@@ -68,30 +70,44 @@ class TrainHooks(Callback):
         state["failed"] = []
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = Path(str(config.hydra.sweep.dir))
+        outcomes = self.outcomes(Path(str(config.hydra.sweep.dir)))
+        failed = [o for o in outcomes if o.get("status") not in ("done", "skipped")]
+        state["failed"] = failed
+        if failed:
+            lines = [f"flipout-train: {len(failed)} of {len(outcomes)} jobs of the sweep did not finish:"]
+            for o in failed:
+                lines.append(f"  job {o['job']} ({' '.join(o.get('overrides') or [])}): exit code {o['code']}:"
+                             f" {o['error']}")
+            print("\n".join(lines), file=sys.stderr, flush=True)
+        print(closing_line(outcomes, str(OmegaConf.select(config, "results_dir", default="results"))), flush=True)
+
+    def outcomes(self, folder: Path) -> list[dict[str, Any]]:
+        """The outcome of each job of the sweep in ``folder`` (Hydra's sweep folder), in job order; a job
+        that left none is failed ("the job's process died?")."""
         jobs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)) \
             if folder.is_dir() else []
-        done, failed = 0, []
+        found = []
         for job in jobs:
             if job.stat().st_mtime < self.started - 1:  # a folder of an earlier sweep in the same place
                 continue
             try:
-                outcome = json.loads((job / OUTCOME_FILE).read_text())
+                found.append(json.loads((job / OUTCOME_FILE).read_text()))
             except (OSError, ValueError):  # the job's process died before it could say (killed, out of memory)
-                outcome = {"job": int(job.name), "overrides": [], "status": "failed", "code": 1,
-                           "error": f"no outcome recorded (the job's process died?): see its log in {job}"}
-            if outcome.get("status") == "done":
-                done += 1
-            else:
-                failed.append(outcome)
-        state["failed"] = failed
-        if not failed:
-            return
-        lines = [f"flipout-train: {len(failed)} of {done + len(failed)} jobs of the sweep did not finish:"]
-        for o in failed:
-            lines.append(f"  job {o['job']} ({' '.join(o.get('overrides') or [])}): exit code {o['code']}:"
-                         f" {o['error']}")
-        print("\n".join(lines), file=sys.stderr, flush=True)
+                found.append({"job": int(job.name), "overrides": [], "status": "failed", "code": 1,
+                              "error": f"no outcome recorded (the job's process died?): see its log in {job}"})
+        return found
+
+
+def closing_line(outcomes: list[dict[str, Any]], results_dir: str) -> str:
+    """A sweep's last line: how many jobs trained to the end, were skipped (finished before) or failed,
+    and the command that reads them, e.g. ``flipout-train: sweep of 12 jobs: 10 done, 2 skipped (finished
+    before), 0 failed; next: flipout-report``."""
+    count = {k: sum(o.get("status") == k for o in outcomes) for k in ("done", "skipped")}
+    failed = len(outcomes) - count["done"] - count["skipped"]
+    report = "flipout-report" + ("" if results_dir == "results" else f" --results-dir {shlex.quote(results_dir)}")
+    jobs = f"{len(outcomes)} job{'s' if len(outcomes) != 1 else ''}"
+    return (f"flipout-train: sweep of {jobs}: {count['done']} done, {count['skipped']} skipped"
+            f" (finished before), {failed} failed; next: {report}")
 
 
 def _check_results_dir(config: DictConfig) -> None:

@@ -47,6 +47,25 @@ def _parse(args: list[str]) -> list:
         return []
 
 
+def unreadable(args: list[str]) -> ConfigError | None:
+    """The first ``key=value`` argument Hydra's override grammar cannot read (``optim.lr=[``), as a
+    ConfigError with the parser's reason in one line; None if every one reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for a in args:
+        if a.startswith("-") or "=" not in a:
+            continue
+        try:
+            parser.parse_overrides([a])
+        except Exception as exc:  # noqa: BLE001 - Hydra's OverrideParseException, its message made one line
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            key, _, value = a.partition("=")
+            return ConfigError(key, value, f"cannot be read as an override ({reason})",
+                               "quote it for the shell, e.g. 'optim.milestones=[150,250]' or key=\"a b\"")
+    return None
+
+
 def unknown_key(args: list[str]) -> tuple[str, object] | None:
     """The first ``key=value`` of ``args`` whose key is neither a key of the schema, nor a config group,
     nor under a free-form group or ``hydra.``; None if there is none (or if Hydra cannot parse them:
@@ -283,7 +302,7 @@ def check_command_line(prog: str, args: list[str]) -> None:
         sys.exit(0)
     if {"--help", "-h", "--hydra-help"} & set(args):
         return
-    bad = unknown_option(prog, args) or foreign_optim_key(args) or relabel_or_copy(args)
+    bad = unreadable(args) or unknown_option(prog, args) or foreign_optim_key(args) or relabel_or_copy(args)
     if bad:
         fail(prog, str(bad), BAD_INPUT)
     try:

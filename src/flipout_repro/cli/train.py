@@ -2,8 +2,9 @@
 
 Bad input ends with one line on stderr and exit code 2, before anything is trained or written (see
 cli/failures.py for every exit code). In a sweep (``-m``) every job's failure is its own: it is logged
-and recorded, the other jobs run, and the sweep ends with the list of the jobs that did not finish and
-exit code SWEEP_FAILED (cli/hooks.py). SIGTERM (exit code 143) and Ctrl-C (SIGINT, 130) stop the run or
+and recorded, the other jobs run, and the sweep ends with its closing line (jobs done, skipped, failed;
+the report command to run next), the list of the jobs that did not finish and exit code SWEEP_FAILED
+(cli/hooks.py). SIGTERM (exit code 143) and Ctrl-C (SIGINT, 130) stop the run or
 the sweep, printed as ``interrupted``; the same command resumes.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ log = logging.getLogger("flipout_repro")
 def _main(cfg: DictConfig) -> float | None:
     phases.mark("job")  # Hydra composed the config (flipout-bench --startup)
     from flipout_repro.config.validate import check_overrides
-    from flipout_repro.run import run  # here, not at the top: --help and bad overrides stay fast
+    from flipout_repro.run import SKIPPED, run  # here, not at the top: --help and bad overrides stay fast
 
     phases.mark("imported")
     in_sweep = _in_sweep()
@@ -61,7 +62,7 @@ def _main(cfg: DictConfig) -> float | None:
             hooks.record("failed", code, f"{summary.get('error')} (recorded earlier in {summary.get('run_dir')}"
                                       "/summary.json; resume=false trains it again)")
         else:
-            hooks.record("done")
+            hooks.record("skipped" if summary.get(SKIPPED) else "done")  # skipped: finished before
     return summary.get("final_test_acc")
 
 

@@ -9,11 +9,15 @@ them in order. torch is imported only by the checks that ask it: config.schema i
 """
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import netrc
 import os
 import re
 import types
 import typing
+import urllib.parse
+import urllib.request
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -139,3 +143,47 @@ def check_quantization(cfg: DictConfig, backends: tuple) -> None:
     if n != "all" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ConfigError("quantization.calibration_batches", n, "must be a positive integer or all",
                           "e.g. quantization.calibration_batches=32, or all for one pass over the training set")
+
+
+#: ``logger`` -> the module it imports and the extra that installs it (training/trackers.py)
+TRACKER_EXTRAS = {"wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
+
+
+def check_tracker(cfg: DictConfig) -> None:
+    """ConfigError, before anything is written, when ``logger`` names a tracker whose extra is not
+    installed, W&B has no API key (and is not offline), or the MLflow server of ``MLFLOW_TRACKING_URI``
+    does not answer."""
+    logger = str(cfg.get("logger", "tensorboard"))
+    if logger not in TRACKER_EXTRAS:
+        return
+    module, extra = TRACKER_EXTRAS[logger]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError("logger", logger, f"needs the {extra} extra, which is not installed",
+                          f"pip install -e \".[{extra}]\" (or pip install {module}), or leave logger=tensorboard")
+    if logger == "wandb" and os.environ.get("WANDB_MODE", "online") not in ("offline", "disabled", "dryrun") \
+            and not os.environ.get("WANDB_API_KEY") and not _netrc_has(_host(os.environ.get("WANDB_BASE_URL")
+                                                                                or "https://api.wandb.ai")):
+        raise ConfigError("logger", logger, "has no W&B API key (no WANDB_API_KEY, no ~/.netrc entry)",
+                          "run `wandb login`, or set WANDB_MODE=offline (then `wandb sync` uploads the run later)")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if logger == "mlflow" and uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10):
+                pass
+        except (OSError, ValueError) as exc:
+            raise ConfigError("logger", logger, f"cannot reach the MLflow server MLFLOW_TRACKING_URI={uri}"
+                              f" ({getattr(exc, 'reason', exc)})", "start it, or unset MLFLOW_TRACKING_URI to log"
+                              " to a file store in results_dir/mlruns") from exc
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlparse(url).hostname or url
+
+
+def _netrc_has(host: str) -> bool:
+    """Whether ~/.netrc (or $NETRC) holds a password for ``host``, as ``wandb login`` writes it."""
+    try:
+        entry = netrc.netrc(os.environ.get("NETRC")).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])

@@ -39,6 +39,7 @@ FORMAT = 2
 NOT_IDENTITY = frozenset({
     "seed", "device", "results_dir", "progress", "eval_batch_size", "resume", "compile", "channels_last",
     "deterministic", "quantize", "quantization",
+    "logger",  # where the metrics go besides TensorBoard
     "on_collapse",  # stop or warn: a run that completes computes the same either way
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
     "dataset.verify",  # a check of the files before the run
@@ -93,7 +94,7 @@ class Identity:
                 str(p["precision"])]
         rest = {k: v for k, v in flatten(p).items()
                 if k not in ("model.name", "dataset.name", *ALWAYS) and not (k == "optim.name" and v == "sgd")}
-        return ", ".join(head + [f"{k}={_text(v)}" for k, v in rest.items()])
+        return ", ".join(head + [f"{key_words(k)}={_text(v)}" for k, v in rest.items()])
 
     def axes_label(self, with_sparsity: bool = False) -> str:
         """``flipout, budget=erk, method.p=3``: the method and what sets it apart, in words."""
@@ -214,6 +215,13 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def key_words(key: str) -> str:
+    """A flattened key as a user writes it on the command line: a group's name is the group
+    (``optim.name`` -> ``optim``, as in ``optim=adamw``); any other key unchanged (``optim.lr``)."""
+    group, dot, rest = key.partition(".")
+    return group if dot and rest == "name" else key
 
 
 def _text(value: Any) -> str:

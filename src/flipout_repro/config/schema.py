@@ -31,6 +31,8 @@ BACKENDS = ("x86", "fbgemm", "qnnpack")
 MODEL_INITS = ("default", "kaiming_normal")
 #: ``on_collapse`` values (training/collapse.py implements them)
 ON_COLLAPSE = ("warn", "stop")
+#: ``logger`` values: TensorBoard alone, or beside it Weights & Biases or MLflow (training/trackers.py)
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -160,7 +162,8 @@ class RunConfig:
     results_dir: str = "results"
     #: continue an interrupted run from its checkpoint; false starts it over
     resume: bool = True
-    #: a progress bar while training
+    #: a progress bar while training, drawn only on a terminal: with output to a file or a pipe there is
+    #: one line per epoch whatever this says
     progress: bool = True
     #: post-training static int8 quantization at the end of the run (CPU)
     quantize: bool = False
@@ -170,6 +173,43 @@ class RunConfig:
     #: a prune event that leaves a layer no weight: ``warn`` at the event and train on, or ``stop`` the run
     #: there (exit code 6, summary status failed); not part of the run hash
     on_collapse: str = field(default="warn", metadata={"choices": ON_COLLAPSE})
+    #: where the metrics go beside metrics.jsonl and TensorBoard's tb/: nowhere else (tensorboard), Weights
+    #: & Biases (wandb) or MLflow (mlflow), each an extra: pip install -e ".[wandb]"; not part of the run hash
+    logger: str = field(default="tensorboard", metadata={"choices": LOGGERS})
+
+
+#: what other tools call a key, by the name a user may type (lower case, ``-`` as ``_``) -> our key path:
+#: an unknown key answers "did you mean <ours>?" (config.validate.suggest_keys), before close matches
+SYNONYMS = {
+    **dict.fromkeys(("lr", "learning_rate", "base_lr", "learningrate", "init_lr"), "optim.lr"),
+    **dict.fromkeys(("wd", "weight_decay", "weightdecay", "decay", "l2", "l2_reg"), "optim.weight_decay"),
+    **dict.fromkeys(("momentum", "mom", "beta"), "optim.momentum"),
+    **dict.fromkeys(("nesterov",), "optim.nesterov"),
+    **dict.fromkeys(("betas", "beta1", "beta2"), "optim.betas"),
+    **dict.fromkeys(("eps", "epsilon", "adam_eps"), "optim.eps"),
+    **dict.fromkeys(("gamma", "lr_decay", "lr_gamma", "decay_rate"), "optim.gamma"),
+    **dict.fromkeys(("milestones", "lr_steps", "lr_milestones", "decay_epochs", "steps"), "optim.milestones"),
+    **dict.fromkeys(("warmup", "warmup_epochs", "lr_warmup"), "optim.warmup_epochs"),
+    **dict.fromkeys(("lr_schedule", "lr_scheduler", "scheduler"), "optim.schedule"),
+    **dict.fromkeys(("optimizer", "optimiser", "opt"), "optim"),
+    **dict.fromkeys(("bs", "batch", "batchsize", "train_batch_size", "mini_batch_size"), "batch_size"),
+    **dict.fromkeys(("test_batch_size", "eval_bs", "val_batch_size", "test_bs"), "eval_batch_size"),
+    **dict.fromkeys(("epoch", "n_epochs", "num_epochs", "max_epochs", "nepochs", "train_epochs"), "epochs"),
+    **dict.fromkeys(("random_seed", "rng_seed", "manual_seed", "seeds"), "seed"),
+    **dict.fromkeys(("target_sparsity", "sparsity_level", "prune_ratio", "pruning_ratio", "amount", "density"),
+                    "sparsity"),
+    **dict.fromkeys(("arch", "architecture", "network", "net", "model_name"), "model"),
+    **dict.fromkeys(("data", "ds", "dataset_name"), "dataset"),
+    **dict.fromkeys(("data_dir", "data_root", "root", "data_path"), "dataset.root"),
+    **dict.fromkeys(("workers", "num_workers", "n_workers"), "dataset.workers"),
+    **dict.fromkeys(("gpu", "cuda", "gpus"), "device"),
+    **dict.fromkeys(("amp", "fp16", "bf16", "mixed_precision", "dtype"), "precision"),
+    **dict.fromkeys(("label_smoothing", "smoothing"), "loss.label_smoothing"),
+    **dict.fromkeys(("output_dir", "out_dir", "save_dir", "log_dir", "outdir", "results"), "results_dir"),
+    **dict.fromkeys(("layer_budget", "distribution", "sparsity_distribution"), "budget"),
+    **dict.fromkeys(("pruner", "pruning_method", "prune_method", "algorithm"), "method"),
+    **dict.fromkeys(("pruning_schedule", "prune_schedule"), "schedule"),
+}
 
 
 def key_paths() -> list[str]:

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from flipout_repro.config import launch, optimizers, paths, schema
 from flipout_repro.config.checks import (check_argument, check_bool_overrides, check_device, check_plain_name,
-                                         check_quantization, type_hints, writable_folder_problem)
+                                         check_quantization, check_tracker, type_hints, writable_folder_problem)
 from flipout_repro.config.targets import effective_sparsity, import_target
 from flipout_repro.data import rules as data_rules
 from flipout_repro.errors import ConfigError, check_finite, choice, number
@@ -107,14 +107,30 @@ def check_keys(cfg: DictConfig) -> None:
 
 
 def unknown_key_error(key: str, value: Any) -> ConfigError:
-    """``key=value is not a config key: did you mean <the closest key paths>?``"""
-    return ConfigError(key, value, "is not a config key", _did_you_mean(key, schema.key_paths()))
+    """``key=value is not a config key: did you mean <our key for it / the closest key paths>?``"""
+    close = suggest_keys(key)
+    fix = f"did you mean {' or '.join(close)}?" if close else "remove it (flipout-train --cfg job lists the keys)"
+    return ConfigError(key, value, "is not a config key", fix)
 
 
-def _did_you_mean(key: str, known: list[str]) -> str:
-    leaf = key.split(".")[-1]
-    close = [k for k in known if k.split(".")[-1] == leaf] or difflib.get_close_matches(key, known, n=2)
-    return f"did you mean {' or '.join(close)}?" if close else "remove it (flipout-train --cfg job lists the keys)"
+def suggest_keys(key: str) -> list[str]:
+    """The keys ``key`` may have meant: our key for what other tools call it (schema.SYNONYMS, by its last
+    part: ``learning_rate`` and ``optim.learning_rate`` -> ``optim.lr``), else the keys that end in the same
+    name, else the closest key paths, last parts or synonyms (difflib: ``learnin_rate`` -> ``optim.lr``);
+    at most three."""
+    known = schema.key_paths()
+    leaf = key.split(".")[-1].lower().replace("-", "_")
+    if leaf in schema.SYNONYMS:
+        return [schema.SYNONYMS[leaf]]
+    same = [k for k in known if k.split(".")[-1] == leaf]
+    if same:
+        return same[:3]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.7)
+    by_leaf = {k.split(".")[-1]: k for k in known} | schema.SYNONYMS  # a typo of a synonym: learnin_rate
+    for m in difflib.get_close_matches(leaf, list(by_leaf), n=3, cutoff=0.75):
+        if by_leaf[m] not in close:
+            close.append(by_leaf[m])
+    return close[:3]
 
 
 @dataclass
@@ -166,6 +182,7 @@ def validate(cfg: DictConfig) -> Checked:
     method.use_budget(budgets.Budget(cfg.budget.name, cfg.budget.dense_first, cfg.budget.dense_last))
     schedule = check_schedule(cfg, method)
     check_quantization(cfg, schema.BACKENDS)
+    check_tracker(cfg)  # logger=wandb|mlflow: the extra installed, the service there
     return Checked(method, schedule)
 
 

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from flipout_repro.config.identity import Identity
+from flipout_repro.config.identity import Identity, key_words
 from flipout_repro.rundir import format_sparsity
 from flipout_repro.reporting.stats import compare, mean_interval, versus_published
 
@@ -73,8 +73,8 @@ def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str, among: str 
     if same.empty:
         fc, fbs = _flat_shared(c["identity"]), [_flat_shared(b) for b in pool["identity"]]
         keys = sorted({k for fb in fbs for k in {*fc, *fb} if fc.get(k) != fb.get(k)})
-        mine = ", ".join(f"{k}={fc.get(k)}" for k in keys)
-        theirs = sorted({", ".join(f"{k}={fb.get(k)}" for k in keys) for fb in fbs})
+        mine = ", ".join(f"{key_words(k)}={fc.get(k)}" for k in keys)
+        theirs = sorted({", ".join(f"{key_words(k)}={fb.get(k)}" for k in keys) for fb in fbs})
         return None, f"no {baseline} runs{among} with {mine} in this protocol (it has {'; '.join(theirs)})"
     at = same[(same["target_sparsity"] - c["target_sparsity"]).abs() < SAME_SPARSITY]
     if at.empty:

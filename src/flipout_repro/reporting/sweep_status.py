@@ -180,10 +180,11 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path, problems: dict[st
     job that is not done with the command that runs that one job alone. The others get one line.
     """
     rd = "" if str(results_dir) == "results" else f" results_dir={shlex.quote(str(results_dir))}"
+    ended = ended_runs(results_dir)
     out = ["# Missing runs", "", "The sweep presets (conf/sweep/) you started (some run of them is on disk), or"
            " named with --sweeps, against the runs on disk. Under each: the command that runs the whole sweep,"
            " then one line per job that is not done, whose command runs that one job alone. Either way"
-           " finished runs are skipped and interrupted ones resume."]
+           " finished runs are skipped and interrupted ones resume.", "", _on_disk_line(ended, jobs, results_dir, requested)]
     per_pair: dict[tuple[str, str], list[str]] = {}
     by_sweep: dict[str, list[Job]] = {}
     for job in shown(jobs, requested):
@@ -196,7 +197,11 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path, problems: dict[st
                 " runs one whole; `make paper-runs` all the paper presets."]
     for name, sj in by_sweep.items():
         todo = [j for j in sj if j.state != "done"]
-        out += ["", f"## {name}: {len(sj) - len(todo)} of {len(sj)} runs done"]
+        more = _more_seeds(ended, sj)
+        seeds = sorted({p.name.removeprefix("seed_") for p in more}, key=lambda n: (len(n), n))
+        also = f"; {len(more)} more run{'s' if len(more) != 1 else ''} of its settings on disk (seed" \
+               f"{'s' if len(seeds) != 1 else ''} {', '.join(seeds)}: not in the preset)" if more else ""
+        out += ["", f"## {name}: {len(sj) - len(todo)} of its {len(sj)} jobs done{also}"]
         if todo:
             out += ["", f"The whole sweep ({len(sj)} jobs): `flipout-train -m +sweep={name}{rd}`"]
         if not todo:
@@ -214,3 +219,27 @@ def missing_markdown(jobs: list[Job], results_dir: str | Path, problems: dict[st
         out += ["", f"## {name}: cannot be composed here ({why})"]
     sections = {pair: "\n## Missing cells\n\n" + "\n".join(lines) + "\n" for pair, lines in per_pair.items()}
     return "\n".join(out) + "\n", sections
+
+
+def ended_runs(results_dir: str | Path) -> set[Path]:
+    """The run folders under ``<results_dir>/runs`` whose run has ended (a summary.json: done or failed)."""
+    return {p.parent for p in (Path(results_dir) / "runs").glob("**/summary.json")}
+
+
+def _more_seeds(ended: set[Path], jobs: list[Job]) -> list[Path]:
+    """The ended runs of the jobs' settings (the same identity but the seed) that are not jobs themselves."""
+    settings, own = {j.run_dir.parent for j in jobs}, {j.run_dir for j in jobs}
+    return sorted(p for p in ended - own if p.parent in settings)
+
+
+def _on_disk_line(ended: set[Path], jobs: list[Job], results_dir: str | Path, requested: list[str] | None) -> str:
+    """How the runs on disk relate to the presets checked: ``18 runs ended under results/runs (a
+    summary.json): 12 are jobs of a sweep preset, 6 more seeds of a preset's settings, 0 belong to none of
+    the presets checked.``"""
+    head = f"{len(ended)} run{'s' if len(ended) != 1 else ''} ended under {Path(results_dir) / 'runs'} (a summary.json)"
+    if requested == []:
+        return f"{head}; no sweep preset checked (--no-sweeps)."
+    in_presets = len(ended & {j.run_dir for j in jobs})
+    more = len(_more_seeds(ended, jobs))
+    return (f"{head}: {in_presets} are jobs of a sweep preset, {more} more seeds of a preset's settings,"
+            f" {len(ended) - in_presets - more} belong to none of the presets checked.")

@@ -1,5 +1,14 @@
 """A run's metrics: metrics.jsonl (one JSON record a line) and TensorBoard scalars of the same records, and
 the cut back to a checkpoint when a run resumes, so that no record is lost or doubled.
+
+A scalar's tag names the unit of its x axis (:func:`scalars`):
+
+- ``per_epoch/<key>`` (``per_epoch/test_acc``, ``per_epoch/sparsity_layer/<layer>``): one point per epoch,
+  at the epoch's number;
+- ``per_step/<type>/<key>`` (``per_step/prune/sparsity``, ``per_step/prune/kept/<layer>``,
+  ``per_step/mask_update/dropped``, ``per_step/mask_update/dropped_layer/<layer>``): one point per prune event
+  or mask update, at the optimizer step it came after;
+- ``run_end/...`` (analysis/run_end.py): one point, at the last epoch.
 """
 from __future__ import annotations
 
@@ -10,14 +19,34 @@ from typing import Any
 
 from flipout_repro.rundir import RunDir, atomic_write_text, jsonable, open_append, real_folder
 
+#: the tag prefixes: what the x axis of a scalar counts
+PER_EPOCH, PER_STEP, RUN_END = "per_epoch", "per_step", "run_end"
+
+
+def scalars(record: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """A metrics record's numbers as ``(tag, value, x)``: an epoch record's at its epoch under ``per_epoch/``,
+    any other record's (a prune event, a mask update) at its optimizer step under ``per_step/<type>/``;
+    a dict of numbers (per layer) one tag per entry below its key."""
+    kind = record.get("type", "epoch")
+    prefix, x = (PER_EPOCH, record.get("epoch", 0)) if kind == "epoch" else (f"{PER_STEP}/{kind}", record.get("step", 0))
+    out = []
+    for key, value in record.items():
+        if key in ("type", "epoch", "step"):
+            continue
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        out += [(f"{prefix}/{key}" + (f"/{sub}" if sub is not None else ""), v, int(x)) for sub, v in items
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return out
+
 
 class MetricsLog:
-    """Append-only metrics.jsonl plus TensorBoard scalars for the same records."""
+    """Append-only metrics.jsonl plus TensorBoard scalars for the same records (and, given ``tracker``, the
+    same scalars to W&B or MLflow: training/trackers.py)."""
 
-    def __init__(self, run: RunDir, replay: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, run: RunDir, replay: list[dict[str, Any]] | None = None, tracker: Any = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.run = run
+        self.run, self.tracker = run, tracker
         self._fh = open_append(run.metrics)  # a symlink planted at metrics.jsonl is refused
         if replay is not None:
             # A resumed run: TensorBoard is rebuilt from the records kept in metrics.jsonl, so it holds
@@ -35,16 +64,11 @@ class MetricsLog:
         self._scalars(record)
 
     def _scalars(self, record: dict[str, Any]) -> None:
-        kind = record.get("type", "epoch")
-        step = record.get("step", 0) if kind == "mask_update" else record.get("epoch", 0)  # many an epoch
-        for key, value in record.items():
-            if key in ("type", "epoch", "step"):
-                continue
-            if isinstance(value, dict):
-                for sub, v in value.items():
-                    self._tb.add_scalar(f"{key}/{sub}", v, step)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._tb.add_scalar(key if kind == "epoch" else f"{kind}/{key}", value, step)
+        items = scalars(record)
+        for tag, value, x in items:
+            self._tb.add_scalar(tag, value, x)
+        if self.tracker is not None:
+            self.tracker.scalars(items)
 
     def close(self) -> None:
         """Flush and close both sinks."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +27,14 @@ from flipout_repro.sparsity.schedule import PruneEvent
 from flipout_repro.training.evaluate import autocast, evaluate
 
 log = logging.getLogger("flipout_repro")
+
+
+def show_bar(progress: bool, stream: Any = None) -> bool:
+    """Whether to draw the progress bar: ``progress`` is on and the bar's stream (stderr) is a terminal. Off
+    a terminal (output to a file, a pipe, a cluster job's log) a bar's redraws would fill the file; the
+    one line per epoch (logged at the epoch's end) says all it would."""
+    stream = sys.stderr if stream is None else stream
+    return bool(progress) and bool(getattr(stream, "isatty", lambda: False)())
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,7 +121,7 @@ class Trainer:
             self.method.on_train_start(self.data.train_batches(self.batch_size, self.generator, order),
                                        self.target, self.epochs, spe)
             self._apply_due_events(state, at_step=0, test_acc=None)
-        bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not self.progress,
+        bar = tqdm(total=self.epochs * spe, initial=state.step, disable=not show_bar(self.progress),
                    unit="step", dynamic_ncols=True, leave=False)
         try:
             with logging_redirect_tqdm():
