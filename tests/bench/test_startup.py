@@ -22,7 +22,8 @@ RUN_FILES = {"checkpoint.pt", "command.txt", "config.yaml", "curve.csv", "curve.
              "layer_sparsity.pdf", "layer_sparsity.png", "masks.pt", "metrics.jsonl", "model.pt", "run.log",
              "summary.json", "tb"}
 SUMMARY_KEYS = {
-    "achieved_sparsity", "best_test_acc", "collapsed_layers", "config", "curve", "dataset", "device", "epochs", "format",
+    "achieved_sparsity", "best_test_acc", "collapsed_layers", "config", "curve", "dataset", "device",
+    "effective_sparsity", "epochs", "format",
     "final_test_acc", "final_test_loss", "final_train_acc", "git_sha", "hash", "layer_figure", "layers",
     "macs_dense", "macs_sparse", "method", "model", "model_size", "nonzero", "params_nonzero", "params_total",
     "precision", "prunable", "run_dir", "seed", "sparsity_is_outcome", "status", "target_sparsity",

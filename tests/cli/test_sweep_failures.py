@@ -54,7 +54,7 @@ def test_a_corrupt_checkpoint_or_a_lock_fails_that_job_only(tmp_path):
     (["resume=no"], "resume='no' must be true or false: use resume=true or resume=false"),
     (["optim.nesterov=yes"], "optim.nesterov='yes' must be true or false"),
     (["epochs=${nope}"], "epochs='${nope}' cannot be resolved: Interpolation key 'nope' not found"),
-    (["method.name=../../../../x"], "method.name='../../../../x' is not a plain name"),
+    (["method.name=../../../../x"], "method.name='../../../../x' would relabel the run"),
     (["method._target_=subprocess.run", "+method.args=[touch,{marker}]"], "method._target_='subprocess.run' is not"
                                                                           " allowed"),
     (["optim.lr=nan"], "optim.lr=nan must be a finite number"),
