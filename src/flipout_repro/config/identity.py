@@ -44,9 +44,14 @@ NOT_IDENTITY = frozenset({
     "dataset.root", "dataset.download", "dataset.workers",  # where the data lies, how many loaders read it
     "dataset.verify",  # a check of the files before the run
     "model.init_from",  # where the start weights lie; their content is model.init_from_sha256
+    "parent.run",  # where the parent lies; its identity is parent.hash
 })
-#: The axes a study compares (besides the seed); everything else is the protocol.
-AXES = ("method", "schedule", "sparsity", "budget", "pattern")
+#: The axes a study compares (besides the seed); everything else is the protocol. ``parent`` (the
+#: identity hash of the run a control derives from) is among them only for such runs.
+AXES = ("method", "schedule", "sparsity", "budget", "pattern", "parent")
+#: Axes that tell the points of one setting apart (a figure's series, a table's row): left out of
+#: :attr:`Identity.setting_hash`.
+POINT_AXES = ("sparsity", "parent")
 #: Protocol values always written out, default or not: what a reader of a table needs to see.
 ALWAYS = ("epochs", "batch_size", "precision")
 _ABSENT = object()
@@ -72,8 +77,9 @@ class Identity:
 
     @property
     def setting_hash(self) -> str:
-        """Protocol and axes without sparsity and seed: one method setting across its sparsity levels."""
-        return _hash({"protocol": self.protocol, "axes": {k: v for k, v in self.axes.items() if k != "sparsity"}})
+        """Protocol and axes without sparsity, parent and seed: one method setting across its sparsity levels
+    (a control of one method's runs across their sparsities)."""
+        return _hash({"protocol": self.protocol, "axes": {k: v for k, v in self.axes.items() if k not in POINT_AXES}})
 
     def folder(self, results_dir: str | Path) -> Path:
         """``<results_dir>/runs/<model>-<dataset>/<method>/sparsity_<s>/<hash8>/seed_<n>``."""
@@ -168,6 +174,9 @@ def _axes(d: dict[str, Any]) -> dict[str, Any]:
     axes["sparsity"] = _canon(float(d.get("sparsity", 0.0)))
     axes["budget"] = _group_part(d, "budget")
     axes["pattern"] = _group_part(d, "pattern")
+    parent = (d.get("parent") or {}).get("hash")
+    if parent is not None:
+        axes["parent"] = {"hash": str(parent)}
     return axes
 
 

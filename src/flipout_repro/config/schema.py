@@ -125,6 +125,17 @@ class PatternConfig:
 
 
 @dataclass
+class ParentConfig:
+    """The finished run a derived run starts from (a control; a level of ``method=imp``, which the chain
+    sets): ``run`` says where it is, ``hash`` is filled in from its summary when the run is prepared."""
+
+    #: the parent's run folder (``<results_dir>/runs/...``); where it lies is not part of the run hash
+    run: Optional[str] = None
+    #: the parent's identity hash (its folder's ``<hash8>``), written from its summary: part of the run hash
+    hash: Optional[str] = None
+
+
+@dataclass
 class RunConfig:
     """Every top-level key of a run (docs/reference/config.md lists each, generated from these fields)."""
 
@@ -170,6 +181,8 @@ class RunConfig:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     pattern: PatternConfig = field(default_factory=PatternConfig)
+    #: the run this one is derived from (``method=control``; ``method=imp`` sets it for its levels)
+    parent: ParentConfig = field(default_factory=ParentConfig)
     #: a prune event that leaves a layer no weight: ``warn`` at the event and train on, or ``stop`` the run
     #: there (exit code 6, summary status failed); not part of the run hash
     on_collapse: str = field(default="warn", metadata={"choices": ON_COLLAPSE})
