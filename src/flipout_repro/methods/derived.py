@@ -164,14 +164,19 @@ class IMP(Derived):
         k = self.start_epoch_of_parent
         return [] if k is None else [k]
 
-    def kept_counts(self, n: int, levels: int) -> list[int]:
-        """Weights kept outside the excluded layers after levels 0..``levels``: ``n`` first."""
+    def kept_counts(self, n: int, levels: int, excluded: int = 0) -> list[int]:
+        """Weights kept outside the excluded layers after levels 0..``levels``: ``n`` first.
+
+        ``exact``: round((1 - fraction)^l n). ``reference``: OpenLTH's sparse_global
+        (open_lth pruning/sparse_global.py:36-54) removes k = ceil(fraction x the weights kept, the
+        ``excluded`` layers' included), then keeps those above the magnitude at rank k, which removes k + 1
+        (ties at that magnitude aside, which float weights do not have)."""
         kept = [n]
         for level in range(1, levels + 1):
             if self.count == "exact":
                 kept.append(int(round((1 - self.fraction) ** level * n)))
             else:
-                kept.append(kept[-1] - math.ceil(self.fraction * kept[-1]))
+                kept.append(max(0, kept[-1] - math.ceil(self.fraction * (kept[-1] + excluded)) - 1))
         return kept
 
     def ladder(self, total: int, excluded: int, target_zeros: int) -> list[int]:
@@ -184,7 +189,7 @@ class IMP(Derived):
         zeros = [0]
         level = 1
         while zeros[-1] < target_zeros:
-            z = n - self.kept_counts(n, level)[-1]
+            z = n - self.kept_counts(n, level, excluded)[-1]
             if z <= zeros[-1]:  # a level that removes nothing (tiny n): go straight to the target
                 z = target_zeros
             zeros.append(min(z, target_zeros))

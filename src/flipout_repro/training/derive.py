@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from flipout_repro.config.defaults import group_defaults
 from flipout_repro.config.identity import Identity, differences, flatten, identity, stored_identity
 from flipout_repro.config.validate import instantiate
 from flipout_repro.errors import ConfigError
@@ -43,6 +44,8 @@ def pin_parent(cfg: DictConfig, method: Any) -> DictConfig:
     key, the value, the fix) for a parent that cannot serve, before anything is written."""
     run = OmegaConf.select(cfg, "parent.run")
     derived = isinstance(method, Derived)
+    if derived:
+        cfg = _no_schedule(cfg)
     if run is None:
         if isinstance(method, Control):
             raise ConfigError(KEY, None, "is needed: method=control controls a finished pruned run",
@@ -53,7 +56,7 @@ def pin_parent(cfg: DictConfig, method: Any) -> DictConfig:
     if not derived:
         raise ConfigError(KEY, run, f"is for runs derived from a run; method={cfg.method.name} starts from none",
                           "drop parent.run, or use method=control")
-    folder = RunDir(Path(str(run)).expanduser())
+    folder = RunDir(Path(str(run)).expanduser().resolve())
     summary = _finished(folder, run)
     mine = identity(cfg)
     theirs = stored_identity(summary["config"], summary)
@@ -69,10 +72,22 @@ def pin_parent(cfg: DictConfig, method: Any) -> DictConfig:
         _check_control_parent(cfg, method, folder, summary, theirs, run)
         target = summary["achieved_sparsity"] if summary.get("sparsity_is_outcome") else summary["target_sparsity"]
         cfg.sparsity = float(target)
-        cfg.method.of = theirs.axes_label()
+        cfg.method.of = theirs.axes_label().replace(", ", "; ")  # one knob of the control's label
         cfg.parent.hash = theirs.hash
     else:
         _check_level_parent(cfg, method, folder, summary, mine, theirs, run)
+    return cfg
+
+
+def _no_schedule(cfg: DictConfig) -> DictConfig:
+    """A derived run has no prune events: its schedule is ``none`` as conf/schedule/none.yaml writes it
+    (a knob such as ``schedule.rounding`` set by an experiment changes nothing, and no run's identity)."""
+    if cfg.schedule.name != "none":
+        raise ConfigError("schedule", cfg.schedule.name, f"does not apply to method={cfg.method.name}, whose mask is"
+                          " set from its parent at the start", "drop schedule= (its own is none)")
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.schedule = group_defaults("schedule", "none")
     return cfg
 
 
