@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from flipout_repro.figure_style import fit_title, keep_labels_clear, save_png_and_pdf, series_styles  # noqa: E402
-from flipout_repro.reporting.figures import COLORS, X_AXES, color_of, series_of, wrap_title  # noqa: E402
+from flipout_repro.reporting.figures import COLORS, X_AXES, color_of, legend_right, series_of, wrap_title  # noqa: E402
 from flipout_repro.rundir import atomic_open, atomic_write_text  # noqa: E402
 
 COMPUTE_CSV = ["method", "setting", "label", "sparsity", "train_macs_fraction", "acc_mean", "acc_std", "n_seeds"]
@@ -100,5 +100,5 @@ def _axes(ax: plt.Axes, xs: list[float], ys: list[tuple[float, float]], title: s
                   + ("effective " if x_axis == "effective" else "") + "sparsity")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="major")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    legend_right(ax, *ax.get_legend_handles_labels())
     fit_title(ax, title, wrap_title)

@@ -80,6 +80,17 @@ def wrap_title(title: str, width: int = 95) -> str:
     return "\n".join(out)
 
 
+#: Characters of a legend entry's line: a longer label wraps between its key=value parts, so the legend
+#: never squeezes the axes.
+LEGEND_WIDTH = 50
+
+
+def legend_right(ax: plt.Axes, handles: list, labels: list[str]) -> None:
+    """The legend right of the axes, each label wrapped at LEGEND_WIDTH."""
+    ax.legend(handles, [wrap_title(lab, LEGEND_WIDTH) for lab in labels], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
 def _series_key(m: str, lab: str) -> tuple:
     """Legend and style order: the paper's method order, then the label with numbers by value."""
     return (_RANK.get(m, len(_RANK)), m, natural_key(lab))
@@ -298,6 +309,5 @@ def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str, xlabel: 
     ax.grid(alpha=0.3, which="major")
     handles, labels = ax.get_legend_handles_labels()  # drawn in legend order already; notes go last
     order = sorted(range(len(labels)), key=lambda i: (labels[i] == "published (faint)", labels[i].startswith("collapsed:"), i))
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7, loc="center left",
-              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    legend_right(ax, [handles[i] for i in order], [labels[i] for i in order])
     fit_title(ax, title, wrap_title)
