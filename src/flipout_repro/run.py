@@ -5,7 +5,9 @@ loaded and the model built before the run folder is created.
 """
 from __future__ import annotations
 
+import json
 import logging
+import math
 import platform
 from importlib import metadata
 import shutil
@@ -30,8 +32,12 @@ from flipout_repro.config.identity import identity, run_dir as identity_run_dir
 from flipout_repro.config.migrate import migrate
 from flipout_repro.rundir import (RunDir, RunLock, Summary, atomic_torch_save, atomic_write_text, format_sparsity,
                                   git_sha, read_summary, real_folder, remove_temporaries, write_json)
-from flipout_repro.training import checkpoint, distributed
-from flipout_repro.training.build import Built, build, resolve_device, speed_settings
+from flipout_repro.training import checkpoint, derive, distributed
+from flipout_repro.training.build import Built, build, build_model, resolve_device, speed_settings
+from flipout_repro.errors import ConfigError
+from flipout_repro.methods.derived import IMP
+from flipout_repro.sparsity.budgets import target_zeros
+from flipout_repro.sparsity.masking import prunable_weights
 from flipout_repro.training.init_from import pin_init_from
 from flipout_repro.training.collapse import LayerCollapsed, collapse_watch
 from flipout_repro.training.metrics_log import MetricsLog, truncate_metrics
@@ -60,6 +66,41 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     failure in summary.json.
     """
     checked = validate(cfg)  # the method and the schedule, built once
+    if isinstance(checked.method, IMP) and OmegaConf.select(cfg, "parent.run") is None:
+        return _chain(cfg, checked.method, overrides)
+    return _run_one(cfg, checked, overrides)
+
+
+def _chain(cfg: DictConfig, method: IMP, overrides: list[str] | None) -> dict[str, Any]:
+    """``method=imp``: its levels, each a run (a finished one is skipped), level l the parent of l+1; the
+    summary of the last, at exactly ``sparsity``. Levels below it are shared by every chain that passes
+    them (a level is fixed by protocol, IMP knobs and its sparsity)."""
+    shapes = [tuple(p.shape) for _, p in prunable_weights(build_model(
+        cfg.model, cfg.dataset.in_channels, cfg.dataset.num_classes, cfg.dataset.image_size, "cpu"))]
+    dense = Budget(cfg.budget.name, bool(cfg.budget.dense_first), bool(cfg.budget.dense_last)).dense(len(shapes))
+    total = sum(math.prod(s) for s in shapes)
+    excluded = sum(math.prod(s) for i, s in enumerate(shapes) if i in dense)
+    try:
+        zeros = method.ladder(total, excluded, target_zeros(total, float(cfg.sparsity)))
+    except ValueError as exc:
+        raise ConfigError("sparsity", cfg.sparsity, f"is out of reach of method=imp: {exc}",
+                          "lower sparsity, or use budget=global (no dense layer)") from exc
+    summary: dict[str, Any] = {}
+    parent = None
+    for level, z in enumerate(zeros):
+        step = cfg.copy()
+        OmegaConf.set_struct(step, False)
+        step.sparsity = z / total
+        step.parent.run = parent
+        log.info("method=imp: level %d of %d, sparsity %s", level, len(zeros) - 1, format_sparsity(z / total))
+        summary = _run_one(step, validate(step), overrides)
+        if summary.get("status") != "completed":
+            return summary
+        parent = summary["run_dir"]
+    return summary
+
+
+def _run_one(cfg: DictConfig, checked: Checked, overrides: list[str] | None) -> dict[str, Any]:
     given = cfg.sparsity
     cfg, target = prepare(cfg, checked.method)
     if target != given:
@@ -67,6 +108,8 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
     device = distributed.setup(resolve_device(cfg.device))  # torchrun/SLURM ranks: join the group, cuda:LOCAL_RANK
     cfg = pin_precision(cfg, device)  # bf16 and fp32 runs never share a folder
     cfg = pin_init_from(cfg)  # model.init_from: checked, and hashed by its content
+    cfg = derive.pin_parent(cfg, checked.method)  # parent.run: checked; a control's inherited keys filled in
+    target = float(cfg.sparsity) if OmegaConf.select(cfg, "parent.run") is not None else target
     if distributed.is_main():
         migrate(cfg.results_dir)  # run folders of an earlier identity format move to theirs, once
     run_dir = identity_run_dir(cfg)
@@ -128,7 +171,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
                 method=b.method, generator=b.generator)
-    state, kept = TrainState(), None
+    state, kept, start_record = TrainState(), None, None
     ident = identity(cfg)
     tag = checkpoint.run_tag(ident.hash, cfg.seed, f"{ident.protocol_label()}; {ident.axes_label()}")
     if cfg.resume and run_dir.checkpoint.exists():
@@ -138,9 +181,25 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         log.info("resuming %s after %s", run_dir.path, position(state))  # the stop message's words
     else:
         # A fresh start (resume=false, or an attempt that died before its first checkpoint).
-        for stale in (run_dir.metrics, run_dir.checkpoint):
+        for stale in (run_dir.metrics, run_dir.checkpoint, run_dir.parent):
             stale.unlink(missing_ok=True)
         shutil.rmtree(run_dir.tb, ignore_errors=True)
+        shutil.rmtree(run_dir.states, ignore_errors=True)
+        if getattr(b.method, "from_parent", False) and OmegaConf.select(cfg, "parent.run") is not None:
+            state, start_record, facts = derive.start(cfg, b, run_dir)
+            write_json(run_dir.parent, facts)  # the parent's identity and numbers: the child needs it no more
+    record = b.method.record_epochs() if hasattr(b.method, "record_epochs") else []
+
+    def keep_state(st: TrainState) -> None:  # the states a derived run takes (IMP's rewinding)
+        if st.batch == 0 and st.epoch in record and not run_dir.state_file(st.epoch).exists():
+            real_folder(run_dir.states, cfg.results_dir)
+            atomic_torch_save(checkpoint.snapshot(state=st, **objs) | {"run": tag}, run_dir.state_file(st.epoch))
+
+    def save_checkpoint(st: TrainState) -> None:
+        keep_state(st)
+        checkpoint.save(run_dir.checkpoint, state=st, run=tag, **objs)
+
+    keep_state(state)
     distributed.send_start(objs, state)  # data-parallel: every rank starts from rank 0's state
     atomic_write_text(run_dir.config, OmegaConf.to_yaml(cfg, resolve=True))
     if getattr(b.method, "sparsity_is_outcome", False):
@@ -156,6 +215,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     tracker = open_tracker(cfg, run_dir, ident)  # logger=wandb|mlflow; TensorBoard always
     try:
         metrics = MetricsLog(run_dir, replay=kept, tracker=tracker)
+        if start_record is not None:
+            metrics.write(start_record)  # the start mask, as a prune record: compute is counted from it
         t_start = time.perf_counter() - state.last.get("wall_time_s", 0.0)
 
         def on_epoch(rec: dict, st: TrainState) -> None:
@@ -169,7 +230,7 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
             watch(rec)  # on_collapse=stop: LayerCollapsed, the run ends here
 
         trainer = _trainer(cfg, target, b, cfg.progress, on_epoch=on_epoch, on_prune=on_prune,
-                           checkpoint=lambda st: checkpoint.save(run_dir.checkpoint, state=st, run=tag, **objs),
+                           checkpoint=save_checkpoint,
                            on_mask_update=lambda rec, st: metrics.write(rec))
         try:
             with stop_on_signals(trainer) as preempted:
@@ -207,7 +268,10 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         write_run_curve(state.curve, run_dir.curve_csv, run_dir.curve_png, title=run_title(cfg))
         if preempted and cfg.quantize:
             log.warning("pre-empted after the last step: int8 quantization is left for the requeued job")
-        summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted)
+        facts = json.loads(run_dir.parent.read_text()) if run_dir.parent.exists() else None
+        summary |= run_end.at_run_end(cfg, b.model, b.masks, b.data, run_dir, quantize=cfg.quantize and not preempted,
+                                      start_step=int(facts["start_step"]) if facts else 0)
+        summary |= _derived_entries(summary, facts, b.method)
         atomic_torch_save(b.model.state_dict(), run_dir.model)  # the final weights, apart from checkpoint.pt
         atomic_torch_save(b.masks.state_dict(), run_dir.masks)
         write_json(run_dir.summary, summary)
@@ -227,6 +291,22 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
     except BaseException:
         tracker.finish(None)  # the attempt failed or was stopped: its tracker run says so
         raise
+
+
+def _derived_entries(summary: dict[str, Any], facts: dict[str, Any] | None, method: Any) -> dict[str, Any]:
+    """A run's training compute of its own and of what produced it (an IMP level: its levels so far),
+    and a derived run's parent (what ``parent.json`` kept of it) and IMP level."""
+    own = summary.get("train_macs_fraction")
+    out: dict[str, Any] = {"train_macs_fraction_own": own}
+    if facts is not None:
+        out["parent"] = {k: v for k, v in facts.items() if k not in ("start_step", "level")}
+    if isinstance(method, IMP):
+        level = 0 if facts is None else int(facts.get("level", 0))
+        out["imp"] = {**summary.get("imp", {}), "level": level}
+        before = (facts or {}).get("train_macs_fraction")
+        if own is not None and before is not None:
+            out["train_macs_fraction"] = own + float(before)
+    return out
 
 
 def _trainer(cfg: DictConfig, target: float, b: Built, progress: bool, **hooks: Any) -> Trainer:

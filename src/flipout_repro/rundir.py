@@ -62,6 +62,12 @@ class RunDir:
         self.tb = self.path / "tb"
         self.curve_csv = self.path / "curve.csv"
         self.curve_png = self.path / "curve.png"
+        self.states = self.path / "states"  # states kept for derived runs: epoch_<e>.pt
+        self.parent = self.path / "parent.json"  # a derived run: what it took from its parent, at its start
+
+    def state_file(self, epoch: int) -> Path:
+        """The kept state (a checkpoint snapshot) at the end of ``epoch`` (0: before the first step)."""
+        return self.states / f"epoch_{int(epoch)}.pt"
 
     def finished(self) -> bool:
         """True once summary.json exists."""

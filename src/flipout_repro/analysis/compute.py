@@ -26,8 +26,10 @@ def samples_after(steps: int, n_train: int, batch_size: int) -> int:
 
 
 def training_macs(positions: Mapping[str, int], totals: Mapping[str, int], prunes: Iterable[Mapping[str, Any]],
-                  total_steps: int, n_train: int, batch_size: int) -> dict[str, Any]:
+                  total_steps: int, n_train: int, batch_size: int, start_step: int = 0) -> dict[str, Any]:
     """``train_macs`` (masks as they changed), ``train_macs_dense`` and ``train_macs_fraction`` of a run.
+    ``start_step``: the step training started from (a derived run may start inside the schedule); the
+    dense reference is always one whole dense run.
 
     ``positions``: output positions per layer (layers.output_positions), ``totals``: its prunable weights,
     ``prunes``: the prune records in order, each with its ``step`` and ``kept`` (layer -> kept weights).
@@ -36,9 +38,9 @@ def training_macs(positions: Mapping[str, int], totals: Mapping[str, int], prune
         return sum(int(kept.get(name, totals[name])) * pos for name, pos in positions.items())
 
     dense_fwd = forward(totals)
-    sparse, kept, at = 0, dict(totals), 0
+    sparse, kept, at = 0, dict(totals), start_step
     for rec in prunes:
-        step = min(int(rec["step"]), total_steps)
+        step = max(min(int(rec["step"]), total_steps), start_step)
         sparse += forward(kept) * (samples_after(step, n_train, batch_size) - samples_after(at, n_train, batch_size))
         kept, at = {**kept, **rec["kept"]}, step
     sparse += forward(kept) * (samples_after(total_steps, n_train, batch_size)
@@ -64,9 +66,9 @@ def prune_records(metrics: Path) -> list[dict[str, Any]]:
 
 
 def run_training_macs(layers: Mapping[str, Mapping[str, Any]], metrics: Path, total_steps: int, n_train: int,
-                      batch_size: int) -> dict[str, Any]:
+                      batch_size: int, start_step: int = 0) -> dict[str, Any]:
     """training_macs of a finished run from its layer report (layers.layer_report's ``layers``) and the
     prune records in its ``metrics`` file."""
     positions = {n: int(v["output_positions"]) for n, v in layers.items()}
     totals = {n: int(v["prunable"]) for n, v in layers.items()}
-    return training_macs(positions, totals, prune_records(metrics), total_steps, n_train, batch_size)
+    return training_macs(positions, totals, prune_records(metrics), total_steps, n_train, batch_size, start_step)

@@ -64,8 +64,10 @@ def write_tensorboard(run: RunDir, entries: dict[str, Any], step: int) -> None:
 
 
 def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any, run: RunDir,
-               quantize: bool | None = None) -> dict[str, Any]:
+               quantize: bool | None = None, start_step: int = 0) -> dict[str, Any]:
     """Everything this module adds to a finished run's summary; also the figure and TensorBoard.
+    ``start_step``: where training started (a derived run may start inside the schedule; its compute is
+    counted from there).
 
     A failure here is logged and recorded, never lost training: the run's summary is still written.
     ``quantize`` overrides ``cfg.quantize`` (False: leave int8 for later, e.g. when the job is being
@@ -75,7 +77,7 @@ def at_run_end(cfg: DictConfig, model: torch.nn.Module, masks: Masks, data: Any,
     entries = analyse(model, masks, input_shape)
     try:
         entries |= run_training_macs(entries["layers"], run.metrics, int(cfg.epochs) * data.steps_per_epoch(
-            int(cfg.batch_size)), len(data.train_y), int(cfg.batch_size))
+            int(cfg.batch_size)), len(data.train_y), int(cfg.batch_size), start_step=start_step)
     except Exception as exc:  # an accounting gap must never cost a finished run
         log.warning("training multiply-adds not counted: %s: %s", type(exc).__name__, exc)
     try:

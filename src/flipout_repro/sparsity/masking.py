@@ -183,6 +183,20 @@ def prune_to(scores: list[torch.Tensor], masks: Masks, sparsity: float, scope: s
     return before - sum(masks.nonzero_counts())
 
 
+@torch.no_grad()
+def set_masks(masks: Masks, values: list[torch.Tensor]) -> None:
+    """Set ``masks`` to given 0/1 tensors (a derived run's start mask: training/derive.py) and zero the
+    pruned weights; a tensor of another shape or with other values than 0 and 1 is refused."""
+    if len(values) != len(masks.values):
+        raise ValueError(f"got {len(values)} masks for {len(masks.values)} prunable layers")
+    for name, dst, src in zip(masks.names, masks.values, values):
+        if tuple(src.shape) != tuple(dst.shape) or bool(((src != 0) & (src != 1)).any()):
+            raise ValueError(f"the mask for {name} is not a 0/1 tensor of shape {tuple(dst.shape)}")
+        dst.copy_(src.to(dst.device, dst.dtype))
+    masks.active = True
+    masks.apply_to_weights()
+
+
 def _zero_lowest(flat: torch.Tensor, k: int) -> None:
     """Mark the ``k`` lowest entries of ``flat`` as pruned (-inf), in place; already -inf ones first."""
     already = int((flat == float("-inf")).sum())

@@ -174,6 +174,7 @@ def check_reaches(cfg: DictConfig, method: Method, events: list, target: float) 
     schedule's events, and a schedule with none in the run's epochs (``method=rigl schedule=none`` would
     train dense and be recorded at 0.9)."""
     by_itself = method.sparsity_is_outcome or type(method).prune_due is not Method.prune_due
+    by_itself = by_itself or getattr(method, "from_parent", False)  # its mask is set from its parent at the start
     if target <= 0 or events or not method.prunes or by_itself:
         return
     raise ConfigError("schedule", cfg.schedule.name, f"has no prune event in epochs={cfg.epochs}, and method="
