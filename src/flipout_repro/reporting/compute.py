@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from flipout_repro.figure_style import fit_title, keep_labels_clear, save_png_and_pdf, series_styles  # noqa: E402
@@ -73,8 +74,14 @@ def draw_compute(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tu
     _axes(ax, [p["train_macs_fraction"] for p in points], [(p["acc_mean"], p["acc_std"]) for p in points], title,
           x_axis)
     fig.canvas.draw()
-    keep_labels_clear(ax, notes)
+    keep_labels_clear(ax, notes, avoid=_marker_boxes(ax, points))
     return fig, points
+
+
+def _marker_boxes(ax: plt.Axes, points: list[dict], half_px: float = 6.0) -> list[Bbox]:
+    """The display boxes of the drawn markers, which a sparsity label must not cover."""
+    xy = ax.transData.transform([(p["train_macs_fraction"], p["acc_mean"]) for p in points])
+    return [Bbox.from_extents(x - half_px, y - half_px, x + half_px, y + half_px) for x, y in xy]
 
 
 def _axes(ax: plt.Axes, xs: list[float], ys: list[tuple[float, float]], title: str, x_axis: str) -> None:
