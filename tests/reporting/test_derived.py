@@ -14,6 +14,8 @@ from flipout_repro.cli.report import main
 from flipout_repro.config.identity import identity, stored_identity
 from flipout_repro.reporting import tables
 from flipout_repro.reporting.aggregate import make_report
+from flipout_repro.reporting.compute import draw_compute
+from flipout_repro.reporting.derived import claim, control_rows
 from flipout_repro.reporting.figures import draw_pair
 from flipout_repro.rundir import Summary, write_json
 from helpers import write_summary
@@ -164,3 +166,38 @@ def test_the_figure_can_show_effective_sparsity(results, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--results-dir", str(results), "--x", "actual"])
     assert exc.value.code == 2
+
+
+def test_the_compute_figure_labels_each_point_with_its_sparsity_on_a_log_axis(results):
+    cells = tables.short_labels(tables.aggregate(tables.load_runs(results / "runs")))
+    fig, _ = draw_compute(cells, "t")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] < 0.4 and ax.get_xlim()[1] > 2.5
+    assert sorted(t.get_text() for t in ax.texts) == ["36%", "90%", "90%", "dense"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "snip (schedule=one_shot) [n=3]" in legend and "one dense training run" in legend
+
+
+def control_cells(parent, control, parent_finals=None):
+    """A parent cell and its control's, as tables.aggregate and short_labels give them."""
+    common = {"model": "m", "dataset": "d", "protocol": "p", "target_sparsity": 0.9, "shared": ""}
+    return pd.DataFrame([
+        {**common, "method": "snip", "hash": "aaaa", "n_seeds": len(parent), "finals": parent, "parent_hash": None,
+         "parent_label": None, "parent_finals": {}, "control": None, "final_mean": math.nan, "final_std": math.nan},
+        {**common, "method": "control", "hash": "bbbb", "n_seeds": len(control), "finals": control,
+         "parent_hash": "aaaa", "parent_label": "snip", "parent_finals": parent_finals or {}, "control": "invert",
+         "final_mean": sum(control.values()) / len(control), "final_std": math.nan}])
+
+
+def test_a_control_is_paired_over_the_seeds_both_ran_and_a_loss_is_said_so():
+    # the parent has a 4th seed: its mean is over its 4, the difference over seeds 0-2 only
+    rows = control_rows(control_cells({0: 95.0, 1: 95.0, 2: 95.5, 3: 99.0}, {0: 97.0, 1: 96.5, 2: 98.0}))
+    [r] = rows.itertuples()
+    assert r.parent_mean == pytest.approx(96.125) and r.paired_seeds == "0,1,2" and r.parent_seeds == "0,1,2,3"
+    assert r.base_diff == pytest.approx(-2.0) and r.base_hi == pytest.approx(-2.0 + HALF) and r.verdict == "worse"
+    assert claim(rows.iloc[0]) == ("snip at 90.00 %, invert: the mask loses to its inverse by -2.00 [-3.24, -0.76]"
+                                   " (3 seeds)")
+    # differences 1, -1, 0.5: mean 1/6, an interval around zero
+    rows = control_rows(control_cells({0: 96.0, 1: 95.0, 2: 96.0}, {0: 95.0, 1: 96.0, 2: 95.5}))
+    assert rows["verdict"].iloc[0] == "within noise"
+    assert claim(rows.iloc[0]).startswith("snip at 90.00 %, invert: the mask against its inverse, within noise: +0.17 [")

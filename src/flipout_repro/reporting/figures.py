@@ -10,7 +10,8 @@ as points at their achieved sparsity, and the published values as faint hollow m
 colour. The axes follow what is drawn: x from the smallest to the largest sparsity, y over the points that
 did not collapse (a point more than figure_style.COLLAPSE_GAP points below the best at its sparsity is a
 triangle at the bottom edge with its value). The legend follows the paper's method order, then the settings with numbers by value
-(method.p=2, 3, 10). PNG and PDF are written side by side.
+(method.p=2, 3, 10). PNG and PDF are written side by side. The x axis may show the effective sparsity instead
+(``flipout-report --x effective``, X_AXES); its label says which.
 """
 from __future__ import annotations
 
