@@ -220,9 +220,35 @@ def _wrong_fields(d: dict[str, Any]) -> list[str]:
         bad("wall_time_s", "seconds, a number >= 0")
     if not isinstance(d.get("sparsity_is_outcome", False), bool):
         bad("sparsity_is_outcome", "true or false")
-    for key in ("quantization", "inference"):
+    for key in ("quantization", "inference", "parent", "imp"):
         if d.get(key) is not None and not isinstance(d[key], dict):
             bad(key, "an object")
+    for key in ("train_macs_fraction", "train_macs_fraction_own"):
+        if d.get(key) is not None and not _finite_in(d[key], 0.0, math.inf):
+            bad(key, "a fraction of one dense training run, a number >= 0")
+    if d.get("control") is not None and not isinstance(d["control"], str):
+        bad("control", "the control's kind, a string")
+    wrong += _derived_fields(d)
+    return wrong
+
+
+def _derived_fields(d: dict[str, Any]) -> list[str]:
+    """What breaks the typed definition in a derived run's ``parent`` and ``imp`` (run.py writes them)."""
+    wrong = []
+    parent = d.get("parent") if isinstance(d.get("parent"), dict) else {}
+    for key in ("run_dir", "hash", "method", "setting_label", "setting", "took"):
+        if parent.get(key) is not None and not isinstance(parent[key], str):
+            wrong.append(f"parent.{key}={parent[key]!r} (a string)")
+    if parent.get("seed") is not None and (not isinstance(parent["seed"], int) or isinstance(parent["seed"], bool)):
+        wrong.append(f"parent.seed={parent['seed']!r} (an integer)")
+    for key in ("target_sparsity", "achieved_sparsity"):
+        if parent.get(key) is not None and not _finite_in(parent[key], 0.0, 1.0):
+            wrong.append(f"parent.{key}={parent[key]!r} (a number from 0 to 1)")
+    if parent.get("final_test_acc") is not None and not _finite_in(parent["final_test_acc"], 0.0, 100.0):
+        wrong.append(f"parent.final_test_acc={parent['final_test_acc']!r} (a percentage from 0 to 100)")
+    level = (d.get("imp") if isinstance(d.get("imp"), dict) else {}).get("level")
+    if level is not None and (not isinstance(level, int) or isinstance(level, bool) or level < 0):
+        wrong.append(f"imp.level={level!r} (an IMP level, an integer >= 0)")
     return wrong
 
 

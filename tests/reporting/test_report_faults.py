@@ -20,7 +20,9 @@ RUN = ("experiment=quickstart", "method=flipout", "sparsity=0.75")
     ("best_test_acc", math.inf, "best_test_acc=inf"), ("target_sparsity", math.nan, "target_sparsity=nan"),
     ("seed", "2", "seed='2'"), ("model", "../../escape", "model='../../escape'"),
     ("quantization", "fast", "quantization='fast'"), ("status", "great", "status='great'"),
-    ("effective_sparsity", 1.5, "effective_sparsity=1.5")])
+    ("effective_sparsity", 1.5, "effective_sparsity=1.5"), ("train_macs_fraction", -0.5, "train_macs_fraction=-0.5"),
+    ("parent", "snip", "parent='snip'"), ("parent", {"final_test_acc": 150}, "parent.final_test_acc=150"),
+    ("parent", {"seed": 1.5}, "parent.seed=1.5"), ("control", 3, "control=3"), ("imp", {"level": -1}, "imp.level=-1")])
 def test_a_summary_that_breaks_its_typed_definition_is_skipped_and_named(tmp_path, caplog, key, value, named):
     for seed, acc in zip((0, 1), (90.0, 92.0)):
         write_summary(tmp_path, *RUN, seed=seed, acc=acc)

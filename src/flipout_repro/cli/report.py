@@ -10,7 +10,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> None:
     """flipout-report [--results-dir DIR] [--out DIR] [--sweeps a,b | --no-sweeps] [--baseline METHOD]
-    [--where KEY=VALUE ...] [--sweep NAME]: tables and figures."""
+    [--where KEY=VALUE ...] [--sweep NAME] [--x nominal|effective]: tables and figures."""
     from flipout_repro.cli.failures import BAD_INPUT, fail, guard
     from flipout_repro.reporting.aggregate import make_report
 
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
                    " optim.lr=0.05, budget.name=erk, method=rigl (a group alone: its name)")
     p.add_argument("--sweep", default=None, metavar="NAME", help="only the runs of the jobs of conf/sweep/NAME.yaml"
                    " (and its missing runs in tables/missing.md)")
+    p.add_argument("--x", default="nominal", choices=["nominal", "effective"], help="the sparsity on the figures'"
+                   " x axis: nominal (the pruned share, default) or effective (kept weights on no input-output path"
+                   " counted as pruned too; cells without it are left out, the axis label says how many)")
     p.add_argument("--plan", action="store_true", help="write nothing: count the runs of the sweep presets (--sweeps,"
                    " default all) done and to do, and estimate the GPU-hours of those to do from the throughput"
                    " flipout-bench measured (<results-dir>/bench/*.json)")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         fail("flipout-report", f"--out={out} {problem}: pass --out DIR, a folder you can write to", BAD_INPUT)
     sweeps = [] if a.no_sweeps else (a.sweeps.split(",") if a.sweeps else None)
-    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline, a.where, a.sweep))
+    r = guard("flipout-report", lambda: make_report(a.results_dir, a.out, sweeps, a.baseline, a.where, a.sweep, a.x))
     for line in r["migration"]:  # run folders of an earlier identity format, moved (or left, and why)
         print(line)
     print(f"{r['runs']} runs, {r['cells']} cells; {r['missing']} runs of the sweep presets you started not done"

@@ -10,7 +10,8 @@ as points at their achieved sparsity, and the published values as faint hollow m
 colour. The axes follow what is drawn: x from the smallest to the largest sparsity, y over the points that
 did not collapse (a point more than figure_style.COLLAPSE_GAP points below the best at its sparsity is a
 triangle at the bottom edge with its value). The legend follows the paper's method order, then the settings with numbers by value
-(method.p=2, 3, 10). PNG and PDF are written side by side.
+(method.p=2, 3, 10). PNG and PDF are written side by side. The x axis may show the effective sparsity instead
+(``flipout-report --x effective``, X_AXES); its label says which.
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue"
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
 _RANK = {m: i for i, m in enumerate(METHOD_ORDER)}
 POINTS_CSV = ["method", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
+#: The sparsity a figure's x axis shows (flipout-report --x): the cells' column for a point at its target
+#: and for one whose sparsity is an outcome, and the axis label.
+X_AXES = {"nominal": ("target_sparsity", "achieved_mean", "sparsity (% of prunable weights removed, logit scale)"),
+          "effective": ("effective_mean", "effective_mean", "effective sparsity (% of prunable weights removed or on"
+                        " no input-output path, logit scale)")}
 
 
 def color_of(method: str, others: list[str]) -> str:
@@ -50,10 +56,10 @@ def color_of(method: str, others: list[str]) -> str:
     return _EXTRA[others.index(method) % len(_EXTRA)] if method in others else _EXTRA[0]
 
 
-def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path) -> list[Path]:
+def plot_pair(cells: pd.DataFrame, title: str, png: Path, csv: Path, x: str = "nominal") -> list[Path]:
     """Draw one protocol's cells (with their paper_* columns) to ``png`` and the same name with
-    ``.pdf`` (vector); the points to ``csv``. Returns the figure files."""
-    fig, points = draw_pair(cells, title)
+    ``.pdf`` (vector); the points to ``csv``; ``x``: a key of X_AXES. Returns the figure files."""
+    fig, points = draw_pair(cells, title, x)
     written = save_png_and_pdf(fig, png, atomic_open)
     atomic_write_text(csv, pd.DataFrame(points, columns=POINTS_CSV).to_csv(index=False, float_format="%.6g"))
     return written
@@ -75,12 +81,23 @@ def wrap_title(title: str, width: int = 95) -> str:
     return "\n".join(out)
 
 
+#: Characters of a legend entry's line: a longer label wraps between its key=value parts, so the legend
+#: never squeezes the axes.
+LEGEND_WIDTH = 50
+
+
+def legend_right(ax: plt.Axes, handles: list, labels: list[str]) -> None:
+    """The legend right of the axes, each label wrapped at LEGEND_WIDTH."""
+    ax.legend(handles, [wrap_title(lab, LEGEND_WIDTH) for lab in labels], fontsize=7, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
 def _series_key(m: str, lab: str) -> tuple:
     """Legend and style order: the paper's method order, then the label with numbers by value."""
     return (_RANK.get(m, len(_RANK)), m, natural_key(lab))
 
 
-def _series(ours: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, str]]:
+def series_of(ours: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame, str]]:
     """(method, setting, cells, legend label) of each line: one per setting; a method whose sparsity is an
     outcome (Hoyer-Square's lambda series) is one series of points over its settings (setting ``*``)."""
     outcome = ours["sparsity_is_outcome"].astype(bool)
@@ -98,19 +115,26 @@ def _point_notes(g: pd.DataFrame) -> list[str]:
     return [", ".join(x for x in p if x and x not in common) for p in parts]
 
 
-def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
+def draw_pair(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tuple[plt.Figure, list[dict]]:
     """The figure of :func:`plot_pair` (not yet written) and its points: the cells of one protocol (with
     tables.short_labels' ``label``). The y range follows the points that did not collapse; a collapsed point
-    (figure_style.COLLAPSE_GAP below the best at its sparsity) sits at the bottom edge with its value."""
+    (figure_style.COLLAPSE_GAP below the best at its sparsity) sits at the bottom edge with its value. On the
+    effective axis, cells without an effective sparsity and the published values (nominal) are not drawn,
+    and the axis label says so."""
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     others = sorted(m for m in cells["method"].unique() if m not in COLORS)
     ours = cells[cells["n_seeds"].fillna(0) > 0]
+    xlabel = X_AXES[x_axis][2]
+    if x_axis == "effective":
+        has = ours["effective_mean"].notna() | (ours["method"] == "dense") | (ours["target_sparsity"] == 0)
+        xlabel += (f"\n{int((~has).sum())} cells without an effective sparsity not drawn" if (~has).any() else "")
+        ours = ours[has]
     points: list[dict] = []
     notes: list = []  # the outcome points' knob labels, kept clear of each other and the frame
-    groups = _series(ours)
+    groups = series_of(ours)
     styles = series_styles([(m, s) for m, s, _, _ in groups], lambda m: color_of(m, others))
-    series = [_prepare(m, s, g, lab) for m, s, g, lab in groups]
-    pub = _published_points(cells)
+    series = [_prepare(m, s, g, lab, x_axis) for m, s, g, lab in groups]
+    pub = _published_points(cells) if x_axis == "nominal" else []
     best = _best_at([p for p in series if p["kind"] != "dense"])
     for p in series:
         p["low"] = np.array(collapsed(p["y"], [best(x) for x in p["x"]]) if p["kind"] != "dense" else [False])
@@ -152,17 +176,18 @@ def draw_pair(cells: pd.DataFrame, title: str) -> tuple[plt.Figure, list[dict]]:
         ax.plot([], [], ls="none", marker="v", color="gray",
                 label=f"collapsed: > {COLLAPSE_GAP:g} points below the best at its sparsity (value written)")
     ax.set_ylim(y_lo, y_hi)
-    _axes(ax, xs, ours_x, title)
+    _axes(ax, xs, ours_x, title, xlabel)
     if notes:
         fig.canvas.draw()
         keep_labels_clear(ax, notes)
     return fig, points
 
 
-def _prepare(m: str, s: str, g: pd.DataFrame, lab: str) -> dict:
-    """One series' points: kind (dense, target or outcome), x, y, error (std) and seed counts, sorted by
-    achieved sparsity, and its legend label with the seed counts."""
-    g = g.sort_values("achieved_mean")
+def _prepare(m: str, s: str, g: pd.DataFrame, lab: str, x_axis: str = "nominal") -> dict:
+    """One series' points: kind (dense, target or outcome), x (X_AXES[x_axis]'s sparsity), y, error (std) and
+    seed counts, sorted by achieved sparsity, and its legend label with the seed counts."""
+    target, outcome = X_AXES[x_axis][:2]
+    g = g.sort_values(outcome if x_axis == "effective" else "achieved_mean")
     n = g["n_seeds"].astype(int)
     lab += f" [n={n.iloc[0]}]" if n.nunique() == 1 else f" [n={n.min()}-{n.max()}]"
     if m == "dense" or g["target_sparsity"].max() == 0 and not g["sparsity_is_outcome"].any():
@@ -170,7 +195,7 @@ def _prepare(m: str, s: str, g: pd.DataFrame, lab: str) -> dict:
         g = g.iloc[:1]
     else:
         kind = "outcome" if bool(g["sparsity_is_outcome"].any()) else "target"
-    x = (g["achieved_mean"] if kind == "outcome" else g["target_sparsity"]).to_numpy(dtype=float)
+    x = (g[outcome] if kind == "outcome" else g[target]).to_numpy(dtype=float)
     return {"method": m, "setting": s, "label": lab, "cells": g, "kind": kind, "x": x,
             "y": g["final_mean"].to_numpy(dtype=float), "err": g["final_std"].fillna(0).to_numpy(dtype=float),
             "n": n.to_numpy()[: len(g)]}
@@ -259,7 +284,7 @@ def _plot_published(ax: plt.Axes, pub: list[dict], others: list[str], points: li
         ax.plot([], [], ls="none", marker="o", mfc="none", color="gray", alpha=0.5, label="published (faint)")
 
 
-def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str) -> None:
+def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str, xlabel: str = X_AXES["nominal"][2]) -> None:
     """Logit x axis from the smallest to the largest sparsity drawn (``xs``), with labelled ticks at ``ours``
     (our points) and at the paper's levels inside that range where the labels fit (the rest: unlabelled
     minor ticks); labels, grid, the legend right of the axes, and the title, wrapped until it fits."""
@@ -280,11 +305,10 @@ def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str) -> None:
     ax.set_xticks(major, [f"{100 * t:.4g}" for t in major])
     ax.set_xticks([t for t in ticks if t not in major], minor=True)
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("sparsity (% of prunable weights removed, logit scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="major")
     handles, labels = ax.get_legend_handles_labels()  # drawn in legend order already; notes go last
     order = sorted(range(len(labels)), key=lambda i: (labels[i] == "published (faint)", labels[i].startswith("collapsed:"), i))
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7, loc="center left",
-              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    legend_right(ax, [handles[i] for i in order], [labels[i] for i in order])
     fit_title(ax, title, wrap_title)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.compare import COMPARISON_COLUMNS, published_summary
+from flipout_repro.reporting.derived import CONTROL_COLUMNS, control_rows, controls_markdown, parents_markdown
 from flipout_repro.reporting.sections import section, shows_effective
 from flipout_repro.reporting.tables import OBJECT_COLUMNS
 from flipout_repro.rundir import atomic_write_text, path_name
@@ -20,7 +21,8 @@ CSV_COLUMNS = ["model", "dataset", "protocol", "protocol_label", "method", "sett
                "effective_mean",
                "final_mean", "final_std", *COMPARISON_COLUMNS, "best_mean", "best_std", "int8_mean", "int8_std",
                "int8_settings", "train_macs_fraction", "speedup_b1", "speedup_b64", "paper_acc", "paper_std",
-               "paper_sparsity", "diff", "paper_note", "paper_source", "hash", "setting"]
+               "paper_sparsity", "diff", "paper_note", "paper_source", "control", "parent_label", "parent_hash", "hash",
+               "setting"]
 
 ABOUT = ("One section per protocol (how the runs were trained, in its heading): runs are compared only within"
          " one. Rows: method settings; columns: sparsity. Test accuracy (%) at the final epoch (as the paper), mean"
@@ -62,11 +64,13 @@ def protocols(part: pd.DataFrame) -> list[pd.DataFrame]:
 
 
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str],
-                 baseline: str = "global_magnitude") -> list[Path]:
-    """<out>/<model>-<dataset>.md and .csv per pair, and <out>/runs.csv; returns the files written.
-    ``cells``: after compare.attach_comparisons and tables.short_labels."""
+                 baseline: str = "global_magnitude", root: Path | None = None) -> list[Path]:
+    """<out>/<model>-<dataset>.md and .csv per pair, <out>/runs.csv, and <out>/controls.csv where there are
+    controls (reporting/derived.py); returns the files written. ``cells``: after compare.attach_comparisons
+    and tables.short_labels; ``root``: the results folder, which the parents' folders are named relative to."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    controls = control_rows(cells)
     for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
         stem = out / f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
         part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
@@ -90,9 +94,15 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
         cost = cost_line(runs[(runs["model"] == model) & (runs["dataset"] == dataset)])
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + (f"{cost}\n\n" if cost else "")
-                + "\n".join(section(g, baseline) for g in protocols(part)) + missing_md.get((model, dataset), ""))
+                + "\n".join(section(g, baseline) for g in protocols(part))
+                + controls_markdown(controls[(controls["model"] == model) & (controls["dataset"] == dataset)])
+                + parents_markdown(runs[(runs["model"] == model) & (runs["dataset"] == dataset)], part, root)
+                + missing_md.get((model, dataset), ""))
         atomic_write_text(stem.with_suffix(".md"), text)
         written += [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     atomic_write_text(out / "runs.csv", runs.drop(columns=OBJECT_COLUMNS, errors="ignore").to_csv(
         index=False, float_format="%.6g"))
+    if len(controls):
+        atomic_write_text(out / "controls.csv", controls[CONTROL_COLUMNS].to_csv(index=False, float_format="%.6g"))
+        written.append(out / "controls.csv")
     return written + [out / "runs.csv"]

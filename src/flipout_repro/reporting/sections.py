@@ -64,8 +64,9 @@ def section(cells: pd.DataFrame, baseline: str, figures: bool = True) -> str:
              else ""]
     if ours and figures:
         stem = figure_stem(first["model"], first["dataset"], first["protocol"])
-        about.append(f"Figures: curves/{stem}.png" + (f", curves/{stem}-vs-{baseline}.png"
-                                                      if cells["base_diff"].notna().any() else "") + ".")
+        timed = ((cells["n_seeds"].fillna(0) > 0) & cells["train_macs_fraction"].notna()).any()
+        about.append(f"Figures: curves/{stem}.png" + (f", curves/{stem}-compute.png" if timed else "")
+                     + (f", curves/{stem}-vs-{baseline}.png" if cells["base_diff"].notna().any() else "") + ".")
     lines += [" ".join(x for x in about if x), "", overview(cells)]
     unmatched = cells[cells["base_note"].fillna("") != ""]
     if len(unmatched):

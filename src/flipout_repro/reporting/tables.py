@@ -30,17 +30,21 @@ log = logging.getLogger("flipout_repro")
 #: Row order of methods in tables and legends (others follow alphabetically).
 METHOD_ORDER = ("dense", "flipout", "global_magnitude", "snip", "random", "flipout_no_noise",
                 "noisy_global_magnitude", "hoyer_square")
+#: A run derived from another (a control, an IMP level; run.py): its parent as its summary's ``parent``
+#: names it (folder, identity hash, setting label and final accuracy, copied at the child's start), the
+#: control kind and the IMP level; empty for other runs.
+DERIVED_COLUMNS = ["parent_run_dir", "parent_hash", "parent_label", "parent_final_test_acc", "control", "imp_level"]
 #: What places a run: its identity's hashes and labels (one protocol, one setting, one cell).
 IDENTITY_COLUMNS = ["model", "dataset", "method", "protocol", "protocol_label", "setting", "setting_label", "hash",
                     "target_sparsity", "precision", "epochs"]
 RUN_COLUMNS = [*IDENTITY_COLUMNS, "seed", "status", "achieved_sparsity", "effective_sparsity", "sparsity_is_outcome", "final_test_acc",
                "best_test_acc", "int8_test_acc", "int8_settings", "train_macs_fraction", "speedup_b1", "speedup_b64",
-               "wall_time_s", "device", "run_dir", "identity", "keys"]
+               "wall_time_s", "device", "run_dir", *DERIVED_COLUMNS, "identity", "keys"]
 #: Columns of a run or cell that hold objects, not numbers or text (never written to a CSV).
-OBJECT_COLUMNS = ["identity", "keys", "finals"]
+OBJECT_COLUMNS = ["identity", "keys", "finals", "parent_finals"]
 CELL_STATS = ["n_seeds", "seeds", "sparsity_is_outcome", "achieved_mean", "achieved_std", "effective_mean", "final_mean", "final_std",
               "best_mean", "best_std", "int8_mean", "int8_std", "int8_settings", "train_macs_fraction", "speedup_b1",
-              "speedup_b64", "identity", "keys", "finals"]
+              "speedup_b64", "control", "parent_hash", "parent_label", "identity", "keys", "finals", "parent_finals"]
 
 
 def load_runs(runs_root: Path) -> pd.DataFrame:
@@ -83,8 +87,17 @@ def _run_row(s: Summary, path: Path) -> dict[str, Any]:
         "train_macs_fraction": s.extra.get("train_macs_fraction"),  # None for runs from before it was counted
         **{f"speedup_b{b}": (s.extra.get("inference") or {}).get(f"speedup_b{b}") for b in (1, 64)},  # flipout-bench
         "wall_time_s": s.wall_time_s, "device": str(s.device or "").split(":")[0], "run_dir": str(path.parent),
-        "keys": run_keys(ident, s.config),
+        **derived_columns(s.extra), "keys": run_keys(ident, s.config),
     }
+
+
+def derived_columns(extra: dict[str, Any]) -> dict[str, Any]:
+    """DERIVED_COLUMNS of a summary's extra keys (rundir checks their types): None where it has none."""
+    parent = extra.get("parent") or {}
+    imp = extra.get("imp") or {}
+    return {"parent_run_dir": parent.get("run_dir"), "parent_hash": parent.get("hash"),
+            "parent_label": parent.get("setting_label"), "parent_final_test_acc": parent.get("final_test_acc"),
+            "control": extra.get("control"), "imp_level": imp.get("level")}
 
 
 def identity_columns(ident: Identity) -> dict[str, Any]:
@@ -124,11 +137,15 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         int8_settings=("int8_settings", lambda x: "; ".join(sorted({v for v in x if isinstance(v, str) and v}))),
         train_macs_fraction=("train_macs_fraction", "mean"),
         speedup_b1=("speedup_b1", "mean"), speedup_b64=("speedup_b64", "mean"),
+        control=("control", "first"), parent_hash=("parent_hash", "first"), parent_label=("parent_label", "first"),
         identity=("identity", "first"), keys=("keys", "first"),
     ).reset_index()
     # seed -> final accuracy, for the intervals and the comparisons paired by seed (compare.py)
     cells["finals"] = [{int(r.seed): float(r.final_test_acc) for r in grp.itertuples() if not pd.isna(r.final_test_acc)}
                        for _, grp in g]
+    # seed -> the parent's final accuracy as each child's summary copied it (a control's parent: one cell)
+    cells["parent_finals"] = [{int(r.seed): float(r.parent_final_test_acc) for r in grp.itertuples()
+                               if not pd.isna(r.parent_final_test_acc)} for _, grp in g]
     return cells[IDENTITY_COLUMNS + CELL_STATS]
 
 
