@@ -31,7 +31,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RUN = {"bash": "shell", "sh": "shell", "shell": "shell", "console": "console", "python": "python"}
 DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(\w+):\s*(.*?)\s*-->")
 #: commands that take long enough to mark a page's test slow
-LONG = re.compile(r"^\s*(flipout-(train|report|export|quantize|bench|data)\b(?!.*--(cfg|help|version)))", re.M)
+LONG = re.compile(r"^\s*(flipout-(train|report|export|quantize|bench|data|controls)\b(?!.*--(cfg|help|version)))", re.M)
 
 
 @dataclass
