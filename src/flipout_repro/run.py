@@ -90,9 +90,9 @@ def _chain(cfg: DictConfig, method: IMP, overrides: list[str] | None) -> dict[st
     for level, z in enumerate(zeros):
         step = cfg.copy()
         OmegaConf.set_struct(step, False)
-        step.sparsity = z / total
+        step.sparsity = z / total if level < len(zeros) - 1 else cfg.sparsity  # the last: the run the command names
         step.parent.run = parent
-        log.info("method=imp: level %d of %d, sparsity %s", level, len(zeros) - 1, format_sparsity(z / total))
+        log.info("method=imp: level %d of %d, sparsity %s", level, len(zeros) - 1, format_sparsity(step.sparsity))
         summary = _run_one(step, validate(step), overrides)
         if summary.get("status") != "completed":
             return summary

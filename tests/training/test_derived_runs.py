@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from flipout_repro.config.identity import run_dir
+from flipout_repro.config.targets import prepare
 from flipout_repro.config.validate import validate
 from flipout_repro.errors import ConfigError
 from flipout_repro.rundir import RunDir, load_tensors
@@ -56,7 +58,10 @@ def test_each_level_keeps_round_0_8_to_the_l_of_the_weights_outside_the_output_l
         assert kept == (round(0.8 ** level * n) if level < 4 else n + 1000 - round(0.5 * (n + 1000)) - 1000)
         summary = json.loads(r.summary.read_text())
         assert summary["imp"] == {"rewind": "lottery", "level": level}
-    # the chain's end is at exactly the target sparsity of all prunable weights
+    # the chain's end is at exactly the target sparsity of all prunable weights, in the folder of the
+    # command's own identity (what a sweep's status looks for)
+    cfg = make_cfg(*QUICK, f"results_dir={lottery}", "sparsity=0.5")
+    assert run_dir(prepare(cfg)[0]).path == levels[-1].path
     last = json.loads(levels[-1].summary.read_text())
     assert last["achieved_sparsity"] == pytest.approx(0.5, abs=1 / (n + 1000))
 
