@@ -226,6 +226,7 @@ def test_the_schema_lists_only_keys_checked_here():
         "optim", "on_collapse",
         "logger",  # tests/training/test_trackers.py
         "dataset.decode",  # tests/data/test_jpeg_device.py
+        "parent.run", "parent.hash",  # tests/training/test_derived_runs.py
         # budget= and pattern= (tests/training/test_axes_runs.py)
         "budget.name", "budget.dense_first", "budget.dense_last", "pattern.name", "pattern.n", "pattern.m"}
     assert set(key_paths()) <= checked, set(key_paths()) - checked

@@ -76,6 +76,7 @@ def pin_parent(cfg: DictConfig, method: Any) -> DictConfig:
         cfg.parent.hash = theirs.hash
     else:
         _check_level_parent(cfg, method, folder, summary, mine, theirs, run)
+        cfg.parent.hash = None  # a level's identity needs none (methods/derived.py)
     return cfg
 
 
