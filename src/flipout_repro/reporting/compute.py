@@ -2,8 +2,10 @@
 accuracy (mean, std over seeds as error bars, as there) against ``train_macs_fraction``, the multiply-adds
 of the training that produced the result as a fraction of one dense training run (an IMP level: its whole
 chain's, so several dense runs; sparse training: below one). Log x axis; one series per setting in the
-colours, markers and labels of the sparsity figure (figures.py); each point labelled with its sparsity.
-Only cells that recorded their compute are drawn. PNG and PDF side by side, the points in a CSV.
+colours, markers and labels of the sparsity figure (figures.py). A point is labelled with its sparsity where
+another method's series has a point at that sparsity too (the levels an IMP chain passes on the way stay unlabelled)
+or its series has few points. Only cells that recorded their compute are drawn; controls are not (their
+section of the report compares them with their parents). PNG and PDF side by side, the points in a CSV.
 """
 from __future__ import annotations
 
@@ -50,16 +52,16 @@ def draw_compute(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tu
     groups = series_of(ours)  # the sparsity figure's series, so both figures style a setting alike
     styles = series_styles([(m, s) for m, s, _, _ in groups], lambda m: color_of(m, others))
     drawn = [(m, s, g[g["train_macs_fraction"].notna()], lab) for m, s, g, lab in groups]
-    drawn = [(m, s, g, lab) for m, s, g, lab in drawn if len(g)]
+    drawn = [(m, s, g, lab) for m, s, g, lab in drawn if len(g) and m != "control"]
     if not drawn:
         return None, []
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     target, outcome = X_AXES[x_axis][:2]
-    points, notes = [], []
+    points, notes, placed = [], [], set()
+    shared = _shared_sparsities([(m, g.assign(_sp=_sparsity(g, target, outcome))) for m, _, g, _ in drawn])
     for m, s, g, lab in drawn:
         st = styles[(m, s)]
-        sp = g[outcome].where(g["sparsity_is_outcome"].astype(bool), g[target]).fillna(g["target_sparsity"])
-        g = g.assign(_sp=sp.astype(float)).sort_values("_sp")
+        g = g.assign(_sp=_sparsity(g, target, outcome)).sort_values("_sp")
         x, y = g["train_macs_fraction"].to_numpy(float), g["final_mean"].to_numpy(float)
         err, n = g["final_std"].fillna(0).to_numpy(float), g["n_seeds"].astype(int).to_numpy()
         seeds = f" [n={n[0]}]" if len(set(n)) == 1 else f" [n={n.min()}-{n.max()}]"
@@ -67,8 +69,12 @@ def draw_compute(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tu
         many = n > 1  # error bars where there are seeds to take a std of, as in the sparsity figure
         if many.any():
             ax.errorbar(x[many], y[many], yerr=err[many], color=st["color"], capsize=3, ls="none", lw=1.0)
-        notes += [ax.annotate(sparsity_text(v), (xi, yi), fontsize=7, color=st["color"], xytext=(5, 4),
-                              textcoords="offset points") for xi, yi, v in zip(x, y, g["_sp"])]
+        for xi, yi, v in zip(x, y, g["_sp"]):
+            key = (sparsity_text(v), round(math.log(xi), 2) if xi > 0 else 0, round(yi, 1))
+            if (len(g) <= 6 or round(v, 9) in shared) and key not in placed:  # one label for a point drawn twice
+                placed.add(key)
+                notes.append(ax.annotate(sparsity_text(v), (xi, yi), fontsize=7, color=st["color"], xytext=(5, 4),
+                                         textcoords="offset points"))
         points += [dict(zip(COMPUTE_CSV, (m, s, lab, v, xi, yi, r.final_std, r.n_seeds)))
                    for xi, yi, v, r in zip(x, y, g["_sp"], g.itertuples())]
     _axes(ax, [p["train_macs_fraction"] for p in points], [(p["acc_mean"], p["acc_std"]) for p in points], title,
@@ -76,6 +82,20 @@ def draw_compute(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tu
     fig.canvas.draw()
     keep_labels_clear(ax, notes, avoid=_marker_boxes(ax, points))
     return fig, points
+
+
+def _sparsity(g: pd.DataFrame, target: str, outcome: str) -> pd.Series:
+    """Each cell's sparsity on the chosen axis: the achieved one where it is an outcome, else the target."""
+    return g[outcome].where(g["sparsity_is_outcome"].astype(bool), g[target]).fillna(g["target_sparsity"]).astype(float)
+
+
+def _shared_sparsities(groups: list[tuple[str, pd.DataFrame]]) -> set[float]:
+    """The sparsities (rounded) at which the series of at least two methods have a point."""
+    seen: dict[float, set[str]] = {}
+    for m, g in groups:
+        for v in {round(float(v), 9) for v in g["_sp"]}:
+            seen.setdefault(v, set()).add(m)
+    return {v for v, methods in seen.items() if len(methods) > 1}
 
 
 def _marker_boxes(ax: plt.Axes, points: list[dict], half_px: float = 6.0) -> list[Bbox]:

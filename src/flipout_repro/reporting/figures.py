@@ -37,7 +37,8 @@ COLORS = {"dense": "black", "flipout": "tab:red", "global_magnitude": "tab:blue"
           "random": "tab:gray", "flipout_no_noise": "tab:orange", "noisy_global_magnitude": "tab:purple",
           "hoyer_square": "tab:brown", "group_hoyer_square": "sienna", "layer_magnitude": "tab:cyan",
           "gradual_magnitude": "navy", "iter_snip": "olivedrab", "force": "darkgreen", "str": "tab:pink",
-          "weightmom": "goldenrod", "rigl": "tab:olive", "set": "teal", "static": "slategray"}
+          "weightmom": "goldenrod", "rigl": "tab:olive", "set": "teal", "static": "slategray",
+          "grasp": "darkorange", "synflow": "indigo", "imp": "darkviolet", "control": "dimgray"}
 _EXTRA = ["tab:pink", "tab:olive", "tab:cyan", "gold", "navy", "teal", "maroon", "lime"]
 _RANK = {m: i for i, m in enumerate(METHOD_ORDER)}
 POINTS_CSV = ["method", "setting", "label", "kind", "sparsity", "acc_mean", "acc_std", "n_seeds"]
@@ -120,10 +121,10 @@ def draw_pair(cells: pd.DataFrame, title: str, x_axis: str = "nominal") -> tuple
     tables.short_labels' ``label``). The y range follows the points that did not collapse; a collapsed point
     (figure_style.COLLAPSE_GAP below the best at its sparsity) sits at the bottom edge with its value. On the
     effective axis, cells without an effective sparsity and the published values (nominal) are not drawn,
-    and the axis label says so."""
+    and the axis label says so. Controls are not drawn: the report's controls table compares them."""
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=130)
     others = sorted(m for m in cells["method"].unique() if m not in COLORS)
-    ours = cells[cells["n_seeds"].fillna(0) > 0]
+    ours = cells[(cells["n_seeds"].fillna(0) > 0) & (cells["method"] != "control")]  # controls: their own table
     xlabel = X_AXES[x_axis][2]
     if x_axis == "effective":
         has = ours["effective_mean"].notna() | (ours["method"] == "dense") | (ours["target_sparsity"] == 0)
@@ -300,7 +301,9 @@ def _axes(ax: plt.Axes, xs: list[float], ours: list[float], title: str, xlabel: 
     ax.set_xlim(*(1 / (1 + math.exp(-v)) for v in (lo, hi)))
     ticks = sorted({t for t in SPARSITY_HINTS if lo <= _logit(t) <= hi} | set(drawn))
     # a labelled tick at every sparsity drawn (and the paper's levels) where the label fits
-    fits = thin_ticks([_logit(t) for t in ticks], hi - lo, 0.07, keep_first=[_logit(t) for t in drawn])
+    # (with many sparsities drawn, an IMP chain's levels, every label competes for its place)
+    first = [_logit(t) for t in drawn] if len(drawn) <= 8 else []
+    fits = thin_ticks([_logit(t) for t in ticks], hi - lo, 0.07 if first or not drawn else 0.11, keep_first=first)
     major = [t for t in ticks if any(abs(_logit(t) - f) < 1e-9 for f in fits)]
     ax.set_xticks(major, [f"{100 * t:.4g}" for t in major])
     ax.set_xticks([t for t in ticks if t not in major], minor=True)
