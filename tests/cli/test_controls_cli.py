@@ -68,3 +68,14 @@ def test_invert_asked_of_a_run_that_pruned_during_training_is_refused(results, c
     with pytest.raises(SystemExit) as stop:
         controls_cli.main([str(results / "runs" / "lenet300_100-mnist5k" / "global_magnitude"), "--kinds", "invert"])
     assert stop.value.code == 2 and "pruned at initialisation" in capsys.readouterr().err
+
+
+def test_the_controls_of_a_sweeps_runs(tmp_path, capsys):
+    # one job of +sweep=imp_quickstart_baselines (its identity: the preset's protocol, SNIP at 90 %, seed 0)
+    run(make_cfg("experiment=lottery_quickstart", "method=snip", "budget=global", "sparsity=0.9", "seed=0",
+                 "progress=false", f"results_dir={tmp_path}"))
+    run(make_cfg(*QUICK, f"results_dir={tmp_path}", "method=snip", "sparsity=0.9"))  # not a job of the sweep
+    controls_cli.main(["--sweep", "imp_quickstart_baselines", "--results-dir", str(tmp_path), "--dry-run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in lines) == ["invert", "random_budget", "reinit", "shuffle"]
+    assert len({line.split()[1] for line in lines}) == 1
