@@ -27,7 +27,7 @@ SUMMARY_KEYS = {
     "final_test_acc", "final_test_loss", "final_train_acc", "git_sha", "hash", "layer_figure", "layers",
     "macs_dense", "macs_sparse", "method", "model", "model_size", "nonzero", "params_nonzero", "params_total",
     "precision", "prunable", "run_dir", "seed", "sparsity_is_outcome", "status", "target_sparsity",
-    "train_macs", "train_macs_dense", "train_macs_fraction", "versions", "wall_time_s"}
+    "train_macs", "train_macs_dense", "train_macs_fraction", "train_macs_fraction_own", "versions", "wall_time_s"}
 
 
 def test_the_quickstart_imports_no_heavy_module_before_its_first_step_and_writes_every_output(tmp_path):

@@ -21,7 +21,7 @@ def test_help_is_the_tools_own():
     assert r.returncode == 0
     out = r.stdout
     assert "powered by Hydra" not in out and out.startswith("flipout-train: train one pruning run")
-    assert "method: dense, flipout, flipout_no_noise, force" in out  # Hydra's $APP_CONFIG_GROUPS
+    assert "method: control, dense, flipout, flipout_no_noise, force" in out  # Hydra's $APP_CONFIG_GROUPS
     assert "experiment: densenet121_imagenette" in out and "schedule: cubic, none, one_shot, periodic" in out
     assert out.count("\n  flipout-train ") == 4  # the examples: quickstart, paper, sweep, dynamic
     keys = out.split("== Top-level keys")[1].split("== Options")[0]

@@ -143,9 +143,8 @@ def test_the_compute_figure_holds_each_cells_compute_and_accuracy(results):
     points = pd.read_csv(png.with_suffix(".csv"))
     got = {(row.method, round(row.train_macs_fraction, 6), round(row.acc_mean, 4), row.sparsity)
            for row in points.itertuples()}
-    # global_magnitude (level 1) recorded no compute: not drawn
-    assert got == {("snip", 0.4, 97.1667, 0.9), ("control", 0.45, 95.1667, 0.9), ("imp", 2.5, 97.6, 0.36),
-                   ("dense", 1.0, 98.0, 0.0)}
+    # global_magnitude (level 1) recorded no compute, and the control is compared in its own table: not drawn
+    assert got == {("snip", 0.4, 97.1667, 0.9), ("imp", 2.5, 97.6, 0.36), ("dense", 1.0, 98.0, 0.0)}
     assert f"curves/{png.name}" in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
 
 
@@ -158,8 +157,9 @@ def test_the_figure_can_show_effective_sparsity(results, capsys):
     fig, points = draw_pair(cells, "t", "effective")
     ax = fig.axes[0]
     assert ax.get_xlabel().startswith("effective sparsity")
-    # the control, IMP and level-1 cells have no effective sparsity: left out, and the label says so
-    assert "3 cells without an effective sparsity not drawn" in ax.get_xlabel()
+    # the IMP and level-1 cells have no effective sparsity: left out, and the label says so (the control is
+    # never drawn: the controls table compares it)
+    assert "2 cells without an effective sparsity not drawn" in ax.get_xlabel()
     assert [(p["method"], p["sparsity"]) for p in points if p["kind"] == "target"] == [("snip", 0.93)]
     main(["--results-dir", str(results), "--no-sweeps", "--x", "effective"])
     assert "runs" in capsys.readouterr().out
@@ -173,7 +173,8 @@ def test_the_compute_figure_labels_each_point_with_its_sparsity_on_a_log_axis(re
     fig, _ = draw_compute(cells, "t")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] < 0.4 and ax.get_xlim()[1] > 2.5
-    assert sorted(t.get_text() for t in ax.texts) == ["36%", "90%", "90%", "dense"]
+    # every series has few points: each is labelled (the control is not drawn)
+    assert sorted(t.get_text() for t in ax.texts) == ["36%", "90%", "dense"]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "snip (schedule=one_shot) [n=3]" in legend and "one dense training run" in legend
 
