@@ -131,7 +131,8 @@ def parents_markdown(runs: pd.DataFrame, cells: pd.DataFrame, root: Path | None 
         label = labels.get(part["hash"].iloc[0], part["setting_label"].iloc[0])
         hashes = sorted(set(part["parent_hash"]))
         shown = ", ".join(hashes[:4]) + (f" and {len(hashes) - 4} more" if len(hashes) > 4 else "")
-        lines.append(f"- {label}: {len(part)} runs, parents under `{_common(part['parent_run_dir'], root)}`"
+        runs = f"{len(part)} run{'' if len(part) == 1 else 's'}"
+        lines.append(f"- {label}: {runs}, parents under `{_common(part['parent_run_dir'], root)}`"
                      f" ({len(hashes)} parent cell{'s' if len(hashes) > 1 else ''}: {shown})")
     return "\n".join(lines) + "\n\n"
 
