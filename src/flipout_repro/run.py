@@ -55,6 +55,8 @@ class SparsityNotReached(RuntimeError):
 
 #: the key :func:`run` adds (True) to the summary it returns when the run had finished before: nothing trained
 SKIPPED = "skipped"
+#: the key a data-parallel rank other than 0 returns (True), with the run's folder: it writes no summary
+FOLLOWER = "follower"
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def _chain(cfg: DictConfig, method: IMP, overrides: list[str] | None) -> dict[st
         step.parent.run = parent
         log.info("method=imp: level %d of %d, sparsity %s", level, len(zeros) - 1, format_sparsity(step.sparsity))
         summary = _run_one(step, validate(step), overrides)
-        if summary.get("status") != "completed":
+        if summary.get("status") != "completed" and not summary.get(FOLLOWER):
             return summary
         parent = summary["run_dir"]
     return summary
@@ -114,7 +116,7 @@ def _run_one(cfg: DictConfig, checked: Checked, overrides: list[str] | None) -> 
         migrate(cfg.results_dir)  # run folders of an earlier identity format move to theirs, once
     run_dir = identity_run_dir(cfg)
     if not distributed.is_main():  # data-parallel ranks > 0 train alongside rank 0 and write nothing
-        return _follow(cfg, target, device, checked)
+        return _follow(cfg, target, device, checked) | {"run_dir": str(run_dir.path), FOLLOWER: True}
     if run_dir.finished() and not _starts_over(cfg, run_dir):
         distributed.send_start(None)  # the other ranks (if any) have nothing to train
         return _already_finished(cfg, run_dir)
