@@ -27,6 +27,7 @@ from flipout_repro.methods.derived import CONTROL_KINDS
 from flipout_repro.reporting.select import sweep_members
 from flipout_repro.rundir import RunDir, read_summary
 from flipout_repro.run import run
+from flipout_repro.training.derive import prunes_at_init
 
 log = logging.getLogger("flipout_repro")
 
@@ -107,8 +108,7 @@ def _seed(name: str) -> int | None:
 
 
 def _applicable(summary: dict[str, Any]) -> list[str]:
-    schedule = (summary.get("config") or {}).get("schedule") or {}
-    at_init = schedule.get("name") == "one_shot" and float(schedule.get("epoch", -1)) == 0
+    at_init = prunes_at_init(summary.get("config") or {})
     return [k for k in CONTROL_KINDS if k != "invert" or at_init]
 
 

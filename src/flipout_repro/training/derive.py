@@ -123,7 +123,7 @@ def _check_control_parent(cfg: DictConfig, method: Control, folder: RunDir, summ
     if int(cfg.seed) != int(summary["seed"]):
         raise ConfigError("seed", cfg.seed, f"differs from its parent's seed ({summary['seed']}); a control trains"
                           " with its parent's seed", f"use seed={summary['seed']}")
-    if method.needs_scores and not _prunes_at_init(summary["config"]):
+    if method.needs_scores and not prunes_at_init(summary["config"]):
         raise ConfigError("method.kind", "invert", f"needs a parent that pruned at initialisation (one_shot at"
                           f" epoch 0); {KEY} ({theirs.axes_label()}) pruned during training",
                           "use method.kind=shuffle, reinit or random_budget")
@@ -145,7 +145,8 @@ def _check_level_parent(cfg: DictConfig, method: IMP, folder: RunDir, summary: d
                           " folder and run the same command")
 
 
-def _prunes_at_init(config: dict[str, Any]) -> bool:
+def prunes_at_init(config: dict[str, Any]) -> bool:
+    """Whether the run a stored config describes pruned once, at initialisation (``invert`` needs it)."""
     schedule = config.get("schedule") or {}
     return schedule.get("name") == "one_shot" and float(schedule.get("epoch", -1)) == 0
 
