@@ -172,7 +172,7 @@ def _already_finished(cfg: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 
 def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: torch.device) -> dict[str, Any]:
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
-                method=b.method, generator=b.generator)
+                method=b.method, generator=b.generator, lookahead=b.lookahead)
     state, kept, start_record = TrainState(), None, None
     ident = identity(cfg)
     tag = checkpoint.run_tag(ident.hash, cfg.seed, f"{ident.protocol_label()}; {ident.axes_label()}")
@@ -190,6 +190,8 @@ def _train(cfg: DictConfig, target: float, run_dir: RunDir, b: Built, device: to
         if getattr(b.method, "from_parent", False) and OmegaConf.select(cfg, "parent.run") is not None:
             state, start_record, facts = derive.start(cfg, b, run_dir)
             write_json(run_dir.parent, facts)  # the parent's identity and numbers: the child needs it no more
+        if b.lookahead is not None:  # the slow copy starts from the weights the run starts with
+            b.lookahead.reset()
     record = b.method.record_epochs() if hasattr(b.method, "record_epochs") else []
 
     def keep_state(st: TrainState) -> None:  # the states a derived run takes (IMP's rewinding)
@@ -316,7 +318,8 @@ def _trainer(cfg: DictConfig, target: float, b: Built, progress: bool, **hooks: 
     dist = distributed.GradSync(list(b.model.parameters())) if distributed.world_size() > 1 else None
     return Trainer(b.model, b.data, b.method, b.masks, b.optimizer, b.lr_scheduler, b.events, cfg.epochs,
                    target, cfg.batch_size, cfg.eval_batch_size, b.generator, progress,
-                   label_smoothing=float(cfg.loss.label_smoothing), dist=dist, **hooks, **b.speed, **b.axes)
+                   label_smoothing=float(cfg.loss.label_smoothing), loss_reduction=str(cfg.loss.reduction),
+                   lookahead=b.lookahead, tta=int(cfg.tta), dist=dist, **hooks, **b.speed, **b.axes)
 
 
 def _follow(cfg: DictConfig, target: float, device: torch.device, checked: Checked) -> dict[str, Any]:
@@ -324,7 +327,7 @@ def _follow(cfg: DictConfig, target: float, device: torch.device, checked: Check
     no run folder, metrics or checkpoint of its own. Returns {} (rank 0 returns the summary)."""
     b = build(cfg, target, device, checked)
     objs = dict(model=b.model, optimizer=b.optimizer, lr_scheduler=b.lr_scheduler, masks=b.masks,
-                method=b.method, generator=b.generator)
+                method=b.method, generator=b.generator, lookahead=b.lookahead)
     state = distributed.receive_start(objs)
     if state is None:  # rank 0 found the run finished
         return {}

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from numbers import Integral
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from flipout_repro.errors import ConfigError, check_finite, choice, number
 
 #: ``optim.schedule`` values (training/lr_schedule.py implements them)
-LR_SCHEDULES = ("step", "cosine")
+LR_SCHEDULES = ("step", "cosine", "triangle")
 
 
 @dataclass
@@ -33,10 +33,18 @@ class OptimConfig:
     milestones_of: int = MISSING
     gamma: float = MISSING
     #: ``step`` (lr x gamma at the milestones) or ``cosine`` (STR's cosine_lr: 0.5 (1 + cos(pi e / E)) lr
-    #: over the epochs after the warm-up, set once per epoch)
+    #: over the epochs after the warm-up), set once per epoch; or ``triangle`` (airbench's, set every step:
+    #: training/lr_schedule.py)
     schedule: str = "step"
     #: epochs of linear warm-up before the schedule, lr (e + 1) / W in epoch e (STR's _warmup_lr); 0: none
     warmup_epochs: int = 0
+    #: the rate of the BatchNorm parameters: ``lr`` times this (airbench's bias_scaler: 64)
+    norm_lr_scale: float = 1.0
+    #: the weight decay of the BatchNorm parameters (null: ``weight_decay``'s)
+    norm_weight_decay: Optional[float] = None
+    #: Lookahead (airbench's): every this many steps the weights and buffers become a slow copy's running
+    #: average, weighted 0.95^k (step / steps)^3; 0: none (training/lookahead.py)
+    lookahead_every: int = 0
 
 
 @dataclass
@@ -133,6 +141,14 @@ def check(cfg: DictConfig) -> None:
     if warmup >= cfg.epochs:
         raise ConfigError("optim.warmup_epochs", warmup, f"must be below epochs={cfg.epochs}",
                           f"e.g. optim.warmup_epochs={cfg.epochs // 20}, or more epochs")
+    if warmup and cfg.optim.schedule == "triangle":
+        raise ConfigError("optim.warmup_epochs", warmup, "does not apply to optim.schedule=triangle, which warms up"
+                          " over its first 23 % of steps", "set optim.warmup_epochs=0")
+    number(cfg, "optim.norm_lr_scale", float, 0, None, lo_open=True, fix="e.g. optim.norm_lr_scale=64 (airbench's),"
+           " or 1 for the rate of every parameter")
+    if cfg.optim.norm_weight_decay is not None:
+        number(cfg, "optim.norm_weight_decay", float, 0, None, fix="e.g. 0, or null for optim.weight_decay's")
+    number(cfg, "optim.lookahead_every", int, 0, None, fix="e.g. optim.lookahead_every=5 (airbench's), or 0 for none")
     OPTIMIZERS[name].check(cfg)
 
 

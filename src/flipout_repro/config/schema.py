@@ -29,6 +29,8 @@ OBSERVERS = ("minmax", "per_channel", "histogram")
 BACKENDS = ("x86", "fbgemm", "qnnpack")
 #: ``model.init`` values (models/weight_init.py implements them)
 MODEL_INITS = ("default", "kaiming_normal")
+#: ``tta`` values: the views evaluation averages the logits of (training/evaluate.py)
+TTA_LEVELS = (0, 1, 2)
 #: ``on_collapse`` values (training/collapse.py implements them)
 ON_COLLAPSE = ("warn", "stop")
 #: ``logger`` values: TensorBoard alone, or beside it Weights & Biases or MLflow (training/trackers.py)
@@ -41,6 +43,9 @@ class LossConfig:
 
     #: weight of the uniform distribution in the targets (torch's ``label_smoothing``; STR's recipe: 0.1)
     label_smoothing: float = 0.0
+    #: ``mean`` over the batch, or ``sum`` (airbench's: the gradient is batch_size times the mean's, so its
+    #: rates are per summed example)
+    reduction: str = field(default="mean", metadata={"choices": ("mean", "sum")})
 
 
 @dataclass
@@ -66,6 +71,14 @@ class DatasetConfig:
     crop_padding: int = MISSING
     #: random horizontal flip
     flip: bool = MISSING
+    #: what the random crop pads with: ``zeros`` (black pixels, torchvision's RandomCrop) or ``reflect``
+    #: (the image mirrored at its border, airbench's)
+    crop_fill: str = field(default="zeros", metadata={"choices": ("zeros", "reflect")})
+    #: with ``flip``: draw each image's flip once per run and mirror it in every other epoch (airbench's
+    #: alternating flip), instead of a fresh draw every epoch
+    flip_alternate: bool = False
+    #: leave out each epoch's last, smaller batch (airbench's); in-memory sets only
+    drop_last: bool = False
     #: resize every image once at load to resize x resize (bilinear), e.g. 32 for MNIST as the FlipOut
     #: code; null keeps the files' size. ``image_size`` is then the resized side.
     resize: Optional[int] = None
@@ -161,6 +174,9 @@ class RunConfig:
     batch_size: int = 128
     #: evaluation only: does not change results and is not part of the run hash
     eval_batch_size: int = 1000
+    #: test-time augmentation of every evaluation, the logits of its views averaged (airbench's levels): 0
+    #: the image alone, 1 also mirrored, 2 also both shifted one pixel diagonally (6 views)
+    tta: int = field(default=0, metadata={"choices": TTA_LEVELS})
     #: bf16 (autocast, fp32 master weights) or fp32; auto = bf16 on GPUs of compute capability 8.0+
     precision: str = field(default="auto", metadata={"choices": ("auto", "bf16", "fp32")})
     #: channels_last memory format for the model and inputs: auto (= on CUDA), true or false

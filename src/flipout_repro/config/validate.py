@@ -173,6 +173,12 @@ def validate(cfg: DictConfig) -> Checked:
                                  if k not in ("init", "init_from", "init_from_sha256")}, "model")
     ds = cfg.dataset
     need = getattr(model_cls, "min_input_size", 1)
+    sides = getattr(model_cls, "input_sizes", None)  # a model that fits some image sides only
+    if sides is not None and ds.image_size not in sides:
+        fits = " or ".join(f"{s}x{s}" for s in sides)
+        raise ConfigError("dataset.image_size", ds.image_size, f"does not fit model={cfg.model.name}, which takes"
+                          f" {fits} images only (dataset={ds.name})", f"use a {fits} data set (cifar10, cifar100,"
+                          f" mnist5k), or dataset.resize={sides[0]} dataset.image_size={sides[0]}")
     if ds.image_size < need:
         raise ConfigError("model", cfg.model.name,
                           f"needs images of at least {need}x{need}, but dataset={ds.name} has"

@@ -37,14 +37,15 @@ def load(name: str, root: str | Path, download: bool, device: torch.device, mean
          std: list[float], crop_padding: int = 0, flip: bool = False, resize: int | None = None, *,
          train_fraction: float = 1.0, image_size: int | None = None, eval_resize: int | None = None,
          workers: int | None = None, num_classes: int | None = None, decode: str = "workers",
-         verify: bool = False) -> DataSet:
+         verify: bool = False, crop_fill: str = "zeros", drop_last: bool = False) -> DataSet:
     """Load data set ``name`` for training on ``device`` (``root``/``download`` apply to file-based sets),
     resized once to ``resize`` x ``resize`` when given, with ``1 - train_fraction`` of the training set
     held out. Streamed sets (:data:`STREAMING`) crop to ``image_size`` and, for evaluation, resize to
     ``eval_resize`` first; ``workers`` read them (None: :func:`default_workers`) and decode them, or, with
     ``decode="device"``, the training process decodes them on ``device`` (data/jpeg_device.py). ``verify``
 reads every file of a streamed set once first and names every one that cannot be read (an in-memory set
-reads all its files at load anyway)."""
+reads all its files at load anyway). In-memory sets only: ``crop_fill`` (zeros or reflect) and
+``drop_last``."""
     check_source(name, download, eval_resize, image_size, decode)  # data/rules.py: the one rule
     if name in STREAMING:
         return load_folder(name, root, device, mean, std, image_size, eval_resize, flip, workers, train_fraction,
@@ -67,5 +68,5 @@ reads all its files at load anyway)."""
     as_t = lambda v: torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)  # noqa: E731
     return TensorData(
         train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
-        as_t(mean), as_t(std), crop_padding, flip, **val,
+        as_t(mean), as_t(std), crop_padding, flip, crop_fill=crop_fill, drop_last=drop_last, **val,
     )

@@ -143,8 +143,9 @@ class FolderData:
         return torch.cat([perm, key])
 
     def train_batches(self, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
-                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Augmented, normalised training batches in ``order`` (a new one if None), from batch ``start`` on."""
+                      start: int = 0, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Augmented, normalised training batches in ``order`` (a new one if None), from batch ``start`` on
+        (``epoch`` does not matter here: every image's augmentation is drawn from the order's key)."""
         if order is None:
             order = self.epoch_order(generator)
         host = order.cpu().numpy()

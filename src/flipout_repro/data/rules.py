@@ -62,8 +62,18 @@ def check_config(cfg: DictConfig) -> None:
     if ds.workers is not None:
         number(cfg, "dataset.workers", int, 0, None, fix="e.g. dataset.workers=8 (0: decode in this process), or null")
     check_source(ds.name, ds.download, ds.eval_resize, ds.image_size, ds.decode)
+    if ds.flip_alternate and not ds.flip:
+        raise ConfigError("dataset.flip_alternate", True, "alternates the flip, and dataset.flip is false",
+                          "set dataset.flip=true, or dataset.flip_alternate=false")
+    if ds.crop_fill != "zeros" and not ds.crop_padding:
+        raise ConfigError("dataset.crop_fill", ds.crop_fill, "fills the crop's padding, and dataset.crop_padding"
+                          " is 0", "set dataset.crop_padding (e.g. 2, airbench's), or dataset.crop_fill=zeros")
     if ds.eval_resize is None:  # an in-memory set
         return
+    for key, value in (("crop_fill", "zeros"), ("flip_alternate", False), ("drop_last", False)):
+        if ds[key] != value:
+            raise ConfigError(f"dataset.{key}", ds[key], f"applies to in-memory sets only, not to {ds.name}"
+                              " (streamed from files)", f"set dataset.{key}={str(value).lower()}")
     number(cfg, "dataset.eval_resize", int, ds.image_size, None,
            fix=f"the shorter side before the center crop of {ds.image_size}, e.g. 256 for 224")
     for key, value in (("crop_padding", 0), ("resize", None)):

@@ -31,6 +31,13 @@ class TensorData:
     std: torch.Tensor
     crop_padding: int = 0
     flip: bool = False
+    #: what the crop pads with: ``zeros`` or ``reflect`` (the image mirrored at its border)
+    crop_fill: str = "zeros"
+    #: each training image's flip, drawn once (:meth:`alternating_flips`): image i is mirrored in epoch e
+    #: when ``flip_coins[i]`` differs from ``e`` being even (airbench's alternating flip); None: a fresh draw
+    flip_coins: torch.Tensor | None = None
+    #: leave out each epoch's last, smaller batch
+    drop_last: bool = False
     #: the images held out of training (``dataset.train_fraction`` < 1), evaluated like the test set
     val_x: torch.Tensor | None = None
     val_y: torch.Tensor | None = None
@@ -49,8 +56,18 @@ class TensorData:
         return self.train_x.shape[-1]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        """Batches per epoch (the last one may be smaller, as with drop_last=False)."""
+        """Batches per epoch (the last one may be smaller, unless ``drop_last``)."""
+        if self.drop_last:
+            return len(self.train_y) // batch_size
         return -(-len(self.train_y) // batch_size)
+
+    def alternating_flips(self, seed: int) -> "TensorData":
+        """The same data set with each training image's flip drawn once, from a generator of its own seeded
+        with ``seed`` (the run's other draws are not moved), then alternated every epoch."""
+        gen = torch.Generator(device=self.train_y.device)
+        gen.manual_seed(seed)
+        coins = torch.rand(len(self.train_y), device=self.train_y.device, generator=gen) < 0.5
+        return dataclasses.replace(self, flip_coins=coins)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> float32, normalised per channel."""
@@ -64,7 +81,7 @@ class TensorData:
         (tests/data/test_prenormalized.py); it only saves the per-batch conversion."""
         if split not in self._normalized:
             x = {"train": self.train_x, "test": self.test_x, "val": self.val_x}[split]
-            augmented = split == "train" and bool(self.crop_padding or self.flip)
+            augmented = split == "train" and bool(self.crop_padding or self.flip or self.crop_fill != "zeros")
             small = x is not None and x.numel() * 4 <= PRENORMALIZE_MAX_BYTES
             self._normalized[split] = self.normalize(x) if small and not augmented else None
         return self._normalized[split]
@@ -74,10 +91,11 @@ class TensorData:
         return torch.randperm(len(self.train_y), device=self.train_y.device, generator=generator)
 
     def train_batches(self, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
-                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      start: int = 0, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled, augmented, normalised training batches in ``order`` (a new one if None), from
-        batch number ``start`` on. Lazy: a batch's augmentation is drawn only when it is requested."""
-        n = len(self.train_y)
+        batch number ``start`` on, of epoch ``epoch`` (from 1: which images an alternating flip mirrors).
+        Lazy: a batch's augmentation is drawn only when it is requested."""
+        n = self.steps_per_epoch(batch_size) * batch_size if self.drop_last else len(self.train_y)
         if order is None:
             order = self.epoch_order(generator)
         ready = self.normalized("train")
@@ -87,8 +105,15 @@ class TensorData:
                 yield ready[idx], self.train_y[idx]
                 continue
             x = self.train_x[idx]
+            flip: bool | torch.Tensor = self.flip
+            if self.flip and self.flip_coins is not None:
+                flip = self.flip_coins[idx] ^ (epoch % 2 == 0)
+            if self.crop_fill == "reflect":  # padded by reflection: done on the normalised pixels
+                yield random_crop_flip(self.normalize(x), self.crop_padding, flip, generator, "reflect"), \
+                    self.train_y[idx]
+                continue
             if self.crop_padding or self.flip:
-                x = random_crop_flip(x, self.crop_padding, self.flip, generator)
+                x = random_crop_flip(x, self.crop_padding, flip, generator)
             yield self.normalize(x), self.train_y[idx]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -123,21 +148,26 @@ class TensorData:
                                             if isinstance(v, torch.Tensor)})
 
 
-def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop of a zero-padded batch and per-sample horizontal flip, in one gather.
+def random_crop_flip(x: torch.Tensor, padding: int, flip: bool | torch.Tensor, generator: torch.Generator,
+                     fill: str = "zeros") -> torch.Tensor:
+    """Per-sample random crop of a padded batch and per-sample horizontal flip, in one gather.
 
     Equivalent to torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()`` applied to
-    every image independently (zero fill before normalisation, as in the paper's pipeline).
+    every image independently (zero fill before normalisation, as in the paper's pipeline). ``fill="reflect"``
+    pads with the image mirrored at its border (airbench's ``F.pad(..., 'reflect')``; float images).
+    ``flip`` may be a boolean per image (which to mirror) instead of a fresh draw.
     """
     n, c, h, w = x.shape
     dev = x.device
     if padding:
-        x = F.pad(x, (padding, padding, padding, padding))
+        x = F.pad(x, (padding, padding, padding, padding), mode="reflect" if fill == "reflect" else "constant")
     top = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator)
     left = torch.randint(0, 2 * padding + 1, (n, 1), device=dev, generator=generator)
     rows = top + torch.arange(h, device=dev)
     cols = left + torch.arange(w, device=dev)
-    if flip:
+    if isinstance(flip, torch.Tensor):
+        cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+    elif flip:
         flipped = torch.rand(n, 1, device=dev, generator=generator) < 0.5
         cols = torch.where(flipped, cols.flip(1), cols)
     return x[

@@ -26,6 +26,7 @@ from flipout_repro.methods.base import Method
 from flipout_repro.models.weight_init import initialize
 from flipout_repro.config.precision import resolved_precision
 from flipout_repro.training.init_from import load_init_weights
+from flipout_repro.training.lookahead import Lookahead
 from flipout_repro.training.lr_schedule import make_scheduler, milestone_epochs
 from flipout_repro.training import distributed
 from flipout_repro.training.shard import shard
@@ -55,11 +56,14 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
     data = data_mod.load(ds.name, ds.root, ds.download, device, list(ds.mean), list(ds.std),
                          ds.crop_padding, ds.flip, ds.resize, train_fraction=ds.train_fraction,
                          image_size=ds.image_size, eval_resize=ds.eval_resize, workers=ds.workers,
-                         num_classes=ds.num_classes, decode=ds.decode, verify=ds.verify)
+                         num_classes=ds.num_classes, decode=ds.decode, verify=ds.verify, crop_fill=ds.crop_fill,
+                         drop_last=ds.drop_last)
     if data.in_channels != ds.in_channels or data.image_size != ds.image_size:
         raise ConfigError("dataset", ds.name, f"files hold {data.in_channels}x{data.image_size}x"
                           f"{data.image_size} images, the config says {ds.in_channels}x{ds.image_size}",
                           "fix dataset.in_channels/image_size")
+    if ds.flip_alternate:  # each image's flip drawn once, from the run's seed
+        data = data.alternating_flips(int(cfg.seed))
     classes = 1 + int(max(data.train_y.max(), data.test_y.max()))
     if classes > ds.num_classes:  # the loss would fail on the first such label, deep into training
         raise ConfigError("dataset.num_classes", ds.num_classes, f"is below the labels of {ds.name} ({classes}"
@@ -67,19 +71,40 @@ def load_data(cfg: DictConfig, device: torch.device) -> data_mod.DataSet:
     return data
 
 
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module,
+                    steps_per_epoch: int = 1) -> tuple[torch.optim.Optimizer, Any]:
     """The optimiser ``optim`` names (config/optimizers.py: its torch.optim class, with its own keys), and
-    the ``optim.schedule`` (training/lr_schedule.py).
+    the ``optim.schedule`` (training/lr_schedule.py; ``triangle`` counts ``steps_per_epoch``).
 
     ``optim.milestones`` (``step``) are epochs of a ``optim.milestones_of``-epoch run (the paper: 150
-    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape.
+    and 250 of 350) and are scaled to ``epochs``, so a short run keeps the paper's shape. With
+    ``optim.norm_lr_scale`` or ``optim.norm_weight_decay`` set, the BatchNorm parameters are a second group
+    with their own rate and decay (airbench's); otherwise there is one group, every parameter.
     """
     o = cfg.optim
     torch_class = getattr(torch.optim, optimizers.OPTIMIZERS[o.name].torch_class)
-    opt = torch_class(model.parameters(), **optimizers.arguments(o))
+    args = optimizers.arguments(o)
+    opt = torch_class(param_groups(model, o, args), **args)
     milestones = milestone_epochs(o.milestones, o.milestones_of, cfg.epochs)
-    sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma)
+    sched = make_scheduler(opt, o.schedule, o.warmup_epochs, cfg.epochs, milestones, o.gamma, steps_per_epoch)
     return opt, sched
+
+
+#: the normalisation layers whose parameters ``optim.norm_lr_scale``/``norm_weight_decay`` apply to
+NORM_TYPES = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
+def param_groups(model: torch.nn.Module, optim: DictConfig, args: dict[str, Any]) -> Any:
+    """``model.parameters()``, or two groups: the other parameters, and the normalisation layers' parameters
+    at ``lr x norm_lr_scale`` with ``norm_weight_decay``. Frozen parameters are left out of the groups."""
+    if optim.norm_lr_scale == 1 and optim.norm_weight_decay is None:
+        return model.parameters()
+    norm = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    decay = args.get("weight_decay", 0.0) if optim.norm_weight_decay is None else optim.norm_weight_decay
+    return [{"params": [p for p in trained if id(p) in norm], "lr": optim.lr * optim.norm_lr_scale,
+             "weight_decay": decay},
+            {"params": [p for p in trained if id(p) not in norm]}]
 
 
 @dataclass
@@ -96,6 +121,7 @@ class Built:
     generator: torch.Generator
     speed: dict  # Trainer keyword arguments: compiled, autocast_dtype, channels_last
     axes: dict = field(default_factory=dict)  # Trainer keyword arguments: budget, pattern (build_axes)
+    lookahead: Lookahead | None = None  # optim.lookahead_every's slow copy (training/lookahead.py)
 
 
 def speed_settings(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
@@ -194,6 +220,7 @@ def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked
     speed = speed_settings(cfg, device)
     model = build_model(cfg.model, data.in_channels, cfg.dataset.num_classes, data.image_size, device,
                         speed["channels_last"])
+    init_from_data(model, data)
     if cfg.model.get("init_from") is not None:  # before the method binds: it may read the weights
         load_init_weights(model, cfg.model.init_from)
     masks = Masks.for_model(model)
@@ -204,7 +231,10 @@ def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked
     schedule = checked.schedule if checked is not None else instantiate(cfg.schedule, "schedule")
     events = schedule.events(target, cfg.epochs, data.steps_per_epoch(cfg.batch_size)) if method.prunes else []
     check_reaches(cfg, method, events, target)
-    optimizer, lr_scheduler = build_optimizer(cfg, model)
+    spe = data.steps_per_epoch(cfg.batch_size)
+    optimizer, lr_scheduler = build_optimizer(cfg, model, spe)
+    every = int(cfg.optim.lookahead_every)
+    lookahead = Lookahead(model, masks, every, cfg.epochs * spe) if every else None
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
     speed["compiled"] = torch.compile(model) if cfg.compile else None
@@ -212,4 +242,14 @@ def build(cfg: DictConfig, target: float, device: torch.device, checked: Checked
         method.compile_hooks()
     axes = build_axes(cfg, masks, method, target)
     phases.mark("built")
-    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed, axes)
+    return Built(data, model, masks, method, events, optimizer, lr_scheduler, generator, speed, axes, lookahead)
+
+
+def init_from_data(model: torch.nn.Module, data: data_mod.DataSet) -> None:
+    """A model whose weights start from the training images (airbench's whitening layer: ``init_from_data``
+    and ``init_images``) gets the first ``init_images`` of them, normalised, in data-set order."""
+    init = getattr(model, "init_from_data", None)
+    if init is None:
+        return
+    images = data.normalize(data.train_x[:int(model.init_images)])
+    init(images.to(next(model.parameters()).dtype))

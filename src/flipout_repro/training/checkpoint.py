@@ -31,11 +31,12 @@ class CheckpointError(ValueError):
 
 
 def save(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
-         state: TrainState, run: dict[str, Any]) -> None:
+         state: TrainState, run: dict[str, Any], lookahead: Any = None) -> None:
     """Write everything needed to continue the run from ``state``; ``run`` is the run's identity (its hash,
     seed and label: :func:`run_tag`), checked when the checkpoint is loaded."""
     atomic_torch_save(snapshot(model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
-                               method=method, generator=generator, state=state) | {"run": run}, path)
+                               method=method, generator=generator, state=state, lookahead=lookahead)
+                      | {"run": run}, path)
 
 
 def run_tag(hash: str, seed: int, label: str) -> dict[str, Any]:
@@ -59,9 +60,11 @@ def _check_run(ck: dict[str, Any], path: Path | str, run: dict[str, Any] | None)
 
 
 def snapshot(*, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
-             state: TrainState) -> dict[str, Any]:
-    """What :func:`save` writes, in memory (a data-parallel job's rank 0 hands it to the other ranks)."""
-    return {
+             state: TrainState, lookahead: Any = None) -> dict[str, Any]:
+    """What :func:`save` writes, in memory (a data-parallel job's rank 0 hands it to the other ranks);
+    with ``optim.lookahead_every``, the slow copy too (training/lookahead.py)."""
+    extra = {} if lookahead is None else {"lookahead": lookahead.state_dict()}
+    return extra | {
         "format": FORMAT,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "lr_scheduler": lr_scheduler.state_dict(), "masks": masks.state_dict(),
@@ -72,7 +75,7 @@ def snapshot(*, model, optimizer, lr_scheduler, masks, method, generator: torch.
 
 
 def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator: torch.Generator,
-         run: dict[str, Any] | None = None) -> TrainState:
+         run: dict[str, Any] | None = None, lookahead: Any = None) -> TrainState:
     """Restore a checkpoint written by :func:`save` into freshly built objects; return the state. With
     ``run`` (:func:`run_tag`), a checkpoint written by another run is refused before anything is restored."""
     try:
@@ -82,12 +85,13 @@ def load(path: Path, *, model, optimizer, lr_scheduler, masks, method, generator
     if isinstance(ck, dict) and ck.get("format") == FORMAT:
         _check_run(ck, path, run)
     return restore(ck, path, model=model, optimizer=optimizer, lr_scheduler=lr_scheduler, masks=masks,
-                   method=method, generator=generator)
+                   method=method, generator=generator, lookahead=lookahead)
 
 
 def restore(ck: Any, path: Path | str, *, model, optimizer, lr_scheduler, masks, method,
-            generator: torch.Generator) -> TrainState:
-    """Restore a :func:`snapshot` (read from ``path``, named in errors) into freshly built objects."""
+            generator: torch.Generator, lookahead: Any = None) -> TrainState:
+    """Restore a :func:`snapshot` (read from ``path``, named in errors) into freshly built objects; a
+    ``lookahead`` whose snapshot holds no slow copy takes the restored weights as its slow copy."""
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise CheckpointError(_msg(path, "is not a flipout-repro checkpoint"))
     try:
@@ -99,6 +103,8 @@ def restore(ck: Any, path: Path | str, *, model, optimizer, lr_scheduler, masks,
         _restore_generator(generator, ck["generator"], path)
         set_rng_states(ck["rng"], generator.device)
         state = TrainState(**ck["state"])
+        if lookahead is not None:
+            lookahead.load_state_dict(ck["lookahead"]) if "lookahead" in ck else lookahead.reset()
     except Exception as exc:  # a checkpoint of another model, method or version
         raise CheckpointError(_msg(path, f"does not match this run ({type(exc).__name__}: {_short(exc)})")) from exc
     if state.order is not None:

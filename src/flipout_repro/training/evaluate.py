@@ -19,12 +19,32 @@ def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.Abstract
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+def tta_logits(forward: Callable, x: torch.Tensor, level: int) -> torch.Tensor:
+    """The logits of ``x`` averaged over airbench's test-time views (KellerJordan/cifar10-airbench f1c599c,
+    legacy/airbench94.py:307-340): level 0 the images; 1 the mean of the images and their mirror images;
+    2 half of level 1 plus a quarter of level 1 of each of two one-pixel shifts (up-left and down-right,
+    of the images reflect-padded by one pixel): 6 forward passes."""
+    if level == 0:
+        return forward(x)
+
+    def mirror(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 * forward(v) + 0.5 * forward(v.flip(-1))
+
+    if level == 1:
+        return mirror(x)
+    side = x.shape[-1]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = 0.5 * mirror(padded[..., :side, :side]) + 0.5 * mirror(padded[..., 2:, 2:])
+    return 0.5 * mirror(x) + 0.5 * shifted
+
+
 @torch.no_grad()
 def evaluate(forward: Callable, data: DataSet, batch_size: int, autocast_dtype: torch.dtype | None = None,
              channels_last: bool = False, module: nn.Module | None = None,
-             split: str = "test") -> tuple[float, float]:
+             split: str = "test", tta: int = 0) -> tuple[float, float]:
     """(mean cross-entropy, accuracy %) on the test set (``split="val"``: the held-out part of the
-    training set); ``module`` (default ``forward``) is put in eval mode for the duration."""
+    training set), of the logits averaged over the ``tta`` level's views (:func:`tta_logits`); ``module``
+    (default ``forward``) is put in eval mode for the duration."""
     module = module if module is not None else forward
     was_training = module.training
     module.eval()
@@ -38,7 +58,7 @@ def evaluate(forward: Callable, data: DataSet, batch_size: int, autocast_dtype: 
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(dev.type, autocast_dtype):
-            out = forward(x)
+            out = tta_logits(forward, x, tta)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
     module.train(was_training)

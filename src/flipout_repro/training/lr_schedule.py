@@ -13,6 +13,10 @@ counted from 0, as in STR.
   ``_warmup_lr`` (utils/schedulers.py:82-83; the first epoch trains at lr / W, not at 0). STR has no
   warm-up before ``multistep_lr`` (schedulers.py:69-79): warm-up followed by ``step`` is our extension,
   with the milestones still counted from epoch 0.
+- ``triangle``: airbench's per-step schedule (KellerJordan/cifar10-airbench f1c599c,
+  legacy/airbench94.py:381-390): the factor rises linearly from 0.2 to 1 over the first int(0.23 T) of
+  the run's T steps, then falls linearly to 0.07 at step T; step s (from 0) trains with factor(s). Its
+  scheduler is stepped after every optimizer step (``per_step``), not once per epoch.
 """
 from __future__ import annotations
 
@@ -41,8 +45,29 @@ def milestone_epochs(milestones: Sequence[int], milestones_of: int, epochs: int)
     return [max(1, int(m * epochs / milestones_of + 0.5)) for m in milestones]
 
 
+#: airbench's triangle: the factor at step 0, where the peak of 1 falls (a fraction of the steps), the factor
+#: at the last step (legacy/airbench94.py:381-390)
+TRIANGLE = (0.2, 0.23, 0.07)
+
+
+def triangle_factor(step: int, steps: int) -> float:
+    """The multiple of the base rate that step ``step`` (from 0) of a ``steps``-step run trains with."""
+    start, peak, end = TRIANGLE
+    warm = int(steps * peak)
+    if step < warm:
+        return start + (1.0 - start) * step / warm
+    return 1.0 + (end - 1.0) * (step - warm) / (steps - warm)
+
+
+class PerStepLR(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR of the step: the loop calls ``step()`` after every optimizer step (``per_step``)."""
+
+    per_step = True
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_epochs: int, epochs: int,
-                   milestones: Sequence[int], gamma: float) -> torch.optim.lr_scheduler.LRScheduler:
+                   milestones: Sequence[int], gamma: float,
+                   steps_per_epoch: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
     """The scheduler whose ``step()`` after each epoch sets the next epoch's rate.
 
     ``step`` without warm-up stays torch's MultiStepLR, bit for bit the rates of runs made before these
@@ -50,6 +75,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_epoch
     a resumed run (the scheduler's ``last_epoch`` and the optimizer's rate come from the checkpoint) sets
     exactly the rates of an uninterrupted one.
     """
+    if schedule == "triangle":
+        steps = epochs * steps_per_epoch
+        return PerStepLR(optimizer, lambda step: triangle_factor(step, steps))
     if schedule == "step" and warmup_epochs == 0:
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
     milestones = list(milestones)

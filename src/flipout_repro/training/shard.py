@@ -54,14 +54,14 @@ class ShardedData:
         return getattr(self.data, name)
 
     def train_batches(self, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
-                      start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                      start: int = 0, epoch: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's piece of each global batch of ``order`` (a new one if None), from batch ``start`` on."""
         if order is None:
             order = self.data.epoch_order(generator)
         if isinstance(self.data, FolderData):
             yield from self._folder_batches(batch_size, generator, order, start)
             return
-        for x, y in self.data.train_batches(batch_size, generator, order, start):
+        for x, y in self.data.train_batches(batch_size, generator, order, start, epoch):
             b, e = piece(len(y), self.rank, self.world)
             yield x[b:e], y[b:e]
 

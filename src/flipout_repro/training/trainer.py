@@ -95,6 +95,12 @@ class Trainer:
     channels_last: bool = False
     #: label smoothing of the training loss (``loss.label_smoothing``); evaluation stays plain CE
     label_smoothing: float = 0.0
+    #: the training loss over a batch: its ``mean`` or its ``sum`` (``loss.reduction``); metrics are means
+    loss_reduction: str = "mean"
+    #: the slow copy of ``optim.lookahead_every`` (training/lookahead.py), updated after each step; None: none
+    lookahead: Any = None
+    #: test-time augmentation of every evaluation (``tta``: training/evaluate.py)
+    tta: int = 0
     #: receives the record of every dynamic-sparse-training mask update (methods/base.py: mask_update)
     on_mask_update: Callable[[dict, TrainState], None] = lambda rec, st: None
     #: the layer budget of the schedule's events (budgets.Budget) and the sparsity pattern
@@ -110,6 +116,8 @@ class Trainer:
         self._at: int | None = None  # the 0-based index of the step being taken in the loop (None: outside it)
         self._mask_record: dict | None = None  # the record of a mask update the last step made
         self._stepped = False  # the first step is marked for flipout-bench --startup (phases.py)
+        # a per-step lr schedule (lr_schedule.PerStepLR) steps after every optimizer step, others per epoch
+        self._lr_per_step = bool(getattr(self.lr_scheduler, "per_step", False))
 
     def run(self, state: TrainState) -> TrainState:
         """Train from ``state`` to the last epoch."""
@@ -134,6 +142,9 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, spe: int, state: TrainState, bar: tqdm) -> None:
         self.model.train()
+        epoch_start = getattr(self.model, "epoch_start", None)  # a model's own switches (airbench's bias)
+        if epoch_start is not None:
+            epoch_start(epoch)
         dev = self.data.train_y.device
         p = state.partial if state.batch else {}
         start = [p.get("loss_sum", 0.0), p.get("correct", 0), p.get("seen", 0)]  # a resumed half epoch's sums
@@ -142,14 +153,19 @@ class Trainer:
         loss_sum = torch.tensor(start[0], device=dev)
         correct = torch.tensor(start[1], device=dev, dtype=torch.long)
         seen = start[2]
-        lr = p.get("lr", self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
+        lr = p.get("lr", self.optimizer.param_groups[-1]["lr"])  # its first rate (the last group: optim.lr)
         t0 = time.perf_counter() - p.get("time_s", 0.0)
         order = state.order if state.batch else self.data.epoch_order(self.generator)
         epoch_end = epoch * spe
-        for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch):
+        for x, y in self.data.train_batches(self.batch_size, self.generator, order, start=state.batch,
+                                            epoch=epoch):
             self._at = state.step
             ce, out = self.step(x, y)
             state.step += 1
+            if self._lr_per_step:
+                self.lr_scheduler.step()
+            if self.lookahead is not None:
+                self.lookahead.after_step(state.step)
             if self._mask_record is not None:
                 self.on_mask_update(self._mask_record | {"epoch": state.epoch}, state)
                 self._mask_record = None
@@ -179,13 +195,15 @@ class Trainer:
             loss_sum, correct, seen = self.dist.settle(self.model, [loss_sum, correct, seen], base)
         state.batch, state.order, state.partial = 0, None, {}
         self.method.on_epoch_end(epoch)
-        self.lr_scheduler.step()
+        if not self._lr_per_step:
+            self.lr_scheduler.step()
         test_loss, test_acc = evaluate(self.forward, self.data, self.eval_batch_size, self.autocast_dtype,
-                                       self.channels_last, module=self.model)
+                                       self.channels_last, module=self.model, tta=self.tta)
         val = {}
         if self.data.val_y is not None:  # the held-out part of the training set (dataset.train_fraction)
             val["val_loss"], val["val_acc"] = evaluate(self.forward, self.data, self.eval_batch_size,
-                                                       self.autocast_dtype, self.channels_last, self.model, "val")
+                                                       self.autocast_dtype, self.channels_last, self.model, "val",
+                                                       tta=self.tta)
             state.best_val_acc = max(state.best_val_acc or 0.0, val["val_acc"])
         rec = {
             "type": "epoch", "epoch": epoch, "step": state.step,
@@ -214,15 +232,18 @@ class Trainer:
         self._saved = position(state)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step with the method's hooks; returns (cross-entropy, logits), both on device. The
-        cross-entropy is label-smoothed by ``label_smoothing`` (= STR's LabelSmoothing, net_utils.py:41-63)."""
+        """One optimizer step with the method's hooks; returns (mean cross-entropy, logits), both on device.
+        The cross-entropy is label-smoothed by ``label_smoothing`` (= STR's LabelSmoothing,
+        net_utils.py:41-63); the loss is its mean or its sum over the batch (``loss_reduction``)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(x.device.type, self.autocast_dtype):
             out = self.forward(x)
-            ce = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+            ce = F.cross_entropy(out, y, label_smoothing=self.label_smoothing, reduction=self.loss_reduction)
             reg = self.method.regularizer(self.model)
             loss = ce if reg is None else ce + reg
+            if self.loss_reduction == "sum":
+                ce = ce.detach() / len(y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.dist is not None:  # the whole batch's gradient on every rank, before any hook sees it
