@@ -29,7 +29,7 @@ from flipout_repro.config.validate import compose_config
 from flipout_repro.data import TensorData
 from flipout_repro.sparsity.masking import Masks, prune_to
 from flipout_repro.sparsity.schedule import PruneEvent
-from flipout_repro.training.build import build_method, build_model, set_determinism
+from flipout_repro.training.build import build_method, build_model, build_optimizer, set_determinism
 from flipout_repro.training.build import resolve_device as run_resolve_device
 from flipout_repro.training.trainer import Trainer
 
@@ -49,8 +49,11 @@ def _sync(device: torch.device) -> None:
 
 def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int], classes: int, batch: int,
                  device: torch.device, sparsity: float, precision: str, channels_last: bool,
-                 compile_model: bool) -> Trainer:
-    """A Trainer on synthetic data whose masks are already at ``sparsity`` (unless dense)."""
+                 compile_model: bool, experiment: str | None = None) -> Trainer:
+    """A Trainer on synthetic data whose masks are already at ``sparsity`` (unless dense). With
+    ``experiment``, the preset's network, optimiser (its groups, rate and schedule) and loss, as a run of
+    it builds them (``model_name`` is then the preset's); otherwise SGD (lr 1e-3, momentum 0.9, weight
+    decay 5e-4) and the mean cross-entropy."""
     torch.manual_seed(0)
     set_determinism(False, device)  # as a run with the default deterministic=false: cuDNN autotuning on CUDA
     c, h, w = shape
@@ -60,30 +63,38 @@ def make_trainer(model_name: str, method_name: str, shape: tuple[int, int, int],
     y = torch.randint(0, classes, (n,), device=device, generator=g)
     stat = torch.full((1, c, 1, 1), 0.5, device=device)
     data = TensorData(x, y, x[:batch], y[:batch], stat, stat, crop_padding=4 if h >= 32 else 0, flip=h >= 32)
-    model = build_model(_group("model", model_name), c, classes, h, device, channels_last)
+    cfg = compose_config(f"experiment={experiment}", f"method={method_name}") if experiment else None
+    model = build_model(cfg.model if cfg else _group("model", model_name), c, classes, h, device, channels_last)
     masks = Masks.for_model(model)
-    method = build_method(_group("method", method_name), model, masks)
+    method = build_method(cfg.method if cfg else _group("method", method_name), model, masks)
     if compile_model:
         method.compile_hooks()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [10**9])
+    loss = {}
+    if cfg is not None:
+        opt, sched = build_optimizer(cfg, model, steps_per_epoch=4)
+        loss = {"label_smoothing": float(cfg.loss.label_smoothing), "loss_reduction": str(cfg.loss.reduction)}
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [10**9])
     if method.prunes and sparsity > 0:
         prune_to([torch.rand_like(m) for m in masks.values], masks, sparsity)
         method.after_prune()
     return Trainer(model, data, method, masks, opt, sched, [PruneEvent(10**12, sparsity)], epochs=1,
                    target=sparsity, batch_size=batch, eval_batch_size=batch, generator=g, progress=False,
                    compiled=torch.compile(model) if compile_model else None,
-                   autocast_dtype=torch.bfloat16 if precision == "bf16" else None, channels_last=channels_last)
+                   autocast_dtype=torch.bfloat16 if precision == "bf16" else None, channels_last=channels_last,
+                   **loss)
 
 
 def bench(model: str, methods: list[str], shape: tuple[int, int, int], classes: int, batch: int, steps: int,
           warmup: int, rounds: int, device: torch.device, sparsity: float = 0.9, precision: str = "fp32",
           channels_last: bool = False, compile_model: bool = False,
-          spread_limit: float = SPREAD_LIMIT) -> dict[str, Any]:
+          spread_limit: float = SPREAD_LIMIT, experiment: str | None = None) -> dict[str, Any]:
     """Median step time, images/s and peak memory of each method, its ratio to dense, the spread of its
-    rounds (max/min) and the warnings of :func:`spread_warnings`."""
+    rounds (max/min) and the warnings of :func:`spread_warnings`. ``experiment``: the preset's own training
+    step (:func:`make_trainer`)."""
     trainers = {m: make_trainer(model, m, shape, classes, batch, device, sparsity, precision, channels_last,
-                                compile_model) for m in methods}
+                                compile_model, experiment) for m in methods}
     batches = {m: next(t.data.train_batches(batch, t.generator)) for m, t in trainers.items()}
     times: dict[str, list[float]] = {m: [] for m in methods}
     peak: dict[str, float] = {}
@@ -106,7 +117,7 @@ def bench(model: str, methods: list[str], shape: tuple[int, int, int], classes: 
     rows = summarize_rounds(times, batch, peak)
     return {
         "model": model, "input_shape": list(shape), "classes": classes, "batch_size": batch,
-        "device": str(device), "device_name": _device_name(device), "precision": precision,
+        "experiment": experiment, "device": str(device), "device_name": _device_name(device), "precision": precision,
         "channels_last": channels_last, "compile": compile_model, "sparsity": sparsity,
         "steps_per_round": steps, "rounds": rounds, "warmup": warmup, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "process_max_rss_mib": _max_rss_mib(), "methods": rows,

@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input-shape", nargs=3, type=int, default=None, metavar=("C", "H", "W"),
                    help="default 3 32 32 (1 28 28 for LeNets)")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None, help="default 128, or the --experiment's")
+    p.add_argument("--experiment", default=None, metavar="NAME", help="time the training step of an experiment"
+                   " preset (e.g. airbench94: its network, optimiser groups, schedule and summed loss) instead of"
+                   " --model with plain SGD")
     p.add_argument("--steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds per method (--inference: per case)")
     p.add_argument("--warmup", type=int, default=2)
@@ -67,12 +70,22 @@ def main(argv: list[str] | None = None) -> None:
     if a.methods[0] != "dense":
         a.methods = ["dense"] + [m for m in a.methods if m != "dense"]
     shape = tuple(a.input_shape) if a.input_shape else ((1, 28, 28) if a.model.startswith("lenet") else (3, 32, 32))
+    if a.experiment is not None:  # the preset's model, data shape and batch
+        from flipout_repro.config.validate import compose_config, validate
+
+        cfg = guard("flipout-bench", lambda: compose_config(f"experiment={a.experiment}"))
+        guard("flipout-bench", lambda: validate(cfg))
+        a.model, a.classes = cfg.model.name, cfg.dataset.num_classes
+        shape = tuple(a.input_shape) if a.input_shape else (cfg.dataset.in_channels, cfg.dataset.image_size,
+                                                             cfg.dataset.image_size)
+        a.batch_size = a.batch_size or cfg.batch_size
+    a.batch_size = a.batch_size or 128
     device = guard("flipout-bench", lambda: resolve_device(a.device))
     path = Path(a.out) / f"{device.type}.json"
     history = guard("flipout-bench", lambda: read_history(path))  # a corrupt file: before measuring
     result = guard("flipout-bench", lambda: bench(a.model, a.methods, shape, a.classes, a.batch_size, a.steps,
                                                   a.warmup, a.rounds, device, a.sparsity, a.precision,
-                                                  a.channels_last, a.compile, a.spread_limit))
+                                                  a.channels_last, a.compile, a.spread_limit, a.experiment))
     print(format_table(result))
     append(path, history, result)
 
@@ -92,6 +105,8 @@ def out_of_range(a: argparse.Namespace) -> str:
     --spread-limit at least 1 (slowest round / fastest round), --input-shape and --batches positive."""
     for flag, attr, least, example in _AT_LEAST:
         value = getattr(a, attr)
+        if value is None:  # a default that depends on another flag (--batch-size)
+            continue
         if not value >= least:  # also catches nan
             what = "(slowest round / fastest round)" if attr == "spread_limit" else ""
             return f"{flag}={value} must be >= {least}{' ' + what if what else ''}: e.g. {flag} {example}"
