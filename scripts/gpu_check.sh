@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check: from a fresh checkout on a machine with one CUDA GPU, in at most
 # GPU_CHECK_BUDGET_S seconds (default 480 = 8 minutes) in all:
-#   install (pip install -e ".[dev]"), the CUDA-marked tests (pytest -m cuda), a 3-epoch VGG19 FlipOut run
+#   install (pip install -e ".[dev]"), the CUDA-marked tests (pytest -m cuda), airbench94 (5 dense runs, a
+#   FlipOut run, its training step: targets below), a 3-epoch VGG19 FlipOut run
 #   on synthetic CIFAR-10 files in fp32 and in bf16 (masks, sparsity, no NaN checked), the CPU inference
 #   benchmark of the fp32 run, a 2-epoch LeNet-300-100 run with 2:4 masks and its 2:4 semi-structured
 #   inference timing (dense, to_sparse_semi_structured, CSR; fp16), JPEG decoding in DataLoader workers vs on the GPU (scripts/decode_bench.py),
@@ -14,7 +15,8 @@
 #
 #   scripts/gpu_check.sh [--dry-run] OUT_DIR
 #   --dry-run: print the steps (name, time limit, command) and run nothing.
-# Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (480), GPU_CHECK_SKIP_INSTALL=1.
+# Environment: PYTHON (default python3), GPU_CHECK_BUDGET_S (480), GPU_CHECK_SKIP_INSTALL=1, CIFAR10_ROOT (real
+# CIFAR-10 for airbench94's accuracy; synthetic files otherwise).
 set -u
 
 DRY=0
@@ -64,6 +66,18 @@ if [ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 step gpu_visible 30 "$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'; print(torch.cuda.get_device_name(0), torch.__version__)"
 step cuda_tests 60 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests --junitxml="$OUT/cuda_tests.xml"
+# airbench94 (conf/experiment/airbench94.yaml): 5 dense runs (seeds 0-4) in one process, one FlipOut run at
+# 93.75 %, and the training step of dense, FlipOut and RigL. Targets on an H100: a run under 6 s dense and
+# under 7 s with FlipOut; 94.0 % mean test accuracy dense on real CIFAR-10 (CIFAR10_ROOT: a folder holding
+# cifar-10-batches-py); on the synthetic files written here the accuracy means nothing, the times do.
+AB_DATA=${CIFAR10_ROOT:-$OUT/cifar_full}
+AB=(experiment=airbench94 device=cuda progress=false results_dir="$OUT/results_airbench")
+if [ -z "${CIFAR10_ROOT:-}" ]; then
+  step synthetic_cifar_full 40 "$PY" "$TOOLS" write-cifar "$OUT/cifar_full" --train 50000 --test 10000
+fi
+step airbench_dense 150 "$PY" "$TOOLS" train "$AB_DATA" -- -m "${AB[@]}" seed=0,1,2,3,4
+step airbench_flipout 45 "$PY" "$TOOLS" train "$AB_DATA" -- "${AB[@]}" method=flipout sparsity=0.9375
+step bench_airbench 60 "$PY" "$TOOLS" bench -- --experiment airbench94 --methods dense flipout rigl --device cuda --steps 10 --rounds 3 --warmup 3 --out "$OUT/bench_airbench"
 step synthetic_cifar 20 "$PY" "$TOOLS" write-cifar "$OUT/data" --train 10000 --test 2000
 RUN=(model=vgg19 method=flipout sparsity=0.75 epochs=3 schedule.rounding=exact device=cuda progress=false)
 for prec in fp32 bf16; do

@@ -139,7 +139,7 @@ def summarise(out: Path) -> dict:
                                    if {"flipout", "flipout_no_noise"} <= set(b["methods"]) else None)}
              for b in bench]
     runs = {p: _read_json(out / f"run_{p}.json") for p in ("fp32", "bf16")}
-    result = {"steps": steps, "cuda_tests": _junit(out / "cuda_tests.xml"), "bench": cells, "runs": runs,
+    result = {"airbench": airbench(out), "steps": steps, "cuda_tests": _junit(out / "cuda_tests.xml"), "bench": cells, "runs": runs,
               "inference": _read_json(out / "inference.json"), "decode": _read_json(out / "decode.json"),
               "semi_structured": (_read_json(out / "inference_2_4.json") or {}).get("semi_structured"),
               "ok": bool(steps) and all(s["status"] == "ok" for s in steps)
@@ -147,6 +147,27 @@ def summarise(out: Path) -> dict:
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "gpu_check.md").write_text(markdown(result))
     return result
+
+
+#: scripts/gpu_check.sh's airbench94 targets on an H100: seconds a run, dense and FlipOut; mean test accuracy %
+AIRBENCH_TARGETS = {"dense_s": 6.0, "flipout_s": 7.0, "dense_acc": 94.0, "step_ratio": 1.10}
+
+
+def airbench(out: Path) -> dict:
+    """The airbench94 runs (their training seconds and test accuracy, dense and FlipOut) and the training step
+    of dense, FlipOut and RigL (ratios to dense), beside :data:`AIRBENCH_TARGETS`."""
+    runs = [_read_json(p) for p in sorted((out / "results_airbench").glob("runs/**/summary.json"))]
+    runs = [r for r in runs if r]
+    dense = [r for r in runs if r.get("method") == "dense"]
+    flip = [r for r in runs if r.get("method") == "flipout"]
+    bench = (_read_json(out / "bench_airbench" / "cuda.json") or [None])[-1]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {"targets": AIRBENCH_TARGETS, "dense_seconds": [r.get("wall_time_s") for r in dense],
+            "dense_acc": [r.get("final_test_acc") for r in dense],
+            "dense_acc_mean": mean([r["final_test_acc"] for r in dense if r.get("final_test_acc") is not None]),
+            "flipout_seconds": [r.get("wall_time_s") for r in flip], "flipout_acc": [r.get("final_test_acc") for r in flip],
+            "step_ratio": None if not bench else {m: r["ratio_to_dense"] for m, r in bench["methods"].items()},
+            "device_name": None if not bench else bench.get("device_name")}
 
 
 def _f(v: object, fmt: str = "{:.0f}") -> str:
@@ -161,6 +182,17 @@ def markdown(r: dict) -> str:
     t = r["cuda_tests"]
     lines += ["", "CUDA tests: " + ("no report" if t is None else
                                    f"{t['passed']} passed, {t['failures'] + t['errors']} failed, {t['skipped']} skipped")]
+    ab = r.get("airbench") or {}
+    t = ab.get("targets", AIRBENCH_TARGETS)
+    secs = lambda xs: ", ".join(_f(x, "{:.2f}") for x in xs) or "-"  # noqa: E731
+    lines += ["", f"airbench94 (targets on an H100: dense under {t['dense_s']:g} s, FlipOut under {t['flipout_s']:g} s a"
+              f" run; {t['dense_acc']:g} % mean test accuracy dense, on real CIFAR-10; FlipOut and RigL steps within"
+              f" {t['step_ratio']:.2f}x of dense):",
+              f"- dense runs: {secs(ab.get('dense_seconds', []))} s; test acc {secs(ab.get('dense_acc', []))} %"
+              f" (mean {_f(ab.get('dense_acc_mean'), '{:.2f}')})",
+              f"- FlipOut 93.75 %: {secs(ab.get('flipout_seconds', []))} s; test acc {secs(ab.get('flipout_acc', []))} %",
+              "- step / dense: " + (", ".join(f"{m} {v:.3f}" for m, v in ab["step_ratio"].items())
+                                    if ab.get("step_ratio") else "-")]
     methods = ["dense", "global_magnitude", "flipout_no_noise", "flipout"]
     lines += ["", "| model | precision | compile | " + " | ".join(f"{m} img/s" for m in methods)
               + " | flipout / dense | flipout / no-noise |", "|---|---|---|" + "---:|" * (len(methods) + 2)]

@@ -17,7 +17,8 @@ spec = importlib.util.spec_from_file_location("gpu_check_tools", REPO / "scripts
 tools = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tools)
 
-STEPS = ["install", "gpu_visible", "cuda_tests", "synthetic_cifar", "run_fp32", "check_fp32", "run_bf16", "check_bf16",
+STEPS = ["install", "gpu_visible", "cuda_tests", "synthetic_cifar_full", "airbench_dense", "airbench_flipout",
+         "bench_airbench", "synthetic_cifar", "run_fp32", "check_fp32", "run_bf16", "check_bf16",
          "inference", "run_2_4", "inference_2_4", "decode_bench"] + [f"bench_{m}_{p}_{c}" for c in ("eager", "compiled") for m in ("vgg19", "resnet18")
                          for p in ("fp32", "bf16")] + ["summary"]
 
@@ -34,9 +35,11 @@ def test_dry_run_lists_every_step_with_its_limit_and_runs_nothing(tmp_path):
     assert [line.split("]")[0][1:] for line in lines] == STEPS
     assert all("(at most" in line for line in lines[:-1])
     assert "pip install -q -e .[dev]" in lines[0] and "-m cuda" in lines[2]
-    assert "pattern=nm" in lines[9] and "device=cuda" in lines[9] and "results_2_4 -- --batches 1 64" in lines[10]
-    assert "decode_bench.py" in lines[11] and "--device cuda" in lines[11]
-    assert "precision=bf16" in lines[6] and "--compile" in lines[-2] and "--compile" not in lines[11]
+    assert "experiment=airbench94" in lines[4] and "seed=0,1,2,3,4" in lines[4] and "-m" in lines[4].split()
+    assert "method=flipout" in lines[5] and "--experiment airbench94" in lines[6] and "rigl" in lines[6]
+    assert "pattern=nm" in lines[13] and "device=cuda" in lines[13] and "results_2_4 -- --batches 1 64" in lines[14]
+    assert "decode_bench.py" in lines[15] and "--device cuda" in lines[15]
+    assert "precision=bf16" in lines[10] and "--compile" in lines[-2] and "--compile" not in lines[15]
     assert not out.exists()
 
 
@@ -131,3 +134,20 @@ def test_the_summary_of_nothing_still_writes_both_files(tmp_path):
     assert "| fp32 | - | - | no result |" in md and "2:4 semi-structured: no result" in md
     skipped = tools.semi_structured_lines({"skipped": "no Linear layer has a 2:4 mask"})
     assert skipped == ["", "2:4 semi-structured: skipped: no Linear layer has a 2:4 mask"]
+
+
+def test_the_airbench_summary(tmp_path):
+    for i, (method, secs, acc) in enumerate([("dense", 5.5, 93.9), ("dense", 5.2, 94.1), ("flipout", 6.6, 93.0)]):
+        folder = tmp_path / "results_airbench" / "runs" / f"r{i}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"method": method, "wall_time_s": secs,
+                                                         "final_test_acc": acc}))
+    (tmp_path / "bench_airbench").mkdir()
+    (tmp_path / "bench_airbench" / "cuda.json").write_text(json.dumps([{"device_name": "FakeGPU", "methods": {
+        "dense": {"ratio_to_dense": 1.0}, "flipout": {"ratio_to_dense": 1.04}, "rigl": {"ratio_to_dense": 1.2}}}]))
+    r = tools.summarise(tmp_path)["airbench"]
+    assert r["dense_seconds"] == [5.5, 5.2] and r["dense_acc_mean"] == pytest.approx(94.0)
+    assert r["flipout_seconds"] == [6.6] and r["step_ratio"]["rigl"] == 1.2
+    md = (tmp_path / "gpu_check.md").read_text()
+    assert "- dense runs: 5.50, 5.20 s; test acc 93.90, 94.10 % (mean 94.00)" in md
+    assert "- step / dense: dense 1.000, flipout 1.040, rigl 1.200" in md and "under 6 s" in md

@@ -21,6 +21,7 @@ counted from 0, as in STR.
 from __future__ import annotations
 
 import math
+import warnings
 from bisect import bisect_right
 from typing import Sequence
 
@@ -60,9 +61,17 @@ def triangle_factor(step: int, steps: int) -> float:
 
 
 class PerStepLR(torch.optim.lr_scheduler.LambdaLR):
-    """A LambdaLR of the step: the loop calls ``step()`` after every optimizer step (``per_step``)."""
+    """A LambdaLR of the step: the loop calls ``step()`` after every optimizer step (``per_step``), also after
+    a step a method took in the optimizer's place (RigL's mask updates), where torch would warn that the
+    optimizer has not stepped; the rate is a function of the step count alone, so the order does not matter."""
 
     per_step = True
+
+    def step(self, epoch: int | None = None) -> None:
+        """The next step's rate."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+            super().step()
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_epochs: int, epochs: int,
