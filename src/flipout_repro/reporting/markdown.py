@@ -1,7 +1,7 @@
 """The table files: per model and data set a Markdown file (what a reader sees: one section per protocol,
-reporting/sections.py) and a CSV (every number of every cell), and runs.csv (one row per run). The
-accuracy is the final epoch's everywhere; the best epoch's has its own column and is never used for a
-comparison.
+reporting/sections.py, each followed by the ranks of its settings at each sparsity, reporting/ranks.py)
+and a CSV (every number of every cell), runs.csv (one row per run) and ranks.csv. The accuracy is the final
+epoch's everywhere; the best epoch's has its own column and is never used for a comparison.
 """
 from __future__ import annotations
 
@@ -43,11 +43,12 @@ ABOUT_EFFECTIVE = ("Effective sparsity (shown where it differs from the nominal 
                    " over seeds.")
 ABOUT_RANKS = ("Ranks (under a protocol's table, where two settings or more at one sparsity ran two seeds or more in"
                " common): the settings of each sparsity, layer budget and pattern ranked by their final mean over the"
-               " seeds they all ran (1: best); 95 % interval of the rank: a paired bootstrap over those seeds ({n}"
-               " resamples, fixed generator seed); the smallest difference a paired t-test on those seeds detects at"
-               " 5 % two-sided with 80 % power, (t(0.975, n−1) + t(0.80, n−1)) · sd / √n, sd the median over pairs of"
-               " settings of the std of their per-seed differences. Dense and methods whose sparsity is an outcome"
-               " are not ranked.").format(n=f"{ranks.RESAMPLES:,}")
+               " seeds they all ran (1: best); 95 % interval of the rank (from {k} seeds in common): a paired"
+               " bootstrap over those seeds ({n} resamples, fixed generator seed); the smallest difference a paired"
+               " t-test on those seeds detects at 5 % two-sided with 80 % power, (t(0.975, n−1) + t(0.80, n−1))"
+               " · sd / √n, sd the median over pairs of settings of the std of their per-seed differences. Dense"
+               " and methods whose sparsity is an outcome are not ranked.").format(n=f"{ranks.RESAMPLES:,}",
+                                                                              k=ranks.MIN_INTERVAL_SEEDS)
 ABOUT_SPEED = ("CPU speed-up: dense latency / latency with the pruned Linear layers as sparse CSR, at batch 1 and"
                " 64 (flipout-bench --inference on the run; below 1x: slower), mean over the seeds measured.")
 
@@ -127,6 +128,7 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
 def _ranks(cells: pd.DataFrame, ranked: pd.DataFrame, skipped: list) -> str:
     """The Ranks subsection of one protocol's ``cells`` ('' when none of its groups is ranked)."""
     protocol = cells["protocol"].iloc[0]
-    mine = [(g, why) for g, why in skipped if g.cells["protocol"].iloc[0] == protocol
-            and g.cells["model"].iloc[0] == cells["model"].iloc[0] and g.cells["dataset"].iloc[0] == cells["dataset"].iloc[0]]
+    first = cells.iloc[0]
+    mine = [(g, why) for g, why in skipped
+            if tuple(g.cells[["model", "dataset", "protocol"]].iloc[0]) == (first["model"], first["dataset"], protocol)]
     return ranks.markdown(ranked[ranked["protocol"] == protocol], mine)

@@ -7,19 +7,23 @@ final-epoch test accuracy over the seeds that **all** the settings of the group 
 
 - **rank**: 1 for the highest mean over the shared seeds; tied means share the average of their places
   (two settings tied for the top: 1.5 each).
-- **95 % interval of the rank**: a paired bootstrap over the shared seeds. Each of RESAMPLES resamples
-  draws n of the n seeds with replacement (the same draw for every setting: the seed's shared part,
-  initialisation and data order, stays paired), recomputes each setting's mean and ranks them; the
-  interval is the 2.5 % and 97.5 % quantiles of a setting's ranks (numpy's ``inverted_cdf``: ranks that
-  occurred). The generator is numpy's default one with the fixed seed GENERATOR_SEED, started afresh per
-  group: a report is reproducible, and a group's interval does not depend on what else is in the report.
+- **95 % interval of the rank** (from MIN_INTERVAL_SEEDS shared seeds): a paired bootstrap over the shared
+  seeds. Each of RESAMPLES resamples draws n of the n seeds with replacement (the same draw for every
+  setting: the seed's shared part, initialisation and data order, stays paired), recomputes each setting's
+  mean and ranks them; the interval is the 2.5 % and 97.5 % quantiles of a setting's ranks (numpy's
+  ``inverted_cdf``: ranks that occurred). The generator is numpy's default one with the fixed seed
+  GENERATOR_SEED, started afresh per group: a report is reproducible, and a group's interval does not
+  depend on what else is in the report. Each interval is its setting's own, not a joint statement.
 - **smallest detectable difference** (MDE) of a paired t-test at 5 % two-sided with 80 % power on n shared
   seeds: (t(0.975, n − 1) + t(0.80, n − 1)) · sd_d / √n, with sd_d the median, over every pair of settings of
   the group, of the sample std (ddof 1) of their per-seed differences. The sum of the two quantiles is the
   usual normal-shift approximation of the power of the t-test (slightly optimistic for very few seeds).
 
-A group of two settings or more whose settings share fewer than two seeds is not ranked (no interval, no
-paired spread): ``unranked`` says so and which setting has the fewest seeds.
+With fewer than MIN_INTERVAL_SEEDS shared seeds the ranks have no interval: the bootstrap cannot be trusted
+on so few (with 2 seeds it has three distinct resamples; a setting below another on every seed is below it on
+every resample, an order a sign test confirms at 5 % only from 6 seeds on). A group of two settings or more
+whose settings share fewer than two seeds is not ranked (no paired spread either): ``unranked`` says so and
+which setting has the fewest seeds.
 """
 from __future__ import annotations
 
@@ -36,6 +40,10 @@ from flipout_repro.reporting.stats import LEVEL, t_quantile
 
 RESAMPLES = 10_000
 GENERATOR_SEED = 0
+#: Fewer shared seeds than this: ranks without an interval. A setting below another on all n seeds is below
+#: it on every resample, an interval that excludes the swap; a sign test gives that pattern p = 2^(1 − n),
+#: under 5 % only from n = 6.
+MIN_INTERVAL_SEEDS = 6
 POWER = 0.80
 #: Rounded to this many decimals before ranking, so means equal but for floating-point noise tie.
 TIE_DECIMALS = 9
@@ -133,6 +141,8 @@ def rank_rows(cells: pd.DataFrame, resamples: int = RESAMPLES) -> pd.DataFrame:
             continue
         values = np.array([[f[s] for s in seeds] for f in g.cells["finals"]])
         rank, lo, hi = bootstrap_ranks(values, resamples)
+        if len(seeds) < MIN_INTERVAL_SEEDS:
+            lo = hi = np.full(len(rank), math.nan)
         sd = paired_spread(values)
         smallest = mde(len(seeds), sd)
         for (_, c), v, r, a, b in zip(g.cells.iterrows(), values, rank, lo, hi):
@@ -199,10 +209,14 @@ def markdown(rows: pd.DataFrame, skipped: list[tuple[Group, str]]) -> str:
         n, k = int(part["n_paired"].iloc[0]), int(part["n_settings"].iloc[0])
         more = int((part["n_seeds"] > n).sum())
         left = f" (the other seeds of {more} setting{'s' if more > 1 else ''} left out)" if more else ""
+        bare = n < MIN_INTERVAL_SEEDS
         lines += [f"{head}: {k} settings on the {n} seeds they all ran{left}; "
-                  f"{mde_line(n, part['mde'].iloc[0], part['sd_diff'].iloc[0], k * (k - 1) // 2)}.", "",
-                  "| rank [95 % interval] | setting | final test acc, mean ± std |", "|---|---|---|"]
-        lines += [f"| {_rank(r.rank)} [{_rank(r.rank_lo)}, {_rank(r.rank_hi)}] | {r.label} |"
+                  f"{mde_line(n, part['mde'].iloc[0], part['sd_diff'].iloc[0], k * (k - 1) // 2)}."
+                  + (f" No interval on the ranks: fewer than {MIN_INTERVAL_SEEDS} seeds." if bare else ""), "",
+                  f"| rank{'' if bare else ' [95 % interval]'} | setting | final test acc on those seeds,"
+                  " mean ± std |",
+                  "|---|---|---|"]
+        lines += [f"| {_rank(r.rank)}{'' if bare else f' [{_rank(r.rank_lo)}, {_rank(r.rank_hi)}]'} | {r.label} |"
                   f" {r.paired_mean:.2f} ± {r.paired_std:.2f} |" for r in part.itertuples()]
         lines.append("")
     return "\n".join(lines) + "\n"
