@@ -1,8 +1,9 @@
 """The report: every summary.json under <results_dir>/runs (or those ``--where`` and ``--sweep`` pick) ->
 per model and data set a table file with one section per protocol (Markdown + CSV) beside the published
 numbers and a baseline method, per protocol an accuracy-vs-sparsity figure and a forest plot of the
-differences to the baseline (PNG + CSV), the list of sweep runs still missing, and where every published
-table stands (tables/published.md)."""
+differences to the baseline (PNG + CSV), the ranks of the settings at each sparsity with their intervals
+(tables/ranks.csv), the list of sweep runs still missing, and where every published table stands
+(tables/published.md)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -69,9 +69,9 @@ def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str, among: str 
                  & (cells["n_seeds"].fillna(0) > 0) & ~cells["sparsity_is_outcome"].astype(bool)]
     if pool.empty:
         return None, f"no {baseline} runs{among} with this protocol"
-    same = pool[[_shared(b) == _shared(c["identity"]) for b in pool["identity"]]]
+    same = pool[[shared_axes(b) == shared_axes(c["identity"]) for b in pool["identity"]]]
     if same.empty:
-        fc, fbs = _flat_shared(c["identity"]), [_flat_shared(b) for b in pool["identity"]]
+        fc, fbs = flat_shared(c["identity"]), [flat_shared(b) for b in pool["identity"]]
         keys = sorted({k for fb in fbs for k in {*fc, *fb} if fc.get(k) != fb.get(k)})
         mine = ", ".join(f"{key_words(k)}={fc.get(k)}" for k in keys)
         theirs = sorted({", ".join(f"{key_words(k)}={fb.get(k)}" for k in keys) for fb in fbs})
@@ -84,12 +84,12 @@ def _baseline_cell(cells: pd.DataFrame, c: pd.Series, baseline: str, among: str 
     return at.sort_values("n_seeds", ascending=False, kind="stable").iloc[0], ""
 
 
-def _shared(ident: Identity) -> dict:
+def shared_axes(ident: Identity) -> dict:
     """The axes a cell and its baseline share: layer budget and pattern."""
     return {k: ident.axes.get(k) for k in SHARED_AXES}
 
 
-def _flat_shared(ident: Identity) -> dict:
+def flat_shared(ident: Identity) -> dict:
     """``{"budget.name": "erk", "pattern.name": "unstructured"}``: SHARED_AXES in ``--where``'s words."""
     return {f"{k}.{key}": v for k in SHARED_AXES for key, v in (ident.axes.get(k) or {}).items()}
 

@@ -1,7 +1,7 @@
 """The table files: per model and data set a Markdown file (what a reader sees: one section per protocol,
-reporting/sections.py) and a CSV (every number of every cell), and runs.csv (one row per run). The
-accuracy is the final epoch's everywhere; the best epoch's has its own column and is never used for a
-comparison.
+reporting/sections.py, each followed by the ranks of its settings at each sparsity, reporting/ranks.py)
+and a CSV (every number of every cell), runs.csv (one row per run) and ranks.csv. The accuracy is the final
+epoch's everywhere; the best epoch's has its own column and is never used for a comparison.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 
 from flipout_repro.figure_style import natural_key
 from flipout_repro.reporting.compare import COMPARISON_COLUMNS, published_summary
+from flipout_repro.reporting import ranks
 from flipout_repro.reporting.derived import CONTROL_COLUMNS, control_rows, controls_markdown, parents_markdown
 from flipout_repro.reporting.sections import section, shows_effective
 from flipout_repro.reporting.tables import OBJECT_COLUMNS
@@ -40,6 +41,14 @@ ABOUT_COMPUTE = ("Train compute: the multiply-adds of all training steps (3x the
 ABOUT_EFFECTIVE = ("Effective sparsity (shown where it differs from the nominal one): kept weights that no path from"
                    " the input to the output runs through counted as pruned too (Vysogorets & Kempe 2023), mean"
                    " over seeds.")
+ABOUT_RANKS = ("Ranks (under a protocol's table, where two settings or more at one sparsity ran two seeds or more in"
+               " common): the settings of each sparsity, layer budget and pattern ranked by their final mean over the"
+               " seeds they all ran (1: best); 95 % interval of the rank (from {k} seeds in common): a paired"
+               " bootstrap over those seeds ({n} resamples, fixed generator seed); the smallest difference a paired"
+               " t-test on those seeds detects at 5 % two-sided with 80 % power, (t(0.975, n−1) + t(0.80, n−1))"
+               " · sd / √n, sd the median over pairs of settings of the std of their per-seed differences. Dense"
+               " and methods whose sparsity is an outcome are not ranked.").format(n=f"{ranks.RESAMPLES:,}",
+                                                                              k=ranks.MIN_INTERVAL_SEEDS)
 ABOUT_SPEED = ("CPU speed-up: dense latency / latency with the pruned Linear layers as sparse CSR, at batch 1 and"
                " 64 (flipout-bench --inference on the run; below 1x: slower), mean over the seeds measured.")
 
@@ -65,12 +74,14 @@ def protocols(part: pd.DataFrame) -> list[pd.DataFrame]:
 
 def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md: dict[tuple, str],
                  baseline: str = "global_magnitude", root: Path | None = None) -> list[Path]:
-    """<out>/<model>-<dataset>.md and .csv per pair, <out>/runs.csv, and <out>/controls.csv where there are
-    controls (reporting/derived.py); returns the files written. ``cells``: after compare.attach_comparisons
+    """<out>/<model>-<dataset>.md and .csv per pair, <out>/runs.csv, <out>/controls.csv where there are
+    controls (reporting/derived.py) and <out>/ranks.csv where settings are ranked (reporting/ranks.py);
+    returns the files written. ``cells``: after compare.attach_comparisons
     and tables.short_labels; ``root``: the results folder, which the parents' folders are named relative to."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     controls = control_rows(cells)
+    ranked, skipped = ranks.rank_rows(cells), ranks.unranked(cells)
     for (model, dataset), part in cells.groupby(["model", "dataset"], sort=True):
         stem = out / f"{path_name(model, 'model.name')}-{path_name(dataset, 'dataset.name')}"
         part = part.reindex(columns=CSV_COLUMNS + [c for c in part.columns if c not in CSV_COLUMNS])
@@ -90,11 +101,14 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
             about.append(ABOUT_COMPUTE)
         if part[["speedup_b1", "speedup_b64"]].notna().any().any():
             about.append(ABOUT_SPEED)
+        mine = ranked[(ranked["model"] == model) & (ranked["dataset"] == dataset)]
+        if len(mine):
+            about.append(ABOUT_RANKS)
         summary = published_summary(part)
         cost = cost_line(runs[(runs["model"] == model) & (runs["dataset"] == dataset)])
         text = (f"# {model} on {dataset}\n\n" + "\n".join(about) + "\n\n" + (f"**{summary}**\n\n" if summary else "")
                 + (f"{cost}\n\n" if cost else "")
-                + "\n".join(section(g, baseline) for g in protocols(part))
+                + "\n".join(section(g, baseline) + _ranks(g, mine, skipped) for g in protocols(part))
                 + controls_markdown(controls[(controls["model"] == model) & (controls["dataset"] == dataset)])
                 + parents_markdown(runs[(runs["model"] == model) & (runs["dataset"] == dataset)], part, root)
                 + missing_md.get((model, dataset), ""))
@@ -105,4 +119,16 @@ def write_tables(cells: pd.DataFrame, runs: pd.DataFrame, out: Path, missing_md:
     if len(controls):
         atomic_write_text(out / "controls.csv", controls[CONTROL_COLUMNS].to_csv(index=False, float_format="%.6g"))
         written.append(out / "controls.csv")
+    if len(ranked):
+        atomic_write_text(out / "ranks.csv", ranked[ranks.RANK_COLUMNS].to_csv(index=False, float_format="%.6g"))
+        written.append(out / "ranks.csv")
     return written + [out / "runs.csv"]
+
+
+def _ranks(cells: pd.DataFrame, ranked: pd.DataFrame, skipped: list) -> str:
+    """The Ranks subsection of one protocol's ``cells`` ('' when none of its groups is ranked)."""
+    protocol = cells["protocol"].iloc[0]
+    first = cells.iloc[0]
+    mine = [(g, why) for g, why in skipped
+            if tuple(g.cells[["model", "dataset", "protocol"]].iloc[0]) == (first["model"], first["dataset"], protocol)]
+    return ranks.markdown(ranked[ranked["protocol"] == protocol], mine)
