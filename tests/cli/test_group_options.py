@@ -11,7 +11,7 @@ from flipout_repro.cli.overrides import unknown_option
                          " conf/method/*.yaml, flipout-train --help lists them)"),
     (["model=vgg91"], "model='vgg91' is not a model: did you mean vgg19 or vgg16?"),
     (["dataset=cifar"], "dataset='cifar' is not a data set: did you mean cifar10 or cifar100?"),
-    (["experiment=quikstart"], "experiment='quikstart' is not an experiment: did you mean quickstart or lottery_quickstart?"),
+    (["experiment=quikstart"], "experiment='quikstart' is not an experiment: did you mean quickstart or lottery_quickstart or airbench_quickstart?"),
     (["+sweep=tinyy"], "+sweep='tinyy' is not a sweep preset: did you mean tiny?"),
     (["-m", "method=flipout,snp"], "method='snp' is not a method: did you mean snip?"),
 ])

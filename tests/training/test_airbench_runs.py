@@ -80,3 +80,12 @@ def test_stop_between_lookahead_updates_resumes_exactly(airbench_cfg, tmp_path, 
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert resumed["final_test_acc"] == reference["final_test_acc"]
+
+
+def test_an_imp_fine_tuning_level_starts_at_its_step_of_the_triangle(airbench_cfg):
+    cfg = airbench_cfg("method=imp", "method.rewind=finetune", "method.finetune_epochs=1", "sparsity=0.36")
+    s = run(cfg)
+    assert s["status"] == "completed" and s["imp"]["level"] == 2
+    [epoch] = records(s)  # a level trains the last epoch only: steps 15-21 of 21
+    assert epoch["epoch"] == 3 and epoch["step"] == 3 * SPE
+    assert epoch["lr"] == pytest.approx(cfg.optim.lr * triangle_factor(2 * SPE, 3 * SPE))

@@ -229,11 +229,13 @@ def _level_start(cfg: DictConfig, b: Built, parent: RunDir, method: IMP) -> Trai
     if method.rewind == "lr":
         return TrainState()
     first = int(cfg.epochs) - finetune_epochs(cfg, method)
+    spe = b.data.steps_per_epoch(int(cfg.batch_size))
+    per_step = getattr(b.lr_scheduler, "per_step", False)  # a rate set every step (optim.schedule=triangle)
     with warnings.catch_warnings():  # stepping the schedule before any optimizer step is the point here
         warnings.simplefilter("ignore")
-        for _ in range(first):
+        for _ in range(first * spe if per_step else first):
             b.lr_scheduler.step()
-    return TrainState(epoch=first, step=first * b.data.steps_per_epoch(int(cfg.batch_size)))
+    return TrainState(epoch=first, step=first * spe)
 
 
 def finetune_epochs(cfg: DictConfig, method: IMP) -> int:
