@@ -27,3 +27,19 @@ def test_a_level_the_protocol_cannot_reach_is_refused(tmp_path):
                           f"results_dir={tmp_path}"))
     msg = str(err.value)
     assert msg.startswith("epochs=10 is too short") and "epochs>=11" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("override, start", [
+    ("loss.reduction=avg", "loss.reduction='avg' is not a valid choice: use one of mean, sum"),
+    ("tta=3", "tta=3 is not a valid choice"),
+    ("dataset.crop_fill=edge", "dataset.crop_fill='edge' is not a valid choice"),
+    ("optim.lookahead_every=-1", "optim.lookahead_every=-1 must be"),
+    ("optim.norm_lr_scale=0", "optim.norm_lr_scale=0"),
+    ("optim.norm_weight_decay=-0.1", "optim.norm_weight_decay=-0.1"),
+    ("optim.warmup_epochs=2", "optim.warmup_epochs=2 does not apply to optim.schedule=triangle"),
+])
+def test_the_protocols_keys_refuse_bad_values_in_one_line(override, start, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("experiment=airbench94", override, f"results_dir={tmp_path}"))
+    assert str(err.value).startswith(start) and "\n" not in str(err.value)
+    assert not any(tmp_path.iterdir())

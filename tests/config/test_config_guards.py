@@ -69,7 +69,8 @@ def test_a_run_folders_config_cannot_run_code_either(tmp_path):
 
 
 FLOAT_KEYS = ["sparsity", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.gamma", "optim.betas",
-              "optim.eps", "loss.label_smoothing", "dataset.mean", "dataset.std", "dataset.train_fraction"]
+              "optim.eps", "loss.label_smoothing", "dataset.mean", "dataset.std", "dataset.train_fraction",
+              "optim.norm_lr_scale", "optim.norm_weight_decay"]
 #: the groups of the schema, with their prefixes: the top level, every optimiser, loss and dataset
 SECTIONS = [(schema.RunConfig, ""), *[(spec.schema, "optim.") for spec in OPTIMIZERS.values()],
             (schema.LossConfig, "loss."), (schema.DatasetConfig, "dataset.")]
@@ -124,7 +125,7 @@ def test_method_and_schedule_knobs_are_typed_by_their_constructor(overrides, mes
 
 
 BOOL_KEYS = ["resume", "progress", "compile", "deterministic", "quantize", "optim.nesterov", "dataset.download",
-             "dataset.flip", "dataset.verify"]
+             "dataset.flip", "dataset.verify", "dataset.flip_alternate", "dataset.drop_last"]
 
 
 def test_every_bool_key_of_the_schema_is_in_this_list():
@@ -227,6 +228,8 @@ def test_the_schema_lists_only_keys_checked_here():
         "logger",  # tests/training/test_trackers.py
         "dataset.decode",  # tests/data/test_jpeg_device.py
         "parent.run", "parent.hash",  # tests/training/test_derived_runs.py
+        # the airbench protocol's keys (tests/config/test_airbench_sweep.py, tests/data/test_airbench_augment.py)
+        "loss.reduction", "dataset.crop_fill", "optim.lookahead_every", "tta",
         # budget= and pattern= (tests/training/test_axes_runs.py)
         "budget.name", "budget.dense_first", "budget.dense_last", "pattern.name", "pattern.n", "pattern.m"}
     assert set(key_paths()) <= checked, set(key_paths()) - checked

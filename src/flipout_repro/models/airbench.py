@@ -40,7 +40,8 @@ class Whitening(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """conv2d with the fixed weight; a detached bias (no gradient, so no update) once it is frozen."""
         bias = self.bias if self.train_bias else self.bias.detach()
-        return F.conv2d(x, self.weight, bias)
+        return F.conv2d(x, self.weight, bias, [1, 1], [0, 0], [1, 1], 1)  # stride, padding, dilation, groups: as
+        # lists, which int8 tracing needs
 
     @torch.no_grad()
     def init_from(self, images: torch.Tensor, eps: float = 5e-4) -> None:
@@ -58,18 +59,18 @@ class Whitening(nn.Module):
         self.weight.copy_(torch.cat((filters, -filters)))
 
 
-class AirbenchBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d with airbench's eps and momentum and a weight frozen at 1 (L171-177)."""
-
-    def __init__(self, channels: int, momentum: float = 0.6, eps: float = 1e-12) -> None:
-        super().__init__(channels, eps=eps, momentum=1 - momentum)
-        self.weight.requires_grad = False
+def airbench_batchnorm(channels: int, momentum: float = 0.6, eps: float = 1e-12) -> nn.BatchNorm2d:
+    """A plain BatchNorm2d (so that tools that know torch's layers, int8 quantization among them, know it)
+    with airbench's eps and momentum and its weight frozen at 1 (L171-177)."""
+    bn = nn.BatchNorm2d(channels, eps=eps, momentum=1 - momentum)
+    bn.weight.requires_grad = False
+    return bn
 
 
 def identity_conv(cin: int, cout: int) -> nn.Conv2d:
     """A 3x3 'same' conv without bias: PyTorch's default initialisation, then its first ``cin`` filters the
     identity (L179-188)."""
-    conv = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
+    conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)  # "same" for 3x3 (int8 kernels take numbers only)
     with torch.no_grad():
         nn.init.dirac_(conv.weight[:cin])
     return conv
@@ -82,9 +83,9 @@ class ConvGroup(nn.Module):
         super().__init__()
         self.conv1 = identity_conv(cin, cout)
         self.pool = nn.MaxPool2d(2)
-        self.norm1 = AirbenchBatchNorm(cout, momentum)
+        self.norm1 = airbench_batchnorm(cout, momentum)
         self.conv2 = identity_conv(cout, cout)
-        self.norm2 = AirbenchBatchNorm(cout, momentum)
+        self.norm2 = airbench_batchnorm(cout, momentum)
         self.activ = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
