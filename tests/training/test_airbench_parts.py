@@ -103,3 +103,11 @@ def test_test_time_views_by_hand():
                                                      + f(down_right.flip(-1)))
     assert torch.allclose(tta_logits(f, x, 2), expect, atol=1e-4)
     assert up_left[0, 0, 1, 1] == x[0, 0, 0, 0] and down_right[0, 0, 0, 0] == x[0, 0, 1, 1]
+
+
+def test_lookahead_weights_are_the_sources_float32_table():
+    lin = nn.Linear(2, 1, bias=False)
+    la = Lookahead(lin, Masks.for_model(lin), every=5, steps=476)
+    table = 0.95 ** 5 * (torch.arange(477) / 476) ** 3  # legacy/airbench94.py:392, a float32 tensor
+    assert all(la.decay(s) == table[s].item() for s in range(477))
+    assert la.decay(476) == pytest.approx(0.7738, abs=1e-4) and la.decay(5) == pytest.approx(9.0e-7, rel=0.01)

@@ -33,8 +33,10 @@ class Lookahead:
             self.slow[k].copy_(live.detach())
 
     def decay(self, step: int) -> float:
-        """The slow copy's weight at step ``step`` (counted from 1, after that step's update)."""
-        return 0.95 ** self.every * (step / self.steps) ** 3
+        """The slow copy's weight at step ``step`` (counted from 1, after that step's update), computed in
+        float32 as the source's table (legacy/airbench94.py:392), so the two agree to the bit."""
+        t = torch.tensor(step, dtype=torch.float32) / self.steps
+        return float(0.95 ** self.every * t ** 3)
 
     @torch.no_grad()
     def after_step(self, step: int) -> None:
