@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         shape = tuple(a.input_shape) if a.input_shape else (cfg.dataset.in_channels, cfg.dataset.image_size,
                                                              cfg.dataset.image_size)
         a.batch_size = a.batch_size or cfg.batch_size
+        a.channels_last = a.channels_last or cfg.channels_last is True  # the preset's layout (airbench94: true)
     a.batch_size = a.batch_size or 128
     device = guard("flipout-bench", lambda: resolve_device(a.device))
     path = Path(a.out) / f"{device.type}.json"
