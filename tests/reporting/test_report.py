@@ -211,7 +211,7 @@ def test_missing_md_details_only_the_sweeps_started(results):
                      " preset)", "## paper_vgg19_dense: 2 of its 3 jobs done",
                      "## paper_vgg19_hoyer: 1 of its 13 jobs done"]
     assert r["missing"] == 71 + 1 + 12
-    assert ("Not started (no run on disk), not listed: dst_quickstart, force_quickstart, force_vgg19,"
+    assert ("Not started (no run on disk), not listed: airbench_dense, airbench_methods, dst_quickstart, force_quickstart, force_vgg19,"
             " force_vgg19_baselines, imp_quickstart, imp_quickstart_baselines, paper_densenet121," in text)
     assert "## Missing cells" in (results / "tables" / "vgg19-cifar10.md").read_text()
     assert "Missing cells" not in (results / "tables" / "lenet300_100-mnist5k.md").read_text()
