@@ -22,7 +22,7 @@ def test_help_is_the_tools_own():
     out = r.stdout
     assert "powered by Hydra" not in out and out.startswith("flipout-train: train one pruning run")
     assert "method: control, dense, flipout, flipout_no_noise, force" in out  # Hydra's $APP_CONFIG_GROUPS
-    assert "experiment: airbench94, airbench_quickstart, densenet121_imagenette" in out and "schedule: cubic, none, one_shot, periodic" in out
+    assert "experiment: airbench94, airbench95, airbench_quickstart, densenet121_imagenette" in out and "schedule: cubic, none, one_shot, periodic" in out
     assert out.count("\n  flipout-train ") == 4  # the examples: quickstart, paper, sweep, dynamic
     keys = out.split("== Top-level keys")[1].split("== Options")[0]
     for f in dataclasses.fields(schema.RunConfig):  # every top-level key of the schema, one line each
